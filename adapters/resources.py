@@ -1,0 +1,50 @@
+"""The process-wide handles every entry point needs, built from Settings.
+
+Building them connects to nothing: engines and clients connect on first use.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import redis
+from celery import Celery
+
+from adapters.celery_app import make_celery
+from adapters.db import Database, UnitOfWork
+from adapters.redis_client import make_redis
+from adapters.task_queue import TaskQueue
+from config import Settings
+
+
+class Resources:
+    def __init__(self, settings: Settings, celery_app: Celery | None = None,
+                 db_pool_size: int = 5) -> None:
+        self.settings = settings
+        self._celery_app = celery_app
+        self._db_pool_size = db_pool_size
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings.database_url, pool_size=self._db_pool_size)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return make_redis(self.settings.redis_url)
+
+    @cached_property
+    def celery(self) -> Celery:
+        return self._celery_app or make_celery(self.settings)
+
+    @cached_property
+    def queue(self) -> TaskQueue:
+        return TaskQueue(self.celery)
+
+    def uow(self) -> UnitOfWork:
+        return self.db.uow()
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.dispose()
+        if "redis" in self.__dict__:
+            self.redis.close()

@@ -1,0 +1,25 @@
+"""Sending tasks by name, so the web never imports worker code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+log = logging.getLogger(__name__)
+
+
+class TaskQueue:
+    def __init__(self, celery_app: Celery) -> None:
+        self._celery = celery_app
+
+    def send(self, task_name: str, *args: Any) -> bool:
+        """Publish; False (logged) when the broker is unreachable. Callers that must not
+        lose the work have stored it first, so a sweep can send it again."""
+        try:
+            self._celery.send_task(task_name, args=list(args))
+            return True
+        except Exception as exc:  # kombu raises several connection error types
+            log.warning("could not enqueue %s%r: %s", task_name, args, exc)
+            return False

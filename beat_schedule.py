@@ -1,0 +1,28 @@
+"""The periodic jobs (DESIGN.md §7): names and intervals from Settings.
+
+Each periodic message expires within its interval, so a backlog built while
+workers were down never replays a pile of stale ticks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config import Settings
+
+FIVE_MINUTES = 300
+
+
+def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    sweep = settings.sweep_interval_seconds
+
+    def job(task: str, every: int) -> dict[str, Any]:
+        return {"task": task, "schedule": float(every),
+                "options": {"expires": float(every), "queue": "maintenance"}}
+
+    return {
+        "expire-payments": job("maintenance.expire_payments", sweep),
+        "expire-orders": job("maintenance.expire_orders", FIVE_MINUTES),
+        "redeliver-callbacks": job("maintenance.redeliver_callbacks", sweep),
+        "sync-pending": job("maintenance.sync_pending", FIVE_MINUTES),
+    }

@@ -1,0 +1,129 @@
+"""The `payments` console script (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from config import ConfigError, Settings
+from domain.errors import DomainError
+
+SWEEPS = ("expire-payments", "expire-orders", "redeliver", "sync")
+
+
+def _resources() -> Any:
+    from adapters.resources import Resources  # noqa: PLC0415 - keep `--help` fast
+
+    return Resources(Settings.from_env())
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from devstack.up import run  # noqa: PLC0415
+
+    return run()
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from services.api_keys import create_api_key  # noqa: PLC0415
+
+    res = _resources()
+    try:
+        key = create_api_key(res.uow(), args.role, user_id=args.user_id, name=args.name)
+    finally:
+        res.close()
+    who = "admin" if args.role == "admin" else f"user {args.user_id}"
+    print(f"created {args.role} key for {who}; it is shown once, store it now:")
+    print(key)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from adapters.migrate import upgrade_to_head  # noqa: PLC0415
+
+    upgrade_to_head(Settings.from_env().database_url)
+    print("database is at the latest migration")
+    return 0
+
+
+def _sweep_function(job: str) -> Callable[..., Any]:
+    from services import maintenance  # noqa: PLC0415
+
+    return {
+        "expire-payments": maintenance.expire_stale_payments,
+        "expire-orders": maintenance.expire_stale_orders,
+        "redeliver": maintenance.redeliver_stuck_callbacks,
+        "sync": maintenance.sync_processing_payments,
+    }[job]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    res = _resources()
+    started = time.monotonic()
+    try:
+        result = _sweep_function(args.job)(res)
+    finally:
+        res.close()
+    elapsed = time.monotonic() - started
+    print(json.dumps({"job": args.job, "result": result, "seconds": round(elapsed, 3)},
+                     default=str))
+    return 0
+
+
+def cmd_callbacks_replay(args: argparse.Namespace) -> int:
+    from services.callbacks import replay_callback  # noqa: PLC0415
+
+    res = _resources()
+    try:
+        outcome = replay_callback(res, args.callback_id, actor="cli")
+    finally:
+        res.close()
+    print(json.dumps(outcome, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="payments", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("up", help="run the whole stack in the foreground").set_defaults(func=cmd_up)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
+    create = keys.add_parser("create", help="create a key; prints it alone on the last line")
+    create.add_argument("--role", choices=("admin", "user"), required=True)
+    create.add_argument("--user-id", type=int, default=None)
+    create.add_argument("--name", default=None)
+    create.set_defaults(func=cmd_keys_create)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
+    db.add_parser("upgrade", help="migrate to the latest schema").set_defaults(
+        func=cmd_db_upgrade)
+
+    sweep = sub.add_parser("sweep", help="run a maintenance job now")
+    sweep.add_argument("job", choices=SWEEPS)
+    sweep.set_defaults(func=cmd_sweep)
+
+    callbacks = sub.add_parser("callbacks", help="provider callbacks").add_subparsers(
+        dest="callbacks_cmd", required=True)
+    replay = callbacks.add_parser("replay", help="process a stored callback again")
+    replay.add_argument("callback_id", type=int)
+    replay.set_defaults(func=cmd_callbacks_replay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, DomainError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Settings, read once from the environment into a typed object and passed down.
+
+Nothing here connects to anything. When DATABASE_URL / REDIS_URL are not set in
+the environment, the values written by `make up` to `.run/stack.env` are used,
+so the `payments` CLI works in a second terminal next to a running dev stack.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+DEV_WEBHOOK_SECRET = "dev-sandbox-secret"
+DEV_FLOWER_AUTH = "admin:admin"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept postgres://, postgresql:// and postgresql+psycopg:// alike (psycopg 3)."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    if url.startswith("postgresql+psycopg://"):
+        return url
+    raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got {url.split(':', 1)[0]}://")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines, as written by the dev supervisor."""
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number of seconds, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    broker_url: str
+    environment: str = "dev"
+    payment_ttl_seconds: int = 1800
+    order_ttl_seconds: int = 86400
+    sweep_interval_seconds: int = 60
+    callback_tolerance_seconds: int = 300
+    sandbox_webhook_secret: str = DEV_WEBHOOK_SECRET
+    public_base_url: str = "http://127.0.0.1:8000"
+    flower_basic_auth: str = DEV_FLOWER_AUTH
+    run_dir: Path = PROJECT_ROOT / ".run"
+
+    @property
+    def is_dev(self) -> bool:
+        return self.environment in ("dev", "test")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        run_dir = Path(env.get("RUN_DIR") or PROJECT_ROOT / ".run")
+        if not env.get("DATABASE_URL") or not env.get("REDIS_URL"):
+            for key, value in read_env_file(run_dir / "stack.env").items():
+                env.setdefault(key, value)
+                if not env[key]:
+                    env[key] = value
+        database_url = env.get("DATABASE_URL")
+        redis_url = env.get("REDIS_URL")
+        if not database_url:
+            raise ConfigError("DATABASE_URL is not set (and no .run/stack.env from `make up`)")
+        if not redis_url:
+            raise ConfigError("REDIS_URL is not set (and no .run/stack.env from `make up`)")
+        environment = env.get("APP_ENV", "dev")
+        secret = env.get("SANDBOX_WEBHOOK_SECRET", "")
+        if not secret:
+            if environment not in ("dev", "test"):
+                raise ConfigError("SANDBOX_WEBHOOK_SECRET is required outside dev")
+            secret = DEV_WEBHOOK_SECRET
+        return cls(
+            database_url=normalize_database_url(database_url),
+            redis_url=redis_url,
+            broker_url=env.get("BROKER_URL") or redis_url,
+            environment=environment,
+            payment_ttl_seconds=_int(env, "PAYMENT_TTL_SECONDS", 1800),
+            order_ttl_seconds=_int(env, "ORDER_TTL_SECONDS", 86400),
+            sweep_interval_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", 60),
+            callback_tolerance_seconds=_int(env, "CALLBACK_TOLERANCE_SECONDS", 300),
+            sandbox_webhook_secret=secret,
+            public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or DEV_FLOWER_AUTH,
+            run_dir=run_dir,
+        )

@@ -1,0 +1,156 @@
+"""`payments up`: the whole system in the foreground, for a laptop or a single box.
+
+With DATABASE_URL / REDIS_URL unset it starts embedded PostgreSQL and Redis
+under RUN_DIR (default .run/; data survives restarts), then migrates, creates
+demo keys and runs web, worker, beat and Flower. Ctrl-C or SIGTERM stops all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from config import DEV_FLOWER_AUTH, PROJECT_ROOT, Settings
+from devstack.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    ensure_database,
+    free_port,
+    port_is_free,
+    wait_for_port,
+)
+from devstack.supervisor import Child, Supervisor, command_child, configure_logging
+
+log = logging.getLogger("up")
+
+APP_DATABASE = "payments"
+
+
+def _bin(name: str) -> str:
+    """A console script installed beside this interpreter (the project's .venv)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def _stable_port(run_dir: Path, name: str, preferred: int) -> int:
+    """Reuse the port a server had last time (its clients may remember it)."""
+    ports_file = run_dir / "ports.json"
+    ports = json.loads(ports_file.read_text()) if ports_file.exists() else {}
+    port = int(ports.get(name, preferred))
+    if not port_is_free(port):
+        port = free_port()
+    ports[name] = port
+    ports_file.write_text(json.dumps(ports, indent=2))
+    return port
+
+
+def _start_embedded_servers(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
+    logs = run_dir / "logs"
+    if not env.get("DATABASE_URL"):
+        pg = EmbeddedPostgres(run_dir / "postgres", _stable_port(run_dir, "postgres", 55432))
+        sup.add(Child("postgres", lambda: pg.start(logs / "postgres.log"),
+                      stop_signal=signal.SIGINT))  # SIGINT = PostgreSQL's fast shutdown
+        pg.wait_ready()
+        ensure_database(pg.url(), APP_DATABASE)
+        env["DATABASE_URL"] = pg.url(APP_DATABASE)
+        log.info("embedded PostgreSQL on 127.0.0.1:%d (data in %s)", pg.port, pg.data_dir)
+    if not env.get("REDIS_URL"):
+        rd = EmbeddedRedis(run_dir / "redis", _stable_port(run_dir, "redis", 56379))
+        sup.add(Child("redis", lambda: rd.start(logs / "redis.log")))
+        rd.wait_ready()
+        env["REDIS_URL"] = rd.url()
+        log.info("embedded Redis on 127.0.0.1:%d (append-only file in %s)", rd.port,
+                 rd.data_dir)
+
+
+def _write_stack_env(run_dir: Path, env: dict[str, str]) -> None:
+    """So `payments ...` in another terminal finds the servers `make up` started."""
+    lines = [f"{k}={env[k]}" for k in ("DATABASE_URL", "REDIS_URL") if env.get(k)]
+    (run_dir / "stack.env").write_text("\n".join(lines) + "\n")
+
+
+def _app_children(env: dict[str, str], settings: Settings, logs: Path, web_port: int,
+                  flower_port: int, workers: int) -> list[Child]:
+    celery = [_bin("celery"), "-A", "workers.app"]
+    return [
+        command_child("web", [_bin("gunicorn"), "web.wsgi:app", "--bind",
+                              f"127.0.0.1:{web_port}", "--workers", "2", "--threads", "4",
+                              "--access-logfile", "-"], env, logs),
+        command_child("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency",
+                                 str(workers), "-Q", "callbacks,payments,maintenance",
+                                 "--hostname", "worker@%h"], env, logs),
+        command_child("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule",
+                               str(settings.run_dir / "celerybeat-schedule")], env, logs),
+        command_child("flower", [*celery, "flower", f"--port={flower_port}",
+                                 "--address=127.0.0.1",
+                                 f"--basic-auth={settings.flower_basic_auth}"], env, logs),
+    ]
+
+
+def run(web_port: int | None = None, flower_port: int | None = None) -> int:
+    configure_logging()
+    env = dict(os.environ)
+    run_dir = Path(env.get("RUN_DIR") or PROJECT_ROOT / ".run").resolve()
+    env["RUN_DIR"] = str(run_dir)
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    web_port = web_port or int(env.get("WEB_PORT", "8000"))
+    flower_port = flower_port or int(env.get("FLOWER_PORT", "5555"))
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{web_port}")
+    env.setdefault("FLOWER_BASIC_AUTH", DEV_FLOWER_AUTH)
+    env["PYTHONUNBUFFERED"] = "1"
+
+    sup = Supervisor()
+    sup.install_signal_handlers()
+    try:
+        _start_embedded_servers(sup, env, run_dir)
+        _write_stack_env(run_dir, env)
+        settings = Settings.from_env(env)
+        from adapters.migrate import upgrade_to_head  # noqa: PLC0415 - after servers are up
+
+        upgrade_to_head(settings.database_url)
+        admin_key, user_key = _demo_keys(settings)
+        for child in _app_children(env, settings, run_dir / "logs", web_port, flower_port,
+                                   int(env.get("WORKER_CONCURRENCY", "2"))):
+            sup.add(child)
+        wait_for_port(web_port, timeout=60)
+        _print_banner(settings, web_port, flower_port, admin_key, user_key, run_dir)
+    except BaseException:
+        sup.stop_all()
+        raise
+    sup.run_forever()
+    return 0
+
+
+def _demo_keys(settings: Settings) -> tuple[str, str]:
+    from adapters.resources import Resources  # noqa: PLC0415
+    from services.api_keys import create_api_key  # noqa: PLC0415
+
+    res = Resources(settings)
+    try:
+        admin = create_api_key(res.uow(), "admin", name="demo admin (make up)")
+        user = create_api_key(res.uow(), "user", user_id=1, name="demo user 1 (make up)")
+    finally:
+        res.close()
+    return admin, user
+
+
+def _print_banner(settings: Settings, web_port: int, flower_port: int, admin_key: str,
+                  user_key: str, run_dir: Path) -> None:
+    base = f"http://127.0.0.1:{web_port}"
+    print(
+        f"""
+  payments is up
+    API          {base}/api/v1   (docs: {base}/docs)
+    ready check  {base}/readyz
+    Flower       http://127.0.0.1:{flower_port}   (login {settings.flower_basic_auth})
+    logs         {run_dir / 'logs'}
+    demo admin key   {admin_key}
+    demo user key    {user_key}   (user_id 1)
+
+  Ctrl-C stops everything.
+""",
+        flush=True,
+    )

@@ -1,0 +1,53 @@
+"""The payment method catalog (seed 004)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from domain.errors import InvalidInput
+from domain.money import CENT
+
+
+@dataclass(frozen=True)
+class PaymentMethod:
+    code: str
+    name: str
+    enabled: bool
+    supports_qr: bool
+    refundable: bool
+    fee_rate: Decimal  # a fraction: 0.006 is 0.6 %
+
+    def fee_for(self, amount: Decimal) -> Decimal:
+        return (amount * self.fee_rate).quantize(CENT)
+
+
+CATALOG: dict[str, PaymentMethod] = {
+    m.code: m
+    for m in (
+        PaymentMethod("wechat", "WeChat Pay", True, True, True, Decimal("0.006")),
+        PaymentMethod("alipay", "Alipay", True, True, True, Decimal("0.006")),
+        PaymentMethod("bank_card", "Bank card", True, False, True, Decimal("0.008")),
+        # Enabled once a wallet exists; until then a balance payment cannot be funded.
+        PaymentMethod("balance", "Wallet balance", False, False, True, Decimal("0")),
+        PaymentMethod("credit_card", "Credit card", False, False, True, Decimal("0.025")),
+        PaymentMethod("paypal", "PayPal", False, False, True, Decimal("0.034")),
+        PaymentMethod("crypto", "Crypto", False, False, False, Decimal("0.01")),
+    )
+}
+ALIASES = {"bank": "bank_card"}
+DEFAULT_METHOD = "wechat"
+
+
+def resolve_method(code: object) -> PaymentMethod:
+    """The enabled method for `code`, or 400 unsupported_method."""
+    if code is None:
+        code = DEFAULT_METHOD
+    if not isinstance(code, str):
+        raise InvalidInput("method must be a string", code="unsupported_method")
+    method = CATALOG.get(ALIASES.get(code, code))
+    if method is None or not method.enabled:
+        enabled = sorted(m.code for m in CATALOG.values() if m.enabled)
+        raise InvalidInput(f"Unsupported payment method: {code[:40]!r}",
+                           code="unsupported_method", supported_methods=enabled)
+    return method

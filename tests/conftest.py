@@ -1,0 +1,184 @@
+"""Test servers: real PostgreSQL and Redis, found or started by the suite itself.
+
+- DATABASE_URL set: that server; else an embedded PostgreSQL under a temp dir.
+- REDIS_URL set: that server, on a Redis DB number nobody uses; else an
+  embedded Redis. Every run gets its own database and cleans up after itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from adapters.migrate import upgrade_to_head
+from adapters.resources import Resources
+from config import Settings, normalize_database_url
+from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from tests.support.processes import stop_process_group
+
+TABLES = ("idempotency_keys", "payment_events", "refunds", "order_status_history",
+          "provider_callbacks", "payments", "orders", "api_keys")
+
+
+@pytest.fixture(scope="session")
+def tmp_run_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="payments-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_run_dir: Path) -> Iterator[str]:
+    """A URL to a PostgreSQL server's maintenance database."""
+    if os.environ.get("DATABASE_URL"):
+        yield normalize_database_url(os.environ["DATABASE_URL"])
+        return
+    pg = EmbeddedPostgres(tmp_run_dir / "postgres", free_port())
+    proc = pg.start(tmp_run_dir / "postgres.log")
+    try:
+        pg.wait_ready()
+        yield pg.url("postgres")
+    finally:
+        stop_process_group(proc, signal.SIGINT)
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh database at migration head, dropped after the run."""
+    import psycopg
+
+    name = f"payments_test_{uuid.uuid4().hex[:12]}"
+    server = make_url(postgres_server_url)
+    conninfo = dict(host=server.host, port=server.port, user=server.username,
+                    password=server.password, dbname=server.database or "postgres",
+                    autocommit=True)
+    with psycopg.connect(**conninfo) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade_to_head(url)
+        yield url
+    finally:
+        with psycopg.connect(**conninfo) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_run_dir: Path) -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        base = redis_lib.Redis.from_url(os.environ["REDIS_URL"])
+        url, client = _claim_free_redis_db(base)
+        try:
+            yield url
+        finally:
+            client.flushdb()
+            client.close()
+        return
+    rd = EmbeddedRedis(tmp_run_dir / "redis", free_port(), persistent=False)
+    proc = rd.start(tmp_run_dir / "redis.log")
+    try:
+        rd.wait_ready()
+        yield rd.url()
+    finally:
+        stop_process_group(proc, signal.SIGTERM)
+
+
+def _claim_free_redis_db(base: redis_lib.Redis) -> tuple[str, redis_lib.Redis]:
+    """An empty DB number on a shared Redis, claimed with a marker key."""
+    kwargs = base.connection_pool.connection_kwargs
+    host, port = kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379)
+    for db in range(15, 0, -1):
+        client = redis_lib.Redis(host=host, port=port, db=db)
+        if client.set("payments-test:claim", uuid.uuid4().hex, nx=True, ex=6 * 3600):
+            if client.dbsize() == 1:
+                return f"redis://{host}:{port}/{db}", client
+            client.delete("payments-test:claim")
+        client.close()
+    raise RuntimeError("no free Redis DB number on the shared server")
+
+
+@pytest.fixture(scope="session")
+def stack_env(database_url: str, redis_url: str, tmp_run_dir: Path) -> dict[str, str]:
+    """Environment for processes the tests start (workers, gunicorn, the CLI)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("BROKER_URL",)}
+    env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, APP_ENV="test",
+               RUN_DIR=str(tmp_run_dir), PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(stack_env: dict[str, str]) -> Settings:
+    return Settings.from_env(stack_env)
+
+
+@pytest.fixture(scope="session")
+def resources(settings: Settings) -> Iterator[Resources]:
+    res = Resources(settings)
+    yield res
+    res.close()
+
+
+@pytest.fixture
+def clean_db(resources: Resources) -> Iterator[Resources]:
+    """Empty tables before the test: no test sees another's rows."""
+    with resources.db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    yield resources
+
+
+@pytest.fixture(scope="session")
+def live_url(settings: Settings, resources: Resources) -> Iterator[str]:
+    """The real app over real HTTP (werkzeug, threaded), against the test servers."""
+    from tests.support.live_server import serve
+    from web.app import create_app
+
+    with serve(create_app(settings, resources)) as url:
+        yield url
+
+
+@pytest.fixture
+def api(live_url: str, clean_db: Resources):
+    """An anonymous client; `.as_key(key)` for an authenticated one."""
+    from tests.support.live_server import Api
+
+    return Api(live_url)
+
+
+@pytest.fixture
+def admin_key(clean_db: Resources) -> str:
+    from services.api_keys import create_api_key
+
+    return create_api_key(clean_db.uow(), "admin", name="test admin")
+
+
+@pytest.fixture
+def make_user_key(clean_db: Resources):
+    from services.api_keys import create_api_key
+
+    def make(user_id: int) -> str:
+        return create_api_key(clean_db.uow(), "user", user_id=user_id, name=f"user {user_id}")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def celery_worker(stack_env: dict[str, str], tmp_run_dir: Path):
+    """One real worker process (prefork pool of 2) for the whole run, on the test servers.
+
+    Tests that kill workers start their own with tests.support.worker.start_worker.
+    """
+    from tests.support.worker import start_worker
+
+    proc = start_worker(stack_env, tmp_run_dir / "worker.log")
+    yield proc
+    stop_process_group(proc, signal.SIGTERM)

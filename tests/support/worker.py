@@ -1,0 +1,30 @@
+"""Real Celery worker processes for tests about delivery and concurrency."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from tests.support.processes import wait_until
+
+CELERY = str(Path(sys.executable).parent / "celery")
+
+
+def start_worker(env: dict[str, str], log_path: Path, concurrency: int = 2,
+                 queues: str = "callbacks,payments,maintenance",
+                 extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
+    """A `celery worker` in its own process group; returns once it says it is ready."""
+    name = f"test-{uuid.uuid4().hex[:8]}@%h"
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it
+    proc = subprocess.Popen(
+        [CELERY, "-A", "workers.app", "worker", "--loglevel", "INFO", "--concurrency",
+         str(concurrency), "-Q", queues, "--hostname", name, "--without-gossip",
+         "--without-mingle", *extra_args],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_until(lambda: proc.poll() is not None or b" ready." in log_path.read_bytes(),
+               timeout=60, message="celery worker ready")
+    if proc.poll() is not None:
+        raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-3000:]}")
+    return proc

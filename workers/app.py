@@ -1,0 +1,17 @@
+"""The Celery application run by `celery -A workers.app worker|beat|flower`."""
+
+from __future__ import annotations
+
+from adapters.celery_app import make_celery
+from beat_schedule import build_beat_schedule
+from config import Settings
+
+settings = Settings.from_env()
+celery = make_celery(settings)
+celery.conf.beat_schedule = build_beat_schedule(settings)
+# One module per queue's tasks; each task takes ids, calls one service, decides retries.
+celery.conf.include = [
+    "workers.tasks.callbacks",
+    "workers.tasks.payments",
+    "workers.tasks.maintenance",
+]
