@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 up: $(STAMP)
-	$(BIN)/payments up
+	exec $(BIN)/payments up
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

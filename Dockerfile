@@ -1,0 +1,21 @@
+# One image for every role: web, worker, beat, flower and the one-shot migrate job.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 APP_ENV=production
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY config.py beat_schedule.py ./
+COPY domain/ domain/
+COPY services/ services/
+COPY adapters/ adapters/
+COPY web/ web/
+COPY workers/ workers/
+COPY cli/ cli/
+COPY devstack/ devstack/
+COPY migrations/ migrations/
+RUN pip install . && useradd --system --uid 10001 payments
+USER payments
+
+EXPOSE 8000 5555
+CMD ["gunicorn", "web.wsgi:app", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4"]

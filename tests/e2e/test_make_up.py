@@ -1,0 +1,138 @@
+"""`make up` on a machine with no database or Redis configured: the whole stack comes
+up on embedded servers, Flower sees the worker, and SIGTERM leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from config import PROJECT_ROOT
+from devstack.embedded import free_port
+from tests.support.processes import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _processes_using(run_dir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            environ = proc.info["environ"] or {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if str(run_dir) in cmdline or environ.get("RUN_DIR") == str(run_dir):
+            found.append(proc)
+    return [p for p in found if p.pid != os.getpid() and _alive(p)]
+
+
+@pytest.fixture
+def stack(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    web_port, flower_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "BROKER_URL")}
+    env.update(RUN_DIR=str(run_dir), WEB_PORT=str(web_port), FLOWER_PORT=str(flower_port),
+               FLOWER_BASIC_AUTH="ops:secret-test")
+    out_path = tmp_path / "make-up.out"
+    with open(out_path, "wb") as out:
+        make = subprocess.Popen(["make", "--no-print-directory", "-C", str(PROJECT_ROOT), "up"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    info = {"make": make, "run_dir": run_dir, "web": f"http://127.0.0.1:{web_port}",
+            "flower": f"http://127.0.0.1:{flower_port}", "out": out_path}
+    try:
+        yield info
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+        for proc in _processes_using(run_dir):
+            proc.kill()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return requests.get(url + "/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _flower_workers(url: str) -> dict:
+    try:
+        response = requests.get(url + "/api/workers", params={"refresh": "1"},
+                                auth=("ops", "secret-test"), timeout=10)
+    except requests.RequestException:
+        return {}
+    return response.json() if response.status_code == 200 else {}
+
+
+def test_make_up_runs_the_stack_on_embedded_servers_and_stops_cleanly(stack):
+    make: subprocess.Popen = stack["make"]
+
+    def up() -> bool:
+        if make.poll() is not None:
+            raise AssertionError("make up exited:\n" + stack["out"].read_text()[-4000:])
+        return _ready(stack["web"])
+
+    wait_until(up, timeout=240, interval=0.5, message="GET /readyz = 200")
+    ready = requests.get(stack["web"] + "/readyz", timeout=5).json()
+    assert ready["checks"] == {"database": "ok", "redis": "ok"}
+
+    # Embedded servers were started under RUN_DIR, not the machine's.
+    stack_env = (stack["run_dir"] / "stack.env").read_text()
+    assert ":5432/" not in stack_env and ":6379/" not in stack_env
+
+    output = wait_until(lambda: "demo admin key" in stack["out"].read_text()
+                        and stack["out"].read_text(), timeout=30, message="banner")
+    admin_key = re.search(r"demo admin key\s+(\S+)", output).group(1)
+    assert admin_key.startswith("pk_admin_")
+
+    # Flower is behind basic auth and lists the worker.
+    assert requests.get(stack["flower"] + "/api/workers", timeout=10).status_code == 401
+    workers = wait_until(lambda: _flower_workers(stack["flower"]), timeout=90, interval=2,
+                         message="Flower lists a worker")
+    assert any(name.startswith("worker@") for name in workers)
+
+    # A crashed worker is restarted by the supervisor.
+    supervisor_pid = _descendants(make.pid)[0].pid
+    tree = _descendants(supervisor_pid)
+    worker_leader = next(p for p in tree if "worker" in " ".join(p.cmdline())
+                         and p.ppid() == supervisor_pid)
+    worker_leader.kill()
+    wait_until(lambda: any(p.pid != worker_leader.pid and p.ppid() == supervisor_pid
+                           and "worker" in " ".join(p.cmdline())
+                           for p in _descendants(supervisor_pid)),
+               timeout=30, message="worker restarted")
+
+    everything = [psutil.Process(make.pid), *_descendants(make.pid)]
+    assert len(everything) >= 8  # make, supervisor, postgres, redis, web, worker, beat, flower
+
+    started = time.monotonic()
+    os.kill(make.pid, signal.SIGTERM)
+    make.wait(timeout=60)
+    wait_until(lambda: not any(_alive(p) for p in everything), timeout=60,
+               message="every process of the stack to exit")
+    assert _processes_using(stack["run_dir"]) == []
+    assert time.monotonic() - started < 60

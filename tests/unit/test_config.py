@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from config import ConfigError, Settings, normalize_database_url
+
+BASE = {"DATABASE_URL": "postgresql://u@h:5432/db", "REDIS_URL": "redis://h:6379/0"}
+
+
+@pytest.mark.parametrize("url", ["postgres://u@h/db", "postgresql://u@h/db",
+                                 "postgresql+psycopg://u@h/db"])
+def test_postgres_urls_are_normalised_to_psycopg3(url):
+    assert normalize_database_url(url) == "postgresql+psycopg://u@h/db"
+
+
+def test_other_databases_are_refused():
+    with pytest.raises(ConfigError, match="postgresql"):
+        normalize_database_url("mysql://u@h/db")
+
+
+def test_defaults_match_the_design(tmp_path):
+    s = Settings.from_env({**BASE, "RUN_DIR": str(tmp_path)})
+    assert (s.payment_ttl_seconds, s.order_ttl_seconds, s.sweep_interval_seconds,
+            s.callback_tolerance_seconds) == (1800, 86400, 60, 300)
+    assert s.broker_url == BASE["REDIS_URL"]
+    assert s.sandbox_webhook_secret == "dev-sandbox-secret"
+    assert s.public_base_url == "http://127.0.0.1:8000"
+
+
+def test_the_webhook_secret_is_required_outside_dev(tmp_path):
+    with pytest.raises(ConfigError, match="SANDBOX_WEBHOOK_SECRET"):
+        Settings.from_env({**BASE, "APP_ENV": "production", "RUN_DIR": str(tmp_path)})
+    s = Settings.from_env({**BASE, "APP_ENV": "production", "SANDBOX_WEBHOOK_SECRET": "x",
+                           "RUN_DIR": str(tmp_path)})
+    assert s.sandbox_webhook_secret == "x"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1.5"])
+def test_bad_durations_are_refused_with_the_setting_named(value, tmp_path):
+    with pytest.raises(ConfigError, match="PAYMENT_TTL_SECONDS"):
+        Settings.from_env({**BASE, "PAYMENT_TTL_SECONDS": value, "RUN_DIR": str(tmp_path)})
+
+
+def test_missing_urls_fall_back_to_the_dev_stack_file(tmp_path):
+    (tmp_path / "stack.env").write_text(
+        "DATABASE_URL=postgresql://postgres@127.0.0.1:55432/payments\n"
+        "REDIS_URL=redis://127.0.0.1:56379/0\n")
+    s = Settings.from_env({"RUN_DIR": str(tmp_path)})
+    assert s.database_url == "postgresql+psycopg://postgres@127.0.0.1:55432/payments"
+    assert s.redis_url == "redis://127.0.0.1:56379/0"
+
+
+def test_missing_urls_without_a_stack_file_are_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="DATABASE_URL is not set"):
+        Settings.from_env({"RUN_DIR": str(tmp_path)})
