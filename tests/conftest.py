@@ -108,11 +108,20 @@ def _claim_free_redis_db(base: redis_lib.Redis) -> tuple[str, redis_lib.Redis]:
 
 
 @pytest.fixture(scope="session")
-def stack_env(database_url: str, redis_url: str, tmp_run_dir: Path) -> dict[str, str]:
+def live_port() -> int:
+    """The port the live test server will listen on, known before anything starts,
+    so workers and the sandbox provider can be told PUBLIC_BASE_URL up front."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def stack_env(database_url: str, redis_url: str, tmp_run_dir: Path,
+              live_port: int) -> dict[str, str]:
     """Environment for processes the tests start (workers, gunicorn, the CLI)."""
     env = {k: v for k, v in os.environ.items() if k not in ("BROKER_URL",)}
     env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, APP_ENV="test",
-               RUN_DIR=str(tmp_run_dir), PYTHONUNBUFFERED="1")
+               RUN_DIR=str(tmp_run_dir), PYTHONUNBUFFERED="1",
+               PUBLIC_BASE_URL=f"http://127.0.0.1:{live_port}")
     return env
 
 
@@ -137,12 +146,13 @@ def clean_db(resources: Resources) -> Iterator[Resources]:
 
 
 @pytest.fixture(scope="session")
-def live_url(settings: Settings, resources: Resources) -> Iterator[str]:
-    """The real app over real HTTP (werkzeug, threaded), against the test servers."""
+def live_url(settings: Settings, resources: Resources, live_port: int) -> Iterator[str]:
+    """The real app over real HTTP (werkzeug, threaded), against the test servers,
+    at settings.public_base_url."""
     from tests.support.live_server import serve
     from web.app import create_app
 
-    with serve(create_app(settings, resources)) as url:
+    with serve(create_app(settings, resources), port=live_port) as url:
         yield url
 
 

@@ -14,8 +14,8 @@ from devstack.embedded import free_port
 
 
 @contextmanager
-def serve(app: Flask) -> Iterator[str]:
-    port = free_port()
+def serve(app: Flask, port: int | None = None) -> Iterator[str]:
+    port = port or free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
