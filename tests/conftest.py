@@ -11,14 +11,17 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis as redis_lib
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from adapters.migrate import upgrade_to_head
 from adapters.resources import Resources
@@ -139,9 +142,21 @@ def resources(settings: Settings) -> Iterator[Resources]:
 
 @pytest.fixture
 def clean_db(resources: Resources) -> Iterator[Resources]:
-    """Empty tables before the test: no test sees another's rows."""
-    with resources.db.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    """Empty tables before the test: no test sees another's rows.
+
+    Ids are NOT restarted, so a task left over from an earlier test (the session
+    worker may still be running it) can never act on this test's rows. TRUNCATE can
+    deadlock with such a task; it is simply tried again.
+    """
+    for attempt in range(5):
+        try:
+            with resources.db.engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+            break
+        except DBAPIError as exc:
+            if attempt == 4 or not isinstance(exc.orig, psycopg.errors.DeadlockDetected):
+                raise
+            time.sleep(0.2)
     yield resources
 
 
@@ -192,3 +207,15 @@ def celery_worker(stack_env: dict[str, str], tmp_run_dir: Path):
     proc = start_worker(stack_env, tmp_run_dir / "worker.log")
     yield proc
     stop_process_group(proc, signal.SIGTERM)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path):
+    """A redis-server of this test's own: a broker no session worker consumes from, that the
+    test may stop and start (tests.support.private_stack)."""
+    from tests.support.private_stack import PrivateRedis
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
