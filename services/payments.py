@@ -1,0 +1,290 @@
+"""Payment use cases: create (seed 000's checks), pay, cancel, retry, and the worker's start.
+
+Everything that creates a payment attempt locks its order row first, so creators
+for one order run one at a time; the partial unique index "one active payment
+per order" is the database's own guarantee behind that, and losing to it is
+answered with the payment that won.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from adapters.resources import Resources
+from config import Settings
+from domain.errors import AmountMismatch, Conflict, TooSoon
+from domain.methods import PaymentMethod, resolve_method
+from domain.models import Order, Payment
+from domain.money import format_amount, parse_amount
+from domain.statuses import (
+    ACTIVE_PAYMENT_STATUSES,
+    RETRYABLE_PAYMENT_STATUSES,
+    OrderStatus,
+    PaymentStatus,
+)
+from services.api_keys import Principal
+from services.audit import record_event
+from services.queries import find_order, find_payment, payment_detail
+from services.transitions import transition_payment, utc_now
+
+log = logging.getLogger(__name__)
+
+INITIATE_TASK = "payments.initiate"
+PROVIDER = "sandbox"  # the only provider until the providers issue routes methods
+MAX_RETRIES_PER_ORDER = 3  # seed 004: the first attempt plus at most three retries
+RETRY_GAP_SECONDS = 30
+ONE_ACTIVE_INDEX = "uq_payments_one_active_per_order"
+WORKER_ACTOR = "worker"
+
+PaymentView = dict[str, Any]
+
+
+def create_payment(res: Resources, principal: Principal, *, order_id: int, method: object,
+                   amount: object) -> tuple[PaymentView, bool]:
+    """The new payment and True, or the order's live active payment and False.
+
+    Checks run in seed 000's order: the order (404), the method (400), the
+    amount's form (400) and value (400 amount_mismatch), the order's status and
+    age (409). Nothing is written when one fails.
+    """
+    with res.uow() as uow:
+        session = uow.session
+        order = find_order(session, principal, order_id, lock=True)
+        chosen = resolve_method(method)
+        requested = order.total_amount if amount is None else parse_amount(amount)
+        if requested != order.total_amount:
+            raise AmountMismatch(format_amount(order.total_amount), format_amount(requested))
+        now = utc_now(session)
+        _check_payable(order, now, res.settings)
+        active_id = _live_active_payment(session, order.id, now, actor=principal.actor)
+        if active_id is not None:  # seed 000: the existing payment, 200; nothing written
+            return payment_detail(session, active_id), False
+        new_id = insert_payment_attempt(session, order, chosen, now, res.settings,
+                                        actor=principal.actor)
+        view = payment_detail(session, _or_active(session, new_id, order.id))
+        uow.commit()
+    return view, new_id is not None
+
+
+def retry_payment(res: Resources, principal: Principal,
+                  payment_id: int) -> tuple[PaymentView, bool]:
+    """A new attempt after a failed/expired/cancelled one (seed 004's limits).
+
+    Concurrent retries queue on the order lock; the first creates the attempt and
+    the others find it active and get it back (False), never a second one.
+    """
+    with res.uow() as uow:
+        session = uow.session
+        order_id = find_payment(session, principal, payment_id).order_id
+        order = find_order(session, principal, order_id, lock=True)
+        previous = find_payment(session, principal, payment_id)  # re-read under the lock
+        if PaymentStatus(previous.status) not in RETRYABLE_PAYMENT_STATUSES:
+            raise Conflict(f"Payment is {previous.status}; only failed, expired or cancelled "
+                           "payments can be retried", code="payment_not_retryable",
+                           payment_status=previous.status)
+        now = utc_now(session)
+        _check_payable(order, now, res.settings)
+        active_id = _live_active_payment(session, order.id, now, actor=principal.actor)
+        if active_id is not None:  # a concurrent retry (or create) won: that attempt, 200
+            return payment_detail(session, active_id), False
+        _check_retry_allowed(session, order.id, now)
+        new_id = insert_payment_attempt(session, order, resolve_method(previous.method), now,
+                                        res.settings, actor=principal.actor,
+                                        retry_of=previous.id)
+        view = payment_detail(session, _or_active(session, new_id, order.id))
+        uow.commit()
+    return view, new_id is not None
+
+
+def request_payment_start(res: Resources, principal: Principal, payment_id: int) -> PaymentView:
+    """Accept `pay` and queue the provider call; the worker moves init -> processing."""
+    with res.uow() as uow:
+        session = uow.session
+        payment = find_payment(session, principal, payment_id, lock=True)
+        status = PaymentStatus(payment.status)
+        if status == PaymentStatus.PROCESSING:  # already started: the same answer again
+            return payment_detail(session, payment.id)
+        if status != PaymentStatus.INIT:
+            raise Conflict(f"Payment is {status.value}; only an init payment can be paid",
+                           code="payment_not_payable", payment_status=status.value)
+        now = utc_now(session)
+        if payment.expires_at <= now:
+            _expire(session, payment.id, actor=principal.actor, reason="pay after expiry")
+            uow.commit()  # the expiry is a fact worth keeping even though we refuse
+            raise Conflict("Payment has expired; create a new payment or retry this one",
+                           code="payment_expired", payment_status=PaymentStatus.EXPIRED.value)
+        order_status = session.execute(
+            select(Order.status).where(Order.id == payment.order_id)).scalar_one()
+        if order_status != OrderStatus.PENDING:
+            raise Conflict(f"Order status is {order_status}; it cannot be paid",
+                           code="order_not_payable", order_status=order_status)
+
+        def enqueue() -> None:
+            # If the broker is down the payment stays init and `pay` may simply be sent again.
+            res.queue.send(INITIATE_TASK, payment_id)
+
+        uow.after_commit(enqueue)
+        view = payment_detail(session, payment.id)
+        uow.commit()
+    return view
+
+
+def cancel_payment(res: Resources, principal: Principal, payment_id: int, *,
+                   reason: str | None) -> PaymentView:
+    """init/processing -> cancelled; cancelling a cancelled payment changes nothing."""
+    with res.uow() as uow:
+        session = uow.session
+        payment = find_payment(session, principal, payment_id, lock=True)
+        status = PaymentStatus(payment.status)
+        if status == PaymentStatus.CANCELLED:
+            return payment_detail(session, payment.id)
+        if status not in ACTIVE_PAYMENT_STATUSES:
+            raise Conflict(f"Payment is {status.value}; it cannot be cancelled",
+                           code="payment_not_cancellable", payment_status=status.value)
+        # Seam for the providers issue: a processing payment is also closed at the
+        # provider; a success that still arrives follows the late-payment rule (§6).
+        transition_payment(session, payment.id, PaymentStatus.CANCELLED, actor=principal.actor,
+                           event="payment_cancelled", allowed_from=ACTIVE_PAYMENT_STATUSES,
+                           reason=reason)
+        view = payment_detail(session, payment.id)
+        uow.commit()
+    return view
+
+
+def start_payment_processing(res: Resources, payment_id: int) -> bool:
+    """The `payments.initiate` task's work: init -> processing, once, whatever redelivers.
+
+    False when there is nothing to do (gone, already started, finished or expired).
+    """
+    with res.uow() as uow:
+        session = uow.session
+        row = session.execute(
+            select(Payment.status, Payment.expires_at).where(Payment.id == payment_id)
+            .with_for_update()).first()
+        if row is None:
+            log.warning("payments.initiate: payment %s does not exist; nothing to do",
+                        payment_id)
+            return False
+        if row.status != PaymentStatus.INIT:
+            log.info("payments.initiate: payment %s is already %s", payment_id, row.status)
+            return False
+        if row.expires_at <= utc_now(session):
+            log.info("payments.initiate: payment %s expired before it started; the expiry "
+                     "sweep closes it", payment_id)
+            return False
+        # Seam for the providers issue: create the payment at the provider here (reusing
+        # provider_reference on redelivery) and pass pay_url / qr_payload in `values`.
+        transition_payment(session, payment_id, PaymentStatus.PROCESSING, actor=WORKER_ACTOR,
+                           event="payment_started",
+                           allowed_from=frozenset({PaymentStatus.INIT}), provider=PROVIDER)
+        uow.commit()
+    return True
+
+
+def insert_payment_attempt(session: Session, order: Order, method: PaymentMethod,
+                           now: datetime, settings: Settings, *, actor: str,
+                           retry_of: int | None = None) -> int | None:
+    """Insert the order's next attempt (init) with its audit row.
+
+    None when the database refused it because another active payment exists for
+    the order: the unique index is the guarantee, the order lock only the queue.
+    """
+    amount: Decimal = order.total_amount
+    attempt = session.execute(
+        select(func.coalesce(func.max(Payment.attempt), 0) + 1)
+        .where(Payment.order_id == order.id)).scalar_one()
+    expires_at = now + timedelta(seconds=settings.payment_ttl_seconds)
+    try:
+        with session.begin_nested():
+            payment_id = session.execute(insert(Payment).values(
+                order_id=order.id, user_id=order.user_id, amount=amount,
+                currency=order.currency, method=method.code,
+                status=PaymentStatus.INIT.value, provider=PROVIDER, attempt=attempt,
+                fee=method.fee_for(amount), created_at=now, updated_at=now,
+                expires_at=expires_at,
+            ).returning(Payment.id)).scalar_one()
+    except IntegrityError as exc:
+        if getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != ONE_ACTIVE_INDEX:
+            raise
+        log.info("order %s already has an active payment; returning it", order.id)
+        return None
+    record_event(session, "payment_created", payment_id=payment_id, actor=actor,
+                 method=method.code, amount=amount, currency=order.currency, attempt=attempt,
+                 expires_at=expires_at, retry_of=retry_of)
+    return int(payment_id)
+
+
+def _check_payable(order: Order, now: datetime, settings: Settings) -> None:
+    if order.status != OrderStatus.PENDING:
+        raise Conflict(f"Order status is {order.status}; only pending orders can be paid",
+                       code="order_not_payable", order_status=order.status)
+    expired_at = order.created_at + timedelta(seconds=settings.order_ttl_seconds)
+    if now >= expired_at:
+        raise Conflict("Order has expired; create a new order", code="order_expired",
+                       expired_at=expired_at)
+
+
+def _check_retry_allowed(session: Session, order_id: int, now: datetime) -> None:
+    last_attempt, last_created = session.execute(
+        select(func.max(Payment.attempt), func.max(Payment.created_at))
+        .where(Payment.order_id == order_id)).one()
+    if last_attempt is not None and last_attempt > MAX_RETRIES_PER_ORDER:
+        raise Conflict(f"This order has used all {MAX_RETRIES_PER_ORDER} retries",
+                       code="retry_limit", max_retries=MAX_RETRIES_PER_ORDER)
+    if last_created is not None:
+        wait = RETRY_GAP_SECONDS - (now - last_created).total_seconds()
+        if wait > 0:
+            seconds = math.ceil(wait)
+            raise TooSoon(f"Retry allowed {seconds} s from now ({RETRY_GAP_SECONDS} s "
+                          "between attempts)", retry_after=seconds, code="retry_too_soon")
+
+
+def _live_active_payment(session: Session, order_id: int, now: datetime, *,
+                         actor: str) -> int | None:
+    """The order's active payment if still within its TTL.
+
+    One already past expires_at is expired here, with its audit row, so the
+    caller can create a new attempt without waiting for the sweep.
+    """
+    # No FOR UPDATE here: locks go order -> payment only when a change needs it
+    # (transition_payment locks), which keeps callers that lock payment first from
+    # meeting us in a deadlock over a payment we merely return.
+    row = session.execute(
+        select(Payment.id, Payment.expires_at)
+        .where(Payment.order_id == order_id,
+               Payment.status.in_([s.value for s in ACTIVE_PAYMENT_STATUSES]))).first()
+    if row is None:
+        return None
+    if row.expires_at > now:
+        return int(row.id)
+    if not _expire(session, row.id, actor=actor, reason="expired before a new attempt"):
+        # It moved (e.g. a success callback) between our read and its lock: let the
+        # client look again rather than open a second attempt next to a success.
+        raise Conflict("The order's payment changed just now; try again",
+                       code="payment_changed")
+    return None
+
+
+def _or_active(session: Session, new_id: int | None, order_id: int) -> int:
+    """The payment just inserted, or the active one the unique index kept us from duplicating."""
+    if new_id is not None:
+        return new_id
+    payment_id = session.execute(
+        select(Payment.id).where(Payment.order_id == order_id,
+                                 Payment.status.in_([s.value for s in ACTIVE_PAYMENT_STATUSES]))
+    ).scalar_one()
+    return int(payment_id)
+
+
+def _expire(session: Session, payment_id: int, *, actor: str, reason: str) -> bool:
+    return transition_payment(session, payment_id, PaymentStatus.EXPIRED, actor=actor,
+                              event="payment_expired", allowed_from=ACTIVE_PAYMENT_STATUSES,
+                              reason=reason) is not None

@@ -1,0 +1,176 @@
+"""One active payment per order under concurrency, and `pay` through a real Celery worker.
+
+Concurrent requests are real HTTP from threads against the threaded live server;
+the database decides, so the tests assert on rows, not on timing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from domain.methods import CATALOG
+from domain.models import Order, Payment, PaymentEvent
+from services.payments import insert_payment_attempt
+from services.transitions import utc_now
+from tests.support.factories import make_order, make_payment
+from tests.support.processes import wait_until
+
+
+def run_concurrently(n: int, call):
+    """Start n threads at one barrier and return their results in order."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = call()
+        except Exception as exc:  # reported, not swallowed: the assertions see it
+            results[i] = exc
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def payments_of(res, order_id: int) -> list[tuple[int, str, int]]:
+    with res.uow() as uow:
+        return [tuple(r) for r in uow.session.execute(
+            select(Payment.id, Payment.status, Payment.attempt)
+            .where(Payment.order_id == order_id).order_by(Payment.id))]
+
+
+def event_count(res, event: str, payment_id: int | None = None) -> int:
+    query = select(func.count()).select_from(PaymentEvent).where(PaymentEvent.event == event)
+    if payment_id is not None:
+        query = query.where(PaymentEvent.payment_id == payment_id)
+    with res.uow() as uow:
+        return uow.session.execute(query).scalar_one()
+
+
+def test_twenty_concurrent_creates_make_exactly_one_payment(api, make_user_key, clean_db):
+    order_id = make_order(clean_db, user_id=1)
+    client = api.as_key(make_user_key(1))
+    responses = run_concurrently(
+        20, lambda: client.post("/api/v1/payments", json={"order_id": order_id}))
+    assert all(not isinstance(r, Exception) for r in responses), responses
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses[201] == 1 and statuses[200] == 19, statuses
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len(payments_of(clean_db, order_id)) == 1
+    assert event_count(clean_db, "payment_created") == 1
+
+
+def test_the_database_itself_allows_one_active_payment_per_order(clean_db):
+    order_id = make_order(clean_db)
+    make_payment(clean_db, order_id, status="init")
+    with pytest.raises(IntegrityError, match="uq_payments_one_active_per_order"):
+        make_payment(clean_db, order_id, status="processing", attempt=2)
+    make_payment(clean_db, order_id, status="failed", attempt=3)  # inactive ones are fine
+    assert [s for _, s, _ in payments_of(clean_db, order_id)] == ["init", "failed"]
+
+
+def test_an_insert_refused_by_the_index_is_reported_not_raised(clean_db, settings):
+    """The path a creator takes if it ever races past the order lock: the index wins."""
+    order_id = make_order(clean_db)
+    existing = make_payment(clean_db, order_id)
+    with clean_db.uow() as uow:
+        order = uow.session.get(Order, order_id)
+        now = utc_now(uow.session)
+        assert insert_payment_attempt(uow.session, order, CATALOG["wechat"], now, settings,
+                                      actor="test") is None
+        # the transaction is still usable after the refused insert (savepoint)
+        assert uow.session.execute(select(func.count()).select_from(Payment)).scalar_one() == 1
+        uow.commit()
+    assert payments_of(clean_db, order_id) == [(existing, "init", 1)]
+
+
+def test_ten_concurrent_retries_make_at_most_one_new_attempt(api, make_user_key, clean_db):
+    order_id = make_order(clean_db, user_id=1)
+    failed = make_payment(clean_db, order_id, status="failed",
+                          created_at=datetime.now(UTC) - timedelta(minutes=2))
+    client = api.as_key(make_user_key(1))
+    responses = run_concurrently(
+        10, lambda: client.post(f"/api/v1/payments/{failed}/retry"))
+    assert all(not isinstance(r, Exception) for r in responses), responses
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses[201] == 1 and statuses[200] == 9, statuses
+    rows = payments_of(clean_db, order_id)
+    assert len(rows) == 2
+    new_id = rows[1][0]
+    assert {r.json()["id"] for r in responses} == {new_id}
+    assert rows[1][1:] == ("init", 2)
+
+
+def test_concurrent_create_and_retry_still_make_one_attempt(api, make_user_key, clean_db):
+    order_id = make_order(clean_db, user_id=1)
+    failed = make_payment(clean_db, order_id, status="failed",
+                          created_at=datetime.now(UTC) - timedelta(minutes=2))
+    client = api.as_key(make_user_key(1))
+    calls = [lambda: client.post("/api/v1/payments", json={"order_id": order_id}),
+             lambda: client.post(f"/api/v1/payments/{failed}/retry")] * 5
+    counter = iter(range(10))
+    lock = threading.Lock()
+
+    def one_call():
+        with lock:
+            i = next(counter)
+        return calls[i]()
+
+    responses = run_concurrently(10, one_call)
+    assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len(payments_of(clean_db, order_id)) == 2
+
+
+def _queue_drained(res) -> bool:
+    """No message waiting or delivered-but-unacked on the broker (acks_late: done = acked)."""
+    return res.redis.llen("payments") == 0 and res.redis.hlen("unacked") == 0
+
+
+@pytest.mark.slow
+def test_pay_is_started_once_by_a_real_worker_even_when_sent_twice(
+        api, make_user_key, clean_db, celery_worker):
+    order_id = make_order(clean_db, user_id=1)
+    client = api.as_key(make_user_key(1))
+    payment_id = client.post("/api/v1/payments", json={"order_id": order_id}).json()["id"]
+
+    first = client.post(f"/api/v1/payments/{payment_id}/pay")
+    assert first.status_code == 202
+    # A redelivered or duplicated message must not start it twice.
+    assert clean_db.queue.send("payments.initiate", payment_id)
+    assert clean_db.queue.send("payments.initiate", payment_id)
+
+    def status():
+        return client.get(f"/api/v1/payments/{payment_id}/status").json()["status"]
+
+    wait_until(lambda: status() == "processing", timeout=30, message="payment processing")
+    wait_until(lambda: _queue_drained(clean_db), timeout=30, message="payments queue drained")
+    again = client.post(f"/api/v1/payments/{payment_id}/pay")
+    assert (again.status_code, again.json()["status"]) == (202, "processing")
+    assert event_count(clean_db, "payment_started", payment_id) == 1
+    logs = client.get(f"/api/v1/payments/{payment_id}").json()["logs"]
+    assert [e["event"] for e in logs] == ["payment_created", "payment_started"]
+    assert logs[1]["actor"] == "worker"
+
+
+@pytest.mark.slow
+def test_initiate_for_a_payment_that_no_longer_exists_is_dropped(clean_db, celery_worker,
+                                                                 tmp_run_dir):
+    """A task can outlive its row (tests truncate, operators delete): log and move on."""
+    assert clean_db.queue.send("payments.initiate", 987654321)
+    assert clean_db.queue.send("payments.initiate", "not-an-id")
+    wait_until(lambda: _queue_drained(clean_db), timeout=30, message="payments queue drained")
+    log = (tmp_run_dir / "worker.log").read_text()
+    assert "payment 987654321 does not exist" in log
+    assert "non-integer payment id 'not-an-id'" in log
+    assert celery_worker.poll() is None

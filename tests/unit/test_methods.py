@@ -1,0 +1,58 @@
+"""The payment method catalog of seed 004 / DESIGN.md §4."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from domain.errors import InvalidInput
+from domain.methods import CATALOG, resolve_method
+
+
+def test_catalog_matches_the_design():
+    expected = {
+        "wechat": (True, Decimal("0.006")), "alipay": (True, Decimal("0.006")),
+        "bank_card": (True, Decimal("0.008")), "balance": (False, Decimal("0")),
+        "credit_card": (False, None), "paypal": (False, None), "crypto": (False, None),
+    }
+    assert set(CATALOG) == set(expected)
+    for code, (enabled, fee_rate) in expected.items():
+        assert CATALOG[code].enabled is enabled
+        if fee_rate is not None:
+            assert CATALOG[code].fee_rate == fee_rate
+    assert CATALOG["wechat"].supports_qr and CATALOG["alipay"].supports_qr
+    assert not CATALOG["bank_card"].supports_qr
+    assert not CATALOG["crypto"].refundable
+
+
+def test_default_method_is_wechat():
+    assert resolve_method(None).code == "wechat"
+
+
+def test_bank_is_an_alias_of_bank_card():
+    assert resolve_method("bank").code == "bank_card"
+
+
+@pytest.mark.parametrize("code", ["balance", "credit_card", "paypal", "crypto", "cash", "",
+                                  "WECHAT", "x" * 1000, 5, ["wechat"], True])
+def test_unknown_or_disabled_methods_are_unsupported(code):
+    with pytest.raises(InvalidInput) as err:
+        resolve_method(code)
+    assert err.value.code == "unsupported_method"
+
+
+def test_unsupported_method_lists_what_is_supported():
+    with pytest.raises(InvalidInput) as err:
+        resolve_method("paypal")
+    assert err.value.extra["supported_methods"] == ["alipay", "bank_card", "wechat"]
+
+
+@pytest.mark.parametrize(("code", "amount", "fee"), [
+    ("wechat", "100.00", "0.60"),
+    ("alipay", "0.01", "0.00"),
+    ("bank_card", "1234.56", "9.88"),
+    ("wechat", "999999999999.99", "6000000000.00"),
+])
+def test_fee_is_rounded_to_the_cent(code, amount, fee):
+    assert CATALOG[code].fee_for(Decimal(amount)) == Decimal(fee)

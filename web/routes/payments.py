@@ -1,0 +1,78 @@
+"""Payments: create, list, read, status, pay, cancel, retry (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from services import payments, queries
+from web.auth import current_principal, require_key
+from web.deps import resources
+from web.json_body import json_body
+from web.routes.params import body_id, body_str, query_datetime, query_int, query_str
+
+bp = Blueprint("payments", __name__)
+
+REASON_MAX = 500
+MAX_PAGE_SIZE = 100
+# Keeps OFFSET inside BIGINT whatever the page size; nobody pages this far.
+MAX_PAGE = 10_000_000
+
+
+@bp.post("/payments")
+@require_key()
+def create_payment():
+    body = json_body()
+    view, created = payments.create_payment(
+        resources(), current_principal(), order_id=body_id(body, "order_id") or 0,
+        method=body.get("method"), amount=body.get("amount"))
+    return jsonify(view), 201 if created else 200
+
+
+@bp.get("/payments")
+@require_key()
+def list_payments():
+    filters = queries.PaymentFilters(
+        order_id=query_int("order_id"), status=query_str("status"),
+        method=query_str("method"), user_id=query_int("user_id"),
+        created_from=query_datetime("created_from"), created_to=query_datetime("created_to"))
+    page = query_int("page", default=1, maximum=MAX_PAGE) or 1
+    page_size = query_int("page_size", default=20, maximum=MAX_PAGE_SIZE) or 20
+    return jsonify(queries.list_payments(resources(), current_principal(), filters,
+                                         page=page, page_size=page_size))
+
+
+@bp.get("/payments/<int:payment_id>")
+@require_key()
+def get_payment(payment_id: int):
+    return jsonify(queries.get_payment(resources(), current_principal(), payment_id))
+
+
+@bp.get("/payments/<int:payment_id>/status")
+@require_key()
+def get_payment_status(payment_id: int):
+    return jsonify(queries.get_payment_status(resources(), current_principal(), payment_id))
+
+
+@bp.post("/payments/<int:payment_id>/pay")
+@require_key()
+def pay(payment_id: int):
+    json_body()  # no fields, but a body that is not a JSON object is still refused
+    return jsonify(payments.request_payment_start(resources(), current_principal(),
+                                                  payment_id)), 202
+
+
+@bp.post("/payments/<int:payment_id>/cancel")
+@require_key()
+def cancel(payment_id: int):
+    body = json_body()
+    return jsonify(payments.cancel_payment(
+        resources(), current_principal(), payment_id,
+        reason=body_str(body, "reason", max_len=REASON_MAX)))
+
+
+@bp.post("/payments/<int:payment_id>/retry")
+@require_key()
+def retry(payment_id: int):
+    json_body()
+    view, created = payments.retry_payment(resources(), current_principal(), payment_id)
+    return jsonify(view), 201 if created else 200
