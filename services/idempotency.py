@@ -1,0 +1,140 @@
+"""Stripe-style idempotency keys: claim a key, run the request once, remember its answer.
+
+One row per (API key, Idempotency-Key). A request first *claims* its key in a
+transaction of its own that is committed at once, so a second request with the same
+key sees the claim even while the first is still running. The unique constraint on
+(api_key_id, key) is what makes the claim exclusive: INSERT ... ON CONFLICT DO NOTHING
+lets exactly one of two racing requests win; the loser locks the winner's row and
+reads what it holds. After the first request has answered, its status and JSON body
+are stored (the claim is *completed*) or, when it failed on our side, the claim is
+released so that the client can retry with the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from adapters.db import UnitOfWork
+from domain.errors import InvalidInput
+from domain.models import IdempotencyKey
+
+log = logging.getLogger(__name__)
+
+KEY_MAX_LENGTH = 255
+# A stored answer is replayed for this long; after it the key may be used afresh.
+KEY_TTL = timedelta(hours=24)
+# A claim can disappear between our failed INSERT and our SELECT (its request failed
+# and released it). Trying again a few times settles that; more would mean a bug.
+_CLAIM_ATTEMPTS = 5
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"          # ours: run the request, then complete() or release()
+    REPLAY = "replay"            # answered before: send the stored response again
+    IN_PROGRESS = "in_progress"  # another request with this key is still running
+    MISMATCH = "mismatch"        # the key was used for a different request
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    claim_id: int | None = None
+    response_status: int | None = None
+    response_body: Any = None
+
+
+def validate_key(key: str) -> str:
+    if not 1 <= len(key) <= KEY_MAX_LENGTH:
+        raise InvalidInput(
+            f"Idempotency-Key must be 1 to {KEY_MAX_LENGTH} characters long",
+            code="invalid_idempotency_key")
+    return key
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """SHA-256 of what makes two requests "the same": method, path and the raw body.
+
+    The parts are length-prefixed so that no two different requests can produce the
+    same byte stream (e.g. a path ending where a body begins).
+    """
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def claim_key(uow: UnitOfWork, api_key_id: int, key: str, request_hash: str) -> Claim:
+    """Claim `key` for this request, or say why not. Commits its own transaction."""
+    for _ in range(_CLAIM_ATTEMPTS):
+        with uow:
+            session = uow.session
+            claim_id = session.execute(
+                insert(IdempotencyKey)
+                .values(api_key_id=api_key_id, key=key, request_hash=request_hash)
+                .on_conflict_do_nothing(index_elements=["api_key_id", "key"])
+                .returning(IdempotencyKey.id)
+            ).scalar_one_or_none()
+            if claim_id is not None:
+                uow.commit()
+                return Claim(ClaimOutcome.CLAIMED, claim_id=claim_id)
+
+            # Someone holds the key. Lock their row: if they are replacing an expired
+            # claim right now we wait for them and then read what they wrote.
+            existing = session.execute(
+                select(IdempotencyKey.id, IdempotencyKey.request_hash,
+                       IdempotencyKey.response_status, IdempotencyKey.response_body,
+                       IdempotencyKey.completed_at,
+                       (IdempotencyKey.created_at < func.now() - KEY_TTL).label("expired"))
+                .where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key)
+                .with_for_update()
+            ).first()
+            if existing is None:
+                continue  # released between our INSERT and SELECT: try to claim again
+            if existing.expired:
+                # Older than the TTL: as if it did not exist. Taken over in place, under
+                # the row lock, so two requests reusing an old key cannot both win.
+                session.execute(
+                    update(IdempotencyKey)
+                    .where(IdempotencyKey.id == existing.id)
+                    .values(request_hash=request_hash, response_status=None,
+                            response_body=None, created_at=func.now(), completed_at=None)
+                    .execution_options(synchronize_session=False))
+                uow.commit()
+                return Claim(ClaimOutcome.CLAIMED, claim_id=existing.id)
+            if existing.request_hash != request_hash:
+                return Claim(ClaimOutcome.MISMATCH)
+            if existing.completed_at is None:
+                return Claim(ClaimOutcome.IN_PROGRESS)
+            return Claim(ClaimOutcome.REPLAY, response_status=existing.response_status,
+                         response_body=existing.response_body)
+    raise RuntimeError(f"could not claim idempotency key after {_CLAIM_ATTEMPTS} attempts")
+
+
+def complete_claim(uow: UnitOfWork, claim_id: int, status: int, body: Any) -> None:
+    """Remember the answer so that a retry with the same key gets it again."""
+    with uow:
+        uow.session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.id == claim_id, IdempotencyKey.completed_at.is_(None))
+            .values(response_status=status, response_body=body, completed_at=func.now())
+            .execution_options(synchronize_session=False))
+        uow.commit()
+
+
+def release_claim(uow: UnitOfWork, claim_id: int) -> None:
+    """Forget an unfinished claim (the request failed on our side): the client may retry."""
+    with uow:
+        uow.session.execute(
+            delete(IdempotencyKey)
+            .where(IdempotencyKey.id == claim_id, IdempotencyKey.completed_at.is_(None))
+            .execution_options(synchronize_session=False))
+        uow.commit()

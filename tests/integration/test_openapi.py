@@ -1,0 +1,182 @@
+"""/openapi.json describes the real app, and /docs shows it without internet access.
+
+The two url_map tests compare the document with the routes the real app factory
+registers, both ways: a route missing from the document, or a documented operation
+with no route, fails.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from web.openapi import openapi_spec
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+MONEY = r"^\d+\.\d{2}$"
+
+
+@pytest.fixture(scope="module")
+def app(settings, resources) -> Flask:
+    from web.app import create_app
+
+    return create_app(settings, resources)
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    return openapi_spec()
+
+
+def app_operations(app: Flask) -> set[tuple[str, str]]:
+    """(path template in OpenAPI syntax, method) for every real route but static files."""
+    ops = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        ops |= {(path, m.lower()) for m in (rule.methods or ()) - {"HEAD", "OPTIONS"}}
+    return ops
+
+
+def spec_operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(path, method) for path, item in spec["paths"].items()
+            for method in item if method in HTTP_METHODS}
+
+
+def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, op
+
+
+def resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        assert node["$ref"].startswith("#/"), node["$ref"]
+        target: Any = spec
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+
+# --- the document itself ---------------------------------------------------------------
+
+def test_spec_is_a_valid_openapi_document(spec):
+    try:
+        from openapi_spec_validator import validate
+    except ImportError:  # not a dependency (yet): the structural checks below stand in
+        validate = None
+    if validate is not None:
+        validate(spec)
+
+    assert re.fullmatch(r"3\.[01]\.\d+", spec["openapi"])
+    assert spec["info"]["title"] and spec["info"]["version"]
+    for ref in refs(spec):
+        resolve(spec, {"$ref": ref})  # every reference points at something
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http",
+                                     "scheme": "bearer"}
+    op_ids = [op["operationId"] for _, _, op in operations(spec)]
+    assert len(op_ids) == len(set(op_ids))
+    for path, method, op in operations(spec):
+        where = f"{method.upper()} {path}"
+        assert path.startswith("/"), where
+        assert op["responses"], where
+        for status, response in op["responses"].items():
+            assert re.fullmatch(r"[1-5]\d\d|default", status), where
+            assert response["description"], where
+        params = [resolve(spec, p) for p in op.get("parameters", [])]
+        for param in params:
+            assert param["in"] in ("query", "header", "path", "cookie"), where
+            assert param["name"] and "schema" in param, where
+        declared = {p["name"] for p in params if p["in"] == "path"}
+        assert declared == set(re.findall(r"{([^}]+)}", path)), where
+        assert all(p["required"] for p in params if p["in"] == "path"), where
+        for requirement in op.get("security", []):
+            assert set(requirement) <= set(schemes), where
+
+
+def test_money_is_a_two_decimal_string_and_errors_share_one_shape(spec):
+    schemas = spec["components"]["schemas"]
+    assert schemas["Money"]["type"] == "string"
+    assert schemas["Money"]["pattern"] == MONEY
+    for schema, fields in {"Order": ("total_amount", "amount_paid", "amount_refunded"),
+                           "Payment": ("amount", "fee", "refunded_amount"),
+                           "Refund": ("amount",)}.items():
+        for field in fields:
+            assert schemas[schema]["properties"][field]["$ref"].endswith("/Money"), field
+    assert set(schemas["Error"]["required"]) == {"detail", "code"}
+    for path, _method, op in operations(spec):
+        for status, response in op["responses"].items():
+            if status.startswith("4"):
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Error"}, (path, status)
+
+
+def test_every_api_post_takes_an_idempotency_key(spec):
+    posts = [(path, op) for path, method, op in operations(spec)
+             if method == "post" and path.startswith("/api/v1/")]
+    assert posts
+    for path, op in posts:
+        names = {resolve(spec, p)["name"] for p in op.get("parameters", [])}
+        assert "Idempotency-Key" in names, path
+        assert "422" in op["responses"] and "409" in op["responses"], path
+        assert op["security"] == [{"bearerAuth": []}], path
+
+
+# --- the document against the real app's routes ----------------------------------------
+
+def test_every_route_of_the_app_is_documented(app, spec):
+    undocumented = app_operations(app) - spec_operations(spec)
+    assert not undocumented, f"routes missing from /openapi.json: {sorted(undocumented)}"
+
+
+def test_every_documented_operation_has_a_route(app, spec):
+    missing = spec_operations(spec) - app_operations(app)
+    assert not missing, f"documented but not routed: {sorted(missing)}"
+
+
+# --- served over HTTP ------------------------------------------------------------------
+
+def test_openapi_json_is_served_without_a_key(api, spec):
+    response = api.get("/openapi.json")
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == spec
+
+
+def test_docs_page_lists_every_operation_and_needs_no_internet(api, spec):
+    response = api.get("/docs")
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    page = response.text
+    assert "/api/v1/payments" in page
+    for path, method, op in operations(spec):
+        assert path in page and f'id="{op["operationId"]}"' in page, (method, path)
+    for text in ("Idempotency-Key", "total_amount", "order_id", "idempotency_key_reused",
+                 "Admin key", "^\\d+\\.\\d{2}$"):
+        assert text in page, text
+    # Self-contained: no scripts, no stylesheets or images fetched from elsewhere.
+    assert "<script" not in page.lower()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
+    assert not re.search(r"@import|url\(", page, re.I)
