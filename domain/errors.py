@@ -67,3 +67,10 @@ class InvalidTransition(Conflict):
     def __init__(self, entity: str, current: str, target: str) -> None:
         super().__init__(f"{entity} cannot go from {current} to {target}",
                          current_status=current, requested_status=target)
+
+
+class Unauthenticated(DomainError):
+    """The caller could not be authenticated (e.g. a provider callback's signature)."""
+
+    kind = "unauthorized"
+    default_code = "unauthenticated"

@@ -1,0 +1,352 @@
+"""Provider callbacks: the inbox (DESIGN.md §6, §7).
+
+- ingest_callback: verify, commit to the inbox, enqueue after commit. A callback
+  answered 2xx is always stored; one that is not stored never gets a 2xx.
+- process_callback: the worker's exactly-once apply, under a per-payment Redis
+  lock, with an attempt counter so a poison callback ends `failed`, not looping.
+- redeliver_stuck: re-enqueue inbox rows a lost message or a dead broker left
+  `received` (the beat job maintenance.redeliver_callbacks).
+- list_callbacks / replay_callback: the admin's view and hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Text, cast, func, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from adapters.locks import LockBusy, payment_lock, redis_lock
+from adapters.resources import Resources
+from config import Settings
+from domain.callback_events import decode_callback_body, parse_callback_event
+from domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from domain.models import Payment, ProviderCallback
+from domain.signatures import SIGNATURE_HEADER, SignatureRejected, verify_signature
+from domain.statuses import CallbackStatus
+from services.audit import record_event
+from services.settlement import Settlement, settle_callback
+
+log = logging.getLogger(__name__)
+
+PROCESS_TASK = "callbacks.process"
+REFUND_TASK = "refunds.execute"
+
+# A callback's processing is retried on transient errors; past this many attempts
+# (counted in PostgreSQL, so a worker that dies mid-way counts too) it is `failed`.
+MAX_ATTEMPTS = 5
+# The callbacks.process task is killed at PROCESS_TIME_LIMIT_SECONDS, so a lock
+# that lives longer than that is never lost by a holder that is still working.
+PROCESS_SOFT_TIME_LIMIT_SECONDS = 15
+PROCESS_TIME_LIMIT_SECONDS = 20
+LOCK_TTL_SECONDS = 30
+LOCK_WAIT_SECONDS = 2.0
+
+REDELIVER_AFTER_SECONDS = 60
+REDELIVER_BATCH_SIZE = 1000
+REDELIVER_RUN_LOCK = "sweep-lock:redeliver-callbacks"
+
+MAX_ERROR_LENGTH = 2000
+MAX_BIGINT = 2**63 - 1
+MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    callback_id: int | None  # None for a duplicate
+    duplicate: bool
+
+
+def provider_secrets(settings: Settings, provider: str) -> tuple[str, ...]:
+    """The secrets a provider's callbacks may be signed with; 404 for an unknown one."""
+    known = {"sandbox": (settings.sandbox_webhook_secret,)}
+    secrets = known.get(provider)
+    if secrets is None:
+        raise NotFound(f"Unknown payment provider {provider[:32]!r}", code="unknown_provider")
+    return secrets
+
+
+# --- ingest -------------------------------------------------------------------------------
+
+def ingest_callback(res: Resources, provider: str, raw_body: bytes,
+                    signature_header: str | None, *, now: float | None = None
+                    ) -> IngestResult:
+    """Verify, store (committed before returning), enqueue after commit when new."""
+    secrets = provider_secrets(res.settings, provider)
+    try:
+        verify_signature(signature_header, raw_body, secrets,
+                         now=time.time() if now is None else now,
+                         tolerance_seconds=res.settings.callback_tolerance_seconds)
+    except SignatureRejected as exc:
+        _audit_signature_failure(res, provider, exc, raw_body, signature_header)
+        raise
+    body = decode_callback_body(raw_body)
+    event = parse_callback_event(body)
+    with res.uow() as uow:
+        callback_id = uow.session.execute(
+            pg_insert(ProviderCallback)
+            .values(provider=provider, event_id=event.event_id, event_type=event.type.value,
+                    payment_id=event.payment_id, raw_body=raw_body,
+                    # PostgreSQL parses the text itself: amounts keep every digit.
+                    payload=cast(literal(raw_body.decode("utf-8"), Text), JSONB),
+                    status=CallbackStatus.RECEIVED.value)
+            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            .returning(ProviderCallback.id)
+        ).scalar_one_or_none()
+        if callback_id is not None:
+            new_id = int(callback_id)
+            # A dead broker only delays it: the row is stored and the sweep sends it.
+            uow.after_commit(_send_later(res, PROCESS_TASK, new_id))
+        uow.commit()
+    if callback_id is None:
+        log.info("duplicate callback %s/%s ignored", provider, event.event_id)
+    return IngestResult(callback_id, duplicate=callback_id is None)
+
+
+def _audit_signature_failure(res: Resources, provider: str, exc: SignatureRejected,
+                             raw_body: bytes, signature_header: str | None) -> None:
+    log.warning("callback from %s refused: %s", provider, exc.reason)
+    with res.uow() as uow:
+        record_event(uow.session, "signature_verification_failed", payment_id=None,
+                     actor=f"provider:{provider}", reason=exc.reason, provider=provider,
+                     body_bytes=len(raw_body),
+                     signature_header=(signature_header or "")[:200] or None,
+                     header_name=SIGNATURE_HEADER)
+        uow.commit()
+
+
+def _enqueue(res: Resources, callback_id: int) -> bool:
+    return res.queue.send(PROCESS_TASK, callback_id)
+
+
+def _send_later(res: Resources, task_name: str, *args: Any) -> Callable[[], None]:
+    """An after-commit hook: a failed send is logged by the queue, never raised."""
+    def send() -> None:
+        res.queue.send(task_name, *args)
+    return send
+
+
+# --- process ------------------------------------------------------------------------------
+
+def process_callback(res: Resources, callback_id: int) -> str:
+    """Apply one stored callback exactly once; returns what became of it.
+
+    Raises LockBusy when another worker holds the payment (retry later) and any
+    error from the settlement (retry with backoff; the attempt counter bounds it).
+    """
+    row = _load_for_processing(res, callback_id)
+    if row is None:
+        log.info("callback %s no longer exists; nothing to do", callback_id)
+        return "missing"
+    if row.status != CallbackStatus.RECEIVED:
+        return f"already {row.status}"
+    try:
+        event = parse_callback_event(decode_callback_body(row.raw_body))
+    except DomainError as exc:  # only reachable for rows stored by hand or by old code
+        _give_up(res, callback_id, f"unreadable callback body: {exc.detail}")
+        return CallbackStatus.FAILED.value
+    with payment_lock(res.redis, event.payment_id, ttl_seconds=LOCK_TTL_SECONDS,
+                      blocking_timeout=LOCK_WAIT_SECONDS):
+        attempts = _count_attempt(res, callback_id)
+        if attempts is None:
+            return "already handled"
+        if attempts > MAX_ATTEMPTS:
+            _give_up(res, callback_id, f"gave up after {MAX_ATTEMPTS} attempts; "
+                                       f"last error: {row.last_error or 'worker lost'}")
+            return CallbackStatus.FAILED.value
+        try:
+            settlement = _settle(res, callback_id, event, row.provider)
+        except Exception as exc:
+            _record_error(res, callback_id, exc)
+            raise
+    if settlement is None:
+        return "already handled"
+    log.info("callback %s (%s %s) -> %s%s", callback_id, event.type.value, event.event_id,
+             settlement.status.value, f": {settlement.note}" if settlement.note else "")
+    return settlement.status.value
+
+
+def _settle(res: Resources, callback_id: int, event: Any, provider: str) -> Settlement | None:
+    with res.uow() as uow:
+        settlement = settle_callback(uow.session, callback_id, event, provider=provider)
+        if settlement is not None and settlement.refund_id is not None:
+            refund_id = settlement.refund_id
+            uow.after_commit(_send_later(res, REFUND_TASK, refund_id))
+        uow.commit()
+    return settlement
+
+
+def _load_for_processing(res: Resources, callback_id: int) -> Any:
+    with res.uow() as uow:
+        return uow.session.execute(
+            select(ProviderCallback.provider, ProviderCallback.status,
+                   ProviderCallback.raw_body, ProviderCallback.last_error)
+            .where(ProviderCallback.id == callback_id)).first()
+
+
+def _count_attempt(res: Resources, callback_id: int) -> int | None:
+    """+1 attempt, committed before the work: a worker killed mid-way still counts."""
+    with res.uow() as uow:
+        attempts = uow.session.execute(
+            update(ProviderCallback)
+            .where(ProviderCallback.id == callback_id,
+                   ProviderCallback.status == CallbackStatus.RECEIVED.value)
+            .values(attempts=ProviderCallback.attempts + 1, updated_at=func.now())
+            .returning(ProviderCallback.attempts)
+            .execution_options(synchronize_session=False)).scalar_one_or_none()
+        uow.commit()
+    return attempts
+
+
+def _give_up(res: Resources, callback_id: int, error: str) -> None:
+    log.error("callback %s failed for good: %s", callback_id, error)
+    with res.uow() as uow:
+        uow.session.execute(
+            update(ProviderCallback)
+            .where(ProviderCallback.id == callback_id,
+                   ProviderCallback.status == CallbackStatus.RECEIVED.value)
+            .values(status=CallbackStatus.FAILED.value, last_error=error[:MAX_ERROR_LENGTH],
+                    processed_at=func.now(), updated_at=func.now())
+            .execution_options(synchronize_session=False))
+        uow.commit()
+
+
+def _record_error(res: Resources, callback_id: int, exc: Exception) -> None:
+    """Best effort (the database may be what failed): keep the error for the operator."""
+    error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+    log.warning("callback %s attempt failed: %s", callback_id, error)
+    try:
+        with res.uow() as uow:
+            uow.session.execute(
+                update(ProviderCallback)
+                .where(ProviderCallback.id == callback_id,
+                       ProviderCallback.status == CallbackStatus.RECEIVED.value)
+                .values(last_error=error, updated_at=func.now())
+                .execution_options(synchronize_session=False))
+            uow.commit()
+    except Exception as record_exc:
+        log.warning("could not record the error of callback %s: %s", callback_id, record_exc)
+
+
+# --- redelivery ---------------------------------------------------------------------------
+
+def redeliver_stuck(res: Resources, older_than_seconds: float = REDELIVER_AFTER_SECONDS,
+                    batch_size: int = REDELIVER_BATCH_SIZE) -> int:
+    """Enqueue again every inbox row still `received` after `older_than_seconds`.
+
+    Batched; rows a worker is settling right now are skipped (SKIP LOCKED), and each
+    row sent gets a fresh updated_at so the next run leaves it alone for a while.
+    Returns how many were enqueued. One run at a time; a second concurrent run is 0.
+    """
+    try:
+        with redis_lock(res.redis, REDELIVER_RUN_LOCK, ttl_seconds=600, blocking_timeout=0):
+            return _redeliver_batches(res, older_than_seconds, batch_size)
+    except LockBusy:
+        log.info("another redelivery run is in progress")
+        return 0
+
+
+def _redeliver_batches(res: Resources, older_than_seconds: float, batch_size: int) -> int:
+    sent, after_id = 0, 0
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, max(older_than_seconds, 0))
+    while True:
+        due = (select(ProviderCallback.id)
+               .where(ProviderCallback.status == CallbackStatus.RECEIVED.value,
+                      ProviderCallback.received_at <= cutoff,
+                      ProviderCallback.updated_at <= cutoff,
+                      ProviderCallback.id > after_id)
+               .order_by(ProviderCallback.id).limit(batch_size)
+               .with_for_update(skip_locked=True))
+        with res.uow() as uow:
+            ids = sorted(uow.session.execute(
+                update(ProviderCallback).where(ProviderCallback.id.in_(due.scalar_subquery()))
+                .values(updated_at=func.now()).returning(ProviderCallback.id)
+                .execution_options(synchronize_session=False)).scalars())
+            uow.commit()
+        for callback_id in ids:
+            if not _enqueue(res, callback_id):
+                log.warning("broker unavailable: redelivery stops after %d; the next run "
+                            "sends the rest", sent)
+                return sent
+            sent += 1
+        if len(ids) < batch_size:
+            break
+        after_id = ids[-1]
+    if sent:
+        log.info("redelivered %d stuck callbacks", sent)
+    return sent
+
+
+# --- admin --------------------------------------------------------------------------------
+
+def list_callbacks(res: Resources, *, status: str | None = None,
+                   payment_id: int | None = None, page: int = 1,
+                   page_size: int = 50) -> dict[str, Any]:
+    if status is not None and status not in {s.value for s in CallbackStatus}:
+        raise InvalidInput(f"status must be one of {', '.join(s.value for s in CallbackStatus)}",
+                           code="invalid_status", field="status")
+    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page must be >= 1 and page_size 1..{MAX_PAGE_SIZE}",
+                           code="invalid_page")
+    filters = []
+    if status is not None:
+        filters.append(ProviderCallback.status == status)
+    if payment_id is not None:
+        filters.append(ProviderCallback.payment_id == payment_id)
+    with res.uow() as uow:
+        total = uow.session.execute(
+            select(func.count()).select_from(ProviderCallback).where(*filters)).scalar_one()
+        rows = uow.session.execute(
+            select(ProviderCallback).where(*filters).order_by(ProviderCallback.id.desc())
+            .offset((page - 1) * page_size).limit(page_size)).scalars().all()
+        items = [callback_view(row) for row in rows]
+    return {"items": items, "page": page, "page_size": page_size, "total": total}
+
+
+def callback_view(row: ProviderCallback) -> dict[str, Any]:
+    return {"id": row.id, "provider": row.provider, "event_id": row.event_id,
+            "event_type": row.event_type, "payment_id": row.payment_id, "status": row.status,
+            "attempts": row.attempts, "last_error": row.last_error,
+            "received_at": row.received_at, "updated_at": row.updated_at,
+            "processed_at": row.processed_at, "payload": row.payload}
+
+
+def replay_callback(res: Resources, callback_id: int, actor: str) -> dict[str, Any]:
+    """Process a stored callback again (failed, unmatched, rejected or stuck ones).
+
+    A processed one is refused (409): its effect is already applied, and the rules
+    would only ignore it. The row goes back to `received` with a fresh attempt budget.
+    """
+    if not 0 < callback_id <= MAX_BIGINT:
+        raise NotFound(f"Callback {callback_id} not found", code="callback_not_found")
+    sent: dict[str, bool] = {}
+    with res.uow() as uow:
+        row = uow.session.execute(
+            select(ProviderCallback.id, ProviderCallback.status, ProviderCallback.event_id,
+                   ProviderCallback.payment_id)
+            .where(ProviderCallback.id == callback_id).with_for_update()).first()
+        if row is None:
+            raise NotFound(f"Callback {callback_id} not found", code="callback_not_found")
+        if row.status == CallbackStatus.PROCESSED:
+            raise Conflict("This callback was already processed; replaying it would change "
+                           "nothing", code="callback_already_processed")
+        uow.session.execute(
+            update(ProviderCallback).where(ProviderCallback.id == callback_id)
+            .values(status=CallbackStatus.RECEIVED.value, attempts=0, processed_at=None,
+                    updated_at=func.now())
+            .execution_options(synchronize_session=False))
+        known_payment = row.payment_id is not None and uow.session.execute(
+            select(Payment.id).where(Payment.id == row.payment_id)).first() is not None
+        record_event(uow.session, "callback_replayed",
+                     payment_id=row.payment_id if known_payment else None, actor=actor,
+                     callback_id=callback_id, event_id=row.event_id,
+                     previous_status=row.status)
+        uow.after_commit(lambda: sent.update(enqueued=_enqueue(res, callback_id)))
+        uow.commit()
+    return {"id": callback_id, "status": CallbackStatus.RECEIVED.value,
+            "previous_status": row.status, "enqueued": sent.get("enqueued", False)}

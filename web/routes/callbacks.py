@@ -1,0 +1,92 @@
+"""Provider callbacks over HTTP (DESIGN.md §6) and the admin's view of the inbox (§5).
+
+`POST /callbacks/<provider>` sits at the root (providers are configured with a
+URL, not an API version) and carries no API key: the signature authenticates.
+The view only bounds and reads the body, then hands it to the service.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from domain.signatures import SIGNATURE_HEADER
+from services.callbacks import ingest_callback, list_callbacks, replay_callback
+from web.auth import current_principal, require_key
+from web.deps import resources
+from web.errors import error_response
+from web.json_body import optional_int
+
+log = logging.getLogger(__name__)
+
+MAX_CALLBACK_BYTES = 64 * 1024
+_READ_CHUNK = 16 * 1024
+
+provider_bp = Blueprint("provider_callbacks", __name__)
+admin_bp = Blueprint("callbacks_admin", __name__)
+
+
+@provider_bp.post("/callbacks/<provider>")
+def receive_callback(provider: str):
+    raw_body = _read_bounded_body(MAX_CALLBACK_BYTES)
+    result = ingest_callback(resources(), provider, raw_body,
+                             request.headers.get(SIGNATURE_HEADER))
+    return jsonify({"received": True, "duplicate": result.duplicate})
+
+
+@provider_bp.errorhandler(DBAPIError)
+@provider_bp.errorhandler(PoolTimeout)
+def storage_unavailable(exc: Exception):
+    """Whatever went wrong with the database, the callback is not stored: say so with a
+    503 so the provider retries (never a 2xx, and not a 500 that some providers drop)."""
+    log.error("callback not stored, database error: %s", exc)
+    response = error_response(503, "The callback could not be stored; retry shortly",
+                              "database_unavailable")
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def _too_large() -> RequestEntityTooLarge:
+    return RequestEntityTooLarge(
+        description=f"A callback body may be at most {MAX_CALLBACK_BYTES} bytes")
+
+
+def _read_bounded_body(limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes whether or not Content-Length
+    says so (a chunked body has none; a lying one is caught by counting)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large()
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = request.stream.read(min(_READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise _too_large()
+    return b"".join(chunks)
+
+
+@admin_bp.get("/callbacks")
+@require_key(admin=True)
+def list_stored_callbacks():
+    page = optional_int(request.args.get("page"), "page") or 1
+    page_size = optional_int(request.args.get("page_size"), "page_size") or 50
+    payment_id = optional_int(request.args.get("payment_id"), "payment_id")
+    status = request.args.get("status") or None
+    return jsonify(list_callbacks(resources(), status=status, payment_id=payment_id,
+                                  page=page, page_size=page_size))
+
+
+@admin_bp.post("/callbacks/<int:callback_id>/replay")
+@require_key(admin=True)
+def replay_stored_callback(callback_id: int):
+    outcome = replay_callback(resources(), callback_id, actor=current_principal().actor)
+    return jsonify(outcome), 202
