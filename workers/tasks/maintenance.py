@@ -1,1 +1,30 @@
-"""Celery tasks for the maintenance queue."""
+"""Celery tasks for the maintenance queue, sent by beat (beat_schedule.py).
+
+No retries: a failed run is simply the next tick's work, and each run is safe
+to repeat. maintenance.redeliver_callbacks lives in workers/tasks/callbacks.py.
+"""
+
+from __future__ import annotations
+
+from services.maintenance import (
+    expire_stale_orders,
+    expire_stale_payments,
+    sync_processing_payments,
+)
+from workers.app import celery
+from workers.runtime import resources
+
+
+@celery.task(name="maintenance.expire_payments", acks_late=True, ignore_result=True)
+def expire_payments() -> None:
+    expire_stale_payments(resources())
+
+
+@celery.task(name="maintenance.expire_orders", acks_late=True, ignore_result=True)
+def expire_orders() -> None:
+    expire_stale_orders(resources())
+
+
+@celery.task(name="maintenance.sync_pending", acks_late=True, ignore_result=True)
+def sync_pending() -> None:
+    sync_processing_payments(resources())

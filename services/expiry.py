@@ -1,0 +1,366 @@
+"""Set-based, batched expiry of payments and orders, and the processing janitor (DESIGN.md §7).
+
+Each batch is ONE statement in its own short transaction: a CTE picks up to
+`batch_size` due rows `FOR UPDATE SKIP LOCKED`, an UPDATE in the same statement
+moves them and re-checks their status, and an INSERT ... SELECT over the
+UPDATE's RETURNING writes their audit/history rows. So:
+- a row a callback is working on (it holds the row lock) is skipped, never
+  waited for: the callback's success wins, and the sweep takes what is still
+  due on its next run;
+- a row that changed since it was read is not moved (the status re-check);
+- every moved row gets exactly one audit row, in the same commit.
+Rows are never loaded into Python, so one run copes with any backlog; a run
+stops early at its deadline and the next tick carries on.
+
+Payments in `processing` exist at the provider, which may hold the customer's
+money, so they are first asked of the provider through `provider_status_check`;
+a success found there is applied (services/provider_sync.py) instead of expired.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, insert, literal, select, text, update
+from sqlalchemy.orm import Session, aliased
+
+from adapters.resources import Resources
+from domain.models import Order, OrderStatusHistory, Payment, PaymentEvent
+from domain.statuses import ACTIVE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
+from services.provider_sync import (
+    UNKNOWN,
+    ProviderAnswer,
+    ProviderQuery,
+    ProviderVerdict,
+    apply_answer,
+    query_statuses,
+)
+
+log = logging.getLogger(__name__)
+
+# A few thousand rows a batch: big enough that 100k rows are a few dozen statements,
+# small enough that a batch's row locks are held for a fraction of a second.
+SWEEP_BATCH_SIZE = 2000
+# One batch statement never waits on locks (SKIP LOCKED), so this only trips on a
+# sick database; it bounds a run to its deadline plus one batch (see services/maintenance).
+BATCH_STATEMENT_TIMEOUT = "30s"
+# The janitor looks at payments that have been processing at least this long.
+SYNC_MIN_AGE_SECONDS = 60
+
+EXPIRE_PAYMENTS_ACTOR = "system:expire_payments"
+SYNC_PENDING_ACTOR = "system:sync_pending"
+EXPIRE_ORDERS_ACTOR = "system:expire_orders"
+PAYMENT_TTL_REASON = "payment ttl elapsed"
+ORDER_TTL_REASON = "order ttl elapsed"
+ORDER_EXPIRED_REASON = "order expired"
+
+ACTIVE = tuple(s.value for s in ACTIVE_PAYMENT_STATUSES)
+
+
+def provider_status_check(res: Resources,
+                          payments: Sequence[ProviderQuery]) -> dict[int, ProviderAnswer]:
+    """Ask each payment's provider (by the provider name stored on the payment) for its status.
+
+    Called outside any transaction (a provider call must never hold row locks) with
+    one batch of processing payments; returns an answer per payment id asked about
+    (UNKNOWN for any error, timeout or missing provider reference). Bounded in time
+    (provider_sync.QUERY_BUDGET_SECONDS), so the run's time budget and its lock's TTL
+    (services/maintenance.py) hold; payments it had no time to ask are missing. What
+    the callers do:
+    - expire_due_payments: SUCCEEDED -> the success is applied through the settlement
+      path success callbacks use (not expired); not asked -> left for the next run;
+      anything else -> expired.
+    - check_processing_payments (the janitor): SUCCEEDED and FAILED are applied the
+      same way; PENDING and UNKNOWN change nothing.
+    """
+    return query_statuses(res, payments)
+
+
+@dataclass
+class SweepTally:
+    """What one run did; `as_dict()` is what the CLI prints and the logs show."""
+
+    changed: int = 0
+    batches: int = 0
+    complete: bool = True  # False when the run stopped at its deadline with work left
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"changed": self.changed, "batches": self.batches, "complete": self.complete,
+                **dict(sorted(self.counts.items()))}
+
+
+# -- payments -------------------------------------------------------------------------------
+
+def expire_due_payments(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
+                        deadline: float | None = None) -> SweepTally:
+    """init/processing payments past expires_at (database clock) -> expired, with audit rows.
+
+    init payments never reached a provider and go set-based straight away;
+    processing ones go through `provider_status_check` a batch at a time first.
+    """
+    tally = SweepTally()
+    # init: loop until a batch comes back empty; each batch only takes still-due rows,
+    # so the loop ends (rows a callback holds are skipped, not retried in this run).
+    while not _past(deadline, tally):
+        with res.uow() as uow:
+            _limit_statement_time(uow.session)
+            changed = uow.session.execute(
+                _expire_payments_statement(batch_size, statuses=(PaymentStatus.INIT.value,))
+            ).scalar_one()
+            uow.commit()
+        if not changed:
+            break
+        tally.batches += 1
+        tally.changed += changed
+        tally.counts["init_expired"] += changed
+    _expire_due_processing(res, batch_size, deadline, tally)
+    return tally
+
+
+def _expire_due_processing(res: Resources, batch_size: int, deadline: float | None,
+                           tally: SweepTally) -> None:
+    after_id = 0  # a keyset cursor: payments the provider says are paid are passed over
+    while not _past(deadline, tally):
+        with res.uow() as uow:
+            batch = _processing_batch(uow.session, after_id, batch_size,
+                                      Payment.expires_at < func.now())
+        if not batch:
+            break
+        after_id = batch[-1].payment_id
+        answers = provider_status_check(res, batch)
+        expirable = []
+        for query in batch:
+            answer = answers.get(query.payment_id)
+            if answer is None:  # not asked (the batch's query budget ran out): next run
+                tally.counts["provider_not_asked"] += 1
+                continue
+            if answer.verdict is not ProviderVerdict.SUCCEEDED:
+                expirable.append(query.payment_id)
+                continue
+            # The customer paid and the callback has not (yet) reached us: the money is
+            # real, so the success is applied as its callback would apply it.
+            status = apply_answer(res, query, answer, actor=EXPIRE_PAYMENTS_ACTOR)
+            if status is None:  # a callback is settling it right now: leave it to that
+                tally.counts["provider_paid_left"] += 1
+            elif status == PaymentStatus.PROCESSING:  # refused (e.g. amount_mismatch)
+                expirable.append(query.payment_id)
+            else:
+                tally.changed += 1
+                tally.counts["provider_paid_applied"] += 1
+        tally.batches += 1
+        if not expirable:
+            continue
+        with res.uow() as uow:
+            _limit_statement_time(uow.session)
+            changed = uow.session.execute(_expire_payments_statement(
+                len(expirable), statuses=(PaymentStatus.PROCESSING.value,), only_ids=expirable)
+            ).scalar_one()
+            uow.commit()
+        tally.changed += changed
+        tally.counts["processing_expired"] += changed
+
+
+def _expire_payments_statement(batch_size: int, *, statuses: Sequence[str],
+                               only_ids: Sequence[int] | None = None) -> Select[Any]:
+    """One batch, one statement; returns how many payments it expired:
+
+    WITH due AS (SELECT id, status, expires_at FROM payments
+                 WHERE status IN (:statuses) AND expires_at < now() [AND id IN (:ids)]
+                 LIMIT :batch FOR UPDATE SKIP LOCKED),
+         expired AS (UPDATE payments SET status = 'expired', updated_at = now() FROM due
+                     WHERE payments.id = due.id AND payments.status IN ('init', 'processing')
+                     RETURNING payments.id, due.status, due.expires_at),
+         events AS (INSERT INTO payment_events (payment_id, event, actor, detail)
+                    SELECT id, 'payment_expired', :actor, jsonb_build_object(...) FROM expired
+                    RETURNING payment_id)
+    SELECT count(*) FROM events
+    """
+    conditions = [Payment.status.in_(statuses), Payment.expires_at < func.now()]
+    if only_ids is not None:
+        conditions.append(Payment.id.in_(only_ids))
+    # No ORDER BY: any due rows will do, and without one the scan stops after
+    # batch_size rows instead of sorting the whole backlog again for every batch.
+    # (Nothing here waits for a lock, so lock order cannot deadlock.)
+    due = (select(Payment.id, Payment.status, Payment.expires_at).where(*conditions)
+           .limit(batch_size).with_for_update(skip_locked=True).cte("due"))
+    expired = (update(Payment)
+               .where(Payment.id == due.c.id, Payment.status.in_(ACTIVE))
+               .values(status=PaymentStatus.EXPIRED.value, updated_at=func.now())
+               .returning(Payment.id, due.c.status.label("from_status"), due.c.expires_at)
+               .cte("expired"))
+    events = (insert(PaymentEvent).from_select(
+        ["payment_id", "event", "actor", "detail"],
+        select(expired.c.id, literal("payment_expired"), literal(EXPIRE_PAYMENTS_ACTOR),
+               func.jsonb_build_object("from_status", expired.c.from_status,
+                                       "to_status", PaymentStatus.EXPIRED.value,
+                                       "reason", PAYMENT_TTL_REASON,
+                                       "expires_at", expired.c.expires_at)))
+        .returning(PaymentEvent.payment_id).cte("events"))
+    return select(func.count()).select_from(events)
+
+
+# -- orders ---------------------------------------------------------------------------------
+
+def expire_due_orders(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
+                      deadline: float | None = None) -> SweepTally:
+    """pending orders older than ORDER_TTL -> expired (history rows); their active
+    payments -> cancelled (payment_cancelled rows), in the same transaction.
+
+    A success that arrives for such a payment later is a late payment (§6): the
+    order is no longer pending, so the money is refunded, never dropped.
+
+    Locks are only ever taken with SKIP LOCKED, the order first and then its
+    active payment, and an order whose active payment someone else holds (a
+    callback settling it) is left for the next run. So the sweep never waits on
+    a callback, and a callback (payment lock, then order lock) never deadlocks
+    with it.
+    """
+    tally = SweepTally()
+    ttl = timedelta(seconds=res.settings.order_ttl_seconds)
+    after_id = 0  # a keyset cursor, so orders left for the next run are not met again
+    while not _past(deadline, tally):
+        with res.uow() as uow:
+            session = uow.session
+            _limit_statement_time(session)
+            order_ids = session.execute(_lock_due_orders(ttl, after_id, batch_size)).scalars().all()
+            if not order_ids:
+                break
+            after_id = max(order_ids)
+            active = session.execute(
+                select(Payment.id, Payment.order_id)
+                .where(Payment.order_id.in_(order_ids), Payment.status.in_(ACTIVE))).all()
+            locked = set(session.execute(
+                select(Payment.id).where(Payment.id.in_([p.id for p in active]),
+                                         Payment.status.in_(ACTIVE))
+                .with_for_update(skip_locked=True)).scalars()) if active else set()
+            busy = {p.order_id for p in active if p.id not in locked}
+            orders, payments = session.execute(_expire_orders_statement(
+                [o for o in order_ids if o not in busy], sorted(locked))).one()
+            uow.commit()
+        tally.batches += 1
+        tally.changed += orders + payments
+        tally.counts["orders_expired"] += orders
+        tally.counts["payments_cancelled"] += payments
+        tally.counts["orders_left_busy"] += len(busy)
+    return tally
+
+
+def _lock_due_orders(ttl: timedelta, after_id: int, batch_size: int) -> Select[Any]:
+    return (select(Order.id)
+            .where(Order.status == OrderStatus.PENDING.value,
+                   Order.created_at < func.now() - ttl, Order.id > after_id)
+            .order_by(Order.id).limit(batch_size).with_for_update(skip_locked=True))
+
+
+def _expire_orders_statement(order_ids: Sequence[int],
+                             payment_ids: Sequence[int]) -> Select[Any]:
+    """Locked orders -> expired and their locked active payments -> cancelled, with their
+    history and audit rows; one statement, returning (orders expired, payments cancelled):
+
+    WITH expired_orders AS (UPDATE orders SET status = 'expired' ...
+                            WHERE id IN (:orders) AND status = 'pending' RETURNING id),
+         history AS (INSERT INTO order_status_history ... SELECT ... FROM expired_orders),
+         cancelled AS (UPDATE payments SET status = 'cancelled' ... FROM payments AS before
+                       WHERE id IN (:payments) AND status IN ('init', 'processing')
+                       AND order_id IN (SELECT id FROM expired_orders)
+                       RETURNING id, order_id, before.status),
+         cancel_events AS (INSERT INTO payment_events ... SELECT ... FROM cancelled)
+    SELECT (SELECT count(*) FROM history), (SELECT count(*) FROM cancel_events)
+    """
+    pending = OrderStatus.PENDING.value
+    expired_orders = (update(Order)
+                      .where(Order.id.in_(order_ids), Order.status == pending)
+                      .values(status=OrderStatus.EXPIRED.value, updated_at=func.now())
+                      .returning(Order.id).cte("expired_orders"))
+    history = (insert(OrderStatusHistory).from_select(
+        ["order_id", "from_status", "to_status", "reason", "actor"],
+        select(expired_orders.c.id, literal(pending), literal(OrderStatus.EXPIRED.value),
+               literal(ORDER_TTL_REASON), literal(EXPIRE_ORDERS_ACTOR)))
+        .returning(OrderStatusHistory.order_id).cte("history"))
+    # `before` is the row as this statement found it: we hold its lock, so it is the
+    # status the cancellation moved it from.
+    before = aliased(Payment, name="before")
+    cancelled = (update(Payment)
+                 .where(Payment.id.in_(payment_ids), Payment.status.in_(ACTIVE),
+                        Payment.order_id.in_(select(expired_orders.c.id)),
+                        before.id == Payment.id)
+                 .values(status=PaymentStatus.CANCELLED.value, updated_at=func.now())
+                 .returning(Payment.id, Payment.order_id, before.status.label("from_status"))
+                 .cte("cancelled_payments"))
+    events = (insert(PaymentEvent).from_select(
+        ["payment_id", "event", "actor", "detail"],
+        select(cancelled.c.id, literal("payment_cancelled"), literal(EXPIRE_ORDERS_ACTOR),
+               func.jsonb_build_object("from_status", cancelled.c.from_status,
+                                       "to_status", PaymentStatus.CANCELLED.value,
+                                       "reason", ORDER_EXPIRED_REASON,
+                                       "order_id", cancelled.c.order_id)))
+        .returning(PaymentEvent.payment_id).cte("cancel_events"))
+    return select(select(func.count()).select_from(history).scalar_subquery(),
+                  select(func.count()).select_from(events).scalar_subquery())
+
+
+# -- the janitor ----------------------------------------------------------------------------
+
+def check_processing_payments(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
+                              deadline: float | None = None) -> SweepTally:
+    """Processing payments quiet for a minute or more, asked of their provider in batches.
+
+    A lost callback leaves a payment processing although the provider has
+    settled it; the provider's answer repairs that, through the settlement path
+    callbacks use: "paid" -> succeeded (order paid, or refunded if it can no longer
+    take the money), "failed"/"closed" -> failed. The result counts the answers
+    ({"checked": n, "provider_succeeded": ..., "now_succeeded": ..., "changed": ...}).
+    """
+    tally = SweepTally()
+    tally.counts["checked"] = 0
+    quiet_since = func.now() - timedelta(seconds=SYNC_MIN_AGE_SECONDS)
+    after_id = 0
+    while not _past(deadline, tally):
+        with res.uow() as uow:
+            batch = _processing_batch(uow.session, after_id, batch_size,
+                                      Payment.updated_at < quiet_since)
+        if not batch:
+            break
+        after_id = batch[-1].payment_id
+        answers = provider_status_check(res, batch)
+        tally.batches += 1
+        tally.counts["checked"] += len(batch)
+        for query in batch:
+            answer = answers.get(query.payment_id, UNKNOWN)
+            tally.counts[f"provider_{answer.verdict.value}"] += 1
+            if answer.verdict in (ProviderVerdict.SUCCEEDED, ProviderVerdict.FAILED):
+                status = apply_answer(res, query, answer, actor=SYNC_PENDING_ACTOR)
+                if status is not None and status != PaymentStatus.PROCESSING:
+                    tally.changed += 1
+                    tally.counts[f"now_{status}"] += 1
+    return tally
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+def _processing_batch(session: Session, after_id: int, batch_size: int,
+                      condition: Any) -> list[ProviderQuery]:
+    rows = session.execute(
+        select(Payment.id, Payment.provider, Payment.provider_reference)
+        .where(Payment.status == PaymentStatus.PROCESSING.value, Payment.id > after_id,
+               condition)
+        .order_by(Payment.id).limit(batch_size)).all()
+    return [ProviderQuery(int(r.id), r.provider, r.provider_reference) for r in rows]
+
+
+def _limit_statement_time(session: Session) -> None:
+    session.execute(text(f"SET LOCAL statement_timeout = '{BATCH_STATEMENT_TIMEOUT}'"))
+
+
+def _past(deadline: float | None, tally: SweepTally) -> bool:
+    if deadline is not None and time.monotonic() >= deadline:
+        tally.complete = False
+        return True
+    return False

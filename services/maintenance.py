@@ -1,0 +1,87 @@
+"""The maintenance jobs (DESIGN.md §7), as run by beat's tasks and `payments sweep <job>`.
+
+Each entry point takes the job's Redis lock `maintenance-lock:<job>` (one run
+at a time, even if two beats run by mistake; the redelivery sweep uses the
+callbacks service's own lock), runs until the work is done or its time budget is spent,
+logs how many rows it changed and how long it took, and returns a JSON-able
+summary such as {"changed": 3, "batches": 1, "complete": true, "seconds": 0.021}.
+A second run while one is going returns {"skipped": "already running"}.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from adapters.resources import Resources
+from adapters.run_once import run_once
+from services import expiry
+
+log = logging.getLogger(__name__)
+
+# A run stops starting new batches after this; the next tick carries on. It sits
+# well inside Celery's task time limit (adapters/celery_app.py).
+MAX_RUN_SECONDS = 240
+# Longer than the longest run (its budget plus one batch, whose statement is capped
+# at expiry.BATCH_STATEMENT_TIMEOUT), so the lock only lapses when its holder died.
+LOCK_TTL_SECONDS = MAX_RUN_SECONDS + 60
+
+Summary = dict[str, Any]
+
+
+def expire_stale_payments(res: Resources, *,
+                          batch_size: int = expiry.SWEEP_BATCH_SIZE) -> Summary:
+    """init/processing payments past expires_at -> expired (maintenance.expire_payments)."""
+    return _run_job(res, "expire_payments", lambda deadline: expiry.expire_due_payments(
+        res, batch_size=batch_size, deadline=deadline).as_dict())
+
+
+def expire_stale_orders(res: Resources, *, batch_size: int = expiry.SWEEP_BATCH_SIZE) -> Summary:
+    """pending orders past ORDER_TTL -> expired, their active payments cancelled
+    (maintenance.expire_orders)."""
+    return _run_job(res, "expire_orders", lambda deadline: expiry.expire_due_orders(
+        res, batch_size=batch_size, deadline=deadline).as_dict())
+
+
+def sync_processing_payments(res: Resources, *,
+                             batch_size: int = expiry.SWEEP_BATCH_SIZE) -> Summary:
+    """The janitor: processing payments quiet for a minute are asked of their provider;
+    paid/failed answers are applied through settlement (maintenance.sync_pending).
+    See expiry.provider_status_check.
+    """
+    return _run_job(res, "sync_pending", lambda deadline: expiry.check_processing_payments(
+        res, batch_size=batch_size, deadline=deadline).as_dict())
+
+
+def redeliver_stuck_callbacks(res: Resources) -> Summary:
+    """Inbox rows still `received` after a minute -> enqueued again.
+
+    The work and its one-run-at-a-time lock belong to the callbacks service
+    (services.callbacks.redeliver_stuck, also run by the callbacks' own beat task
+    maintenance.redeliver_callbacks); this adds the timing and the log line. A run
+    that finds another one going reports {"changed": 0}.
+    """
+    from services.callbacks import redeliver_stuck  # noqa: PLC0415 - the callbacks' module
+
+    started = time.monotonic()
+    sent = redeliver_stuck(res)
+    summary: Summary = {"changed": sent, "seconds": round(time.monotonic() - started, 3)}
+    log.info("maintenance redeliver_callbacks: enqueued %s callbacks again in %.3f s",
+             sent, summary["seconds"])
+    return summary
+
+
+def _run_job(res: Resources, job: str, work: Callable[[float], Summary]) -> Summary:
+    def timed() -> Summary:
+        started = time.monotonic()
+        summary = work(started + MAX_RUN_SECONDS)
+        summary["seconds"] = round(time.monotonic() - started, 3)
+        log.info("maintenance %s: changed %s rows in %s batches in %.3f s%s", job,
+                 summary.get("changed", 0), summary.get("batches", "?"), summary["seconds"],
+                 "" if summary.get("complete", True) else "; stopped at its time budget, "
+                 "the next run carries on")
+        return summary
+
+    return run_once(res.redis, job, LOCK_TTL_SECONDS, timed)

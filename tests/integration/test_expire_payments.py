@@ -1,0 +1,119 @@
+"""maintenance.expire_payments: unpaid payments past expires_at become expired, set-based.
+
+Real PostgreSQL and Redis. Short TTLs come from rows created in the past.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from adapters.resources import Resources
+from domain.models import Payment, PaymentEvent
+from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
+from services.expiry import EXPIRE_PAYMENTS_ACTOR
+from services.maintenance import expire_stale_payments
+from services.transitions import lock_payment_status, transition_payment
+from tests.support.factories import make_order, make_payment
+
+
+def ago(**kwargs: float) -> datetime:
+    return datetime.now(UTC) - timedelta(**kwargs)
+
+
+def status_of(res: Resources, payment_id: int) -> str:
+    with res.uow() as uow:
+        return uow.session.execute(
+            select(Payment.status).where(Payment.id == payment_id)).scalar_one()
+
+
+def events_of(res: Resources, payment_id: int) -> list[tuple[str, str, dict[str, Any]]]:
+    with res.uow() as uow:
+        rows = uow.session.execute(
+            select(PaymentEvent.event, PaymentEvent.actor, PaymentEvent.detail)
+            .where(PaymentEvent.payment_id == payment_id).order_by(PaymentEvent.id)).all()
+    return [(r.event, r.actor, r.detail) for r in rows]
+
+
+def test_an_unpaid_payment_expires_in_one_run_with_its_audit_event_and_the_order_stays_payable(
+        api, admin_key, clean_db):
+    res = clean_db
+    order_id = make_order(res, created_at=ago(minutes=31))
+    due = make_payment(res, order_id, created_at=ago(minutes=31))  # expired a minute ago
+    fresh = make_payment(res, make_order(res))  # expires in 30 minutes
+
+    result = expire_stale_payments(res)
+
+    assert result["changed"] == 1 and result["complete"] is True
+    assert result["seconds"] >= 0
+    assert status_of(res, due) == "expired"
+    [(event, actor, detail)] = events_of(res, due)
+    assert (event, actor) == ("payment_expired", EXPIRE_PAYMENTS_ACTOR)
+    assert detail["from_status"] == "init" and detail["to_status"] == "expired"
+    assert detail["reason"] == "payment ttl elapsed" and detail["expires_at"]
+    assert status_of(res, fresh) == "init" and events_of(res, fresh) == []
+
+    # The order is still pending and takes a new payment: the partial unique index
+    # only covers init/processing payments.
+    created = api.as_key(admin_key).post("/api/v1/payments",
+                                         json={"order_id": order_id, "method": "wechat"})
+    assert created.status_code == 201, created.text
+    assert created.json()["id"] != due and created.json()["status"] == "init"
+
+    assert expire_stale_payments(res)["changed"] == 0  # a repeat finds nothing to do
+
+
+def test_processing_payments_expire_through_the_provider_seam_and_finished_ones_are_untouched(
+        clean_db):
+    res = clean_db
+    long_ago = ago(hours=2)
+    processing = make_payment(res, make_order(res), status="processing", created_at=long_ago)
+    finished = {status: make_payment(res, make_order(res), status=status, created_at=long_ago)
+                for status in ("succeeded", "failed", "cancelled", "expired", "refunded")}
+
+    result = expire_stale_payments(res)
+
+    # provider_status_check knows no provider yet and answers "unknown": the payment expires.
+    assert result["changed"] == 1 and result["processing_expired"] == 1
+    assert status_of(res, processing) == "expired"
+    [(event, _, detail)] = events_of(res, processing)
+    assert event == "payment_expired" and detail["from_status"] == "processing"
+    for status, payment_id in finished.items():
+        assert status_of(res, payment_id) == status
+        assert events_of(res, payment_id) == []
+
+
+def test_a_large_backlog_is_taken_in_batches_until_one_comes_back_empty(clean_db):
+    res = clean_db
+    due = [make_payment(res, make_order(res), created_at=ago(hours=1)) for _ in range(5)]
+
+    result = expire_stale_payments(res, batch_size=2)
+
+    assert result["changed"] == 5 and result["batches"] == 3
+    assert {status_of(res, p) for p in due} == {"expired"}
+    assert all(len(events_of(res, p)) == 1 for p in due)
+
+
+def test_a_payment_a_callback_holds_is_skipped_not_waited_for_and_its_success_stands(clean_db):
+    res = clean_db
+    held = make_payment(res, make_order(res), created_at=ago(hours=1))
+    other = make_payment(res, make_order(res), created_at=ago(hours=1))
+
+    with res.uow() as callback:  # a success callback mid-transaction: it holds the row lock
+        assert lock_payment_status(callback.session, held) == PaymentStatus.INIT
+        started = time.monotonic()
+        result = expire_stale_payments(res)
+        assert time.monotonic() - started < 5  # SKIP LOCKED: the sweep did not queue behind it
+        assert result["changed"] == 1
+        transition_payment(callback.session, held, PaymentStatus.SUCCEEDED, actor="test:callback",
+                           event="payment_succeeded", values={"paid_at": func.now()},
+                           allowed_from=ACTIVE_PAYMENT_STATUSES)
+        callback.commit()
+
+    assert status_of(res, other) == "expired"
+    assert expire_stale_payments(res)["changed"] == 0
+    assert status_of(res, held) == "succeeded"
+    assert [e for e, _, _ in events_of(res, held)] == ["payment_succeeded"]
