@@ -18,6 +18,7 @@ TASK_ROUTES = {
     "payments.*": {"queue": "payments"},
     "refunds.*": {"queue": "payments"},
     "maintenance.*": {"queue": "maintenance"},
+    "sandbox.*": {"queue": "payments"},  # the sandbox provider's callback deliveries
 }
 
 # The longest task (a sweep batch loop) is capped well below this, so a message

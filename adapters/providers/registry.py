@@ -1,0 +1,92 @@
+"""Which provider serves which payment method, from the PAYMENT_PROVIDERS setting.
+
+    PAYMENT_PROVIDERS="wechat=sandbox,alipay=sandbox,bank_card=sandbox"
+
+Every catalog method not named goes to the sandbox, so an empty setting means
+"the sandbox for everything". A payment records the provider's name when it
+starts, and later calls (status, close, refund) go to that provider by name, so
+re-routing a method never strands payments already made elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from adapters.providers.base import Provider
+from adapters.providers.sandbox import SandboxProvider
+from config import ConfigError, Settings
+from domain.methods import ALIASES, CATALOG
+
+DEFAULT_PROVIDER = SandboxProvider.name
+SETTING = "PAYMENT_PROVIDERS"
+
+ProviderFactory = Callable[[Settings], Provider]
+
+# A real provider's adapter is added here by name.
+PROVIDER_FACTORIES: Mapping[str, ProviderFactory] = {
+    SandboxProvider.name: SandboxProvider.from_settings,
+}
+
+
+def parse_provider_routes(spec: str | None,
+                          known_providers: frozenset[str] | None = None) -> dict[str, str]:
+    """method -> provider name for every catalog method; ConfigError on anything unclear."""
+    providers = known_providers if known_providers is not None else frozenset(
+        PROVIDER_FACTORIES)
+    routes = {code: DEFAULT_PROVIDER for code in CATALOG}
+    named: set[str] = set()
+    for item in (spec or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        method, sep, provider = (part.strip() for part in item.partition("="))
+        if not sep or not method or not provider:
+            raise ConfigError(f"{SETTING}: {item!r} is not method=provider")
+        code = ALIASES.get(method, method)
+        if code not in CATALOG:
+            raise ConfigError(f"{SETTING}: unknown payment method {method!r} "
+                              f"(known: {', '.join(sorted(CATALOG))})")
+        if provider not in providers:
+            raise ConfigError(f"{SETTING}: unknown provider {provider!r} for {method} "
+                              f"(known: {', '.join(sorted(providers))})")
+        if code in named:
+            raise ConfigError(f"{SETTING}: {code} is routed twice")
+        named.add(code)
+        routes[code] = provider
+    return routes
+
+
+class ProviderRegistry:
+    """Hands out provider adapters: by method for new payments, by name afterwards.
+    Adapters are built on first use (building one connects to nothing anyway)."""
+
+    def __init__(self, settings: Settings, routes: Mapping[str, str],
+                 factories: Mapping[str, ProviderFactory] = PROVIDER_FACTORIES) -> None:
+        self._settings = settings
+        self._routes = dict(routes)
+        self._factories = factories
+        self._built: dict[str, Provider] = {}
+
+    @property
+    def routes(self) -> dict[str, str]:
+        return dict(self._routes)
+
+    def for_method(self, method: str) -> Provider:
+        code = ALIASES.get(method, method)
+        if code not in self._routes:
+            raise KeyError(f"no provider is routed for payment method {method!r}")
+        return self.by_name(self._routes[code])
+
+    def by_name(self, name: str) -> Provider:
+        provider = self._built.get(name)
+        if provider is None:
+            factory = self._factories.get(name)
+            if factory is None:
+                raise KeyError(f"unknown payment provider {name!r}")
+            provider = self._built[name] = factory(self._settings)
+        return provider
+
+
+def build_registry(settings: Settings, spec: str | None = None) -> ProviderRegistry:
+    """The registry for `spec` (the PAYMENT_PROVIDERS value; None or "" = all sandbox)."""
+    return ProviderRegistry(settings, parse_provider_routes(spec))

@@ -1,0 +1,12 @@
+"""The sandbox provider's blueprint, mounted by web/app.py under /sandbox."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from sandbox_provider.api import api_bp
+from sandbox_provider.pages import pages_bp
+
+bp = Blueprint("sandbox", __name__, template_folder="templates")
+bp.register_blueprint(api_bp, url_prefix="/api")
+bp.register_blueprint(pages_bp, url_prefix="/pay")

@@ -1,0 +1,123 @@
+"""The provider adapter (adapters/providers/sandbox.py) against the live sandbox over HTTP,
+and how it maps failures: no answer or 5xx -> ProviderUnavailable, 4xx -> ProviderRejected."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+from flask import Flask
+
+from adapters.providers.base import (
+    Provider,
+    ProviderPaymentStatus,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from adapters.providers.sandbox import SandboxProvider
+from devstack.embedded import free_port
+from tests.support.live_server import serve
+
+
+@pytest.fixture
+def provider(api, settings) -> SandboxProvider:
+    # settings.public_base_url is the live test server: the adapter's normal configuration.
+    return SandboxProvider.from_settings(settings)
+
+
+def test_the_adapter_is_a_provider(provider):
+    assert isinstance(provider, Provider) and provider.name == "sandbox"
+
+
+def test_create_query_close_round_trip(provider, settings):
+    made = provider.create_payment(11, Decimal("88.80"), "CNY", "alipay", "payment-11")
+    assert made.pay_url == f"{settings.public_base_url}/sandbox/pay/{made.reference}"
+    assert made.qr_payload == made.pay_url
+    again = provider.create_payment(11, Decimal("88.80"), "CNY", "alipay", "payment-11")
+    assert again == made  # a redelivered initiate finds the same provider payment
+    status = provider.query_status(made.reference)
+    assert (status.status, status.transaction_id, status.amount, status.currency) == (
+        ProviderPaymentStatus.PENDING, None, Decimal("88.80"), "CNY")
+    provider.close(made.reference)
+    provider.close(made.reference)  # closing twice is fine
+    assert provider.query_status(made.reference).status == ProviderPaymentStatus.CLOSED
+    card = provider.create_payment(12, Decimal("5.00"), "CNY", "bank_card", "payment-12")
+    assert card.qr_payload is None
+
+
+def test_paid_payment_status_refund_and_close_refused(api, provider):
+    made = provider.create_payment(21, Decimal("50.00"), "CNY", "wechat", "payment-21")
+    assert api.post(f"/sandbox/pay/{made.reference}/approve",
+                    allow_redirects=False).status_code == 303
+    status = provider.query_status(made.reference)
+    assert status.status == ProviderPaymentStatus.SUCCEEDED
+    assert status.transaction_id.startswith("txn_") and status.amount == Decimal("50.00")
+    refund_ref = provider.refund(made.reference, 3, Decimal("20.00"))
+    assert refund_ref.startswith("rfd_")
+    assert provider.refund(made.reference, 3, Decimal("20.00")) == refund_ref  # idempotent
+    with pytest.raises(ProviderRejected) as too_much:
+        provider.refund(made.reference, 4, Decimal("30.01"))
+    assert too_much.value.status == 400 and too_much.value.code == "refund_exceeds_remaining"
+    with pytest.raises(ProviderRejected) as paid:
+        provider.close(made.reference)
+    assert paid.value.status == 409 and paid.value.code == "already_paid"
+
+
+def test_4xx_is_rejected(provider, live_url, settings):
+    with pytest.raises(ProviderRejected) as unknown:
+        provider.query_status("tkt_doesnotexist")
+    assert unknown.value.status == 404
+    wrong_key = SandboxProvider(live_url + "/sandbox", "not-the-secret")
+    with pytest.raises(ProviderRejected) as unauthorized:
+        wrong_key.create_payment(31, Decimal("1.00"), "CNY", "wechat", "payment-31")
+    assert unauthorized.value.status == 401
+    with pytest.raises(ProviderRejected) as bad_method:
+        provider.create_payment(32, Decimal("1.00"), "CNY", "cheque", "payment-32")
+    assert bad_method.value.status == 400 and bad_method.value.code == "unsupported_method"
+
+
+def test_connection_refused_is_unavailable(settings):
+    nobody = SandboxProvider(f"http://127.0.0.1:{free_port()}/sandbox",
+                             settings.sandbox_webhook_secret)
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailable) as info:
+        nobody.create_payment(41, Decimal("1.00"), "CNY", "wechat", "payment-41")
+    assert info.value.status is None and "ConnectionError" in info.value.detail
+    assert time.monotonic() - started < 10
+
+
+@pytest.fixture(scope="module")
+def troubled_provider():
+    """A server that answers 503 on one path and too slowly on another."""
+    app = Flask("troubled_provider")
+
+    @app.route("/sandbox/api/payments/<ticket>", methods=["GET", "POST"])
+    def troubled(ticket: str):
+        if ticket == "tkt_slow":
+            time.sleep(2)
+            return {"status": "pending"}
+        if ticket == "tkt_garbled":
+            return "<html>a proxy page</html>", 200
+        return {"detail": "down for maintenance", "code": "unavailable"}, 503
+
+    with serve(app) as url:
+        yield url
+
+
+def test_5xx_timeouts_and_unreadable_answers_are_unavailable(troubled_provider):
+    provider = SandboxProvider(troubled_provider + "/sandbox", "key", timeout=(2.0, 0.5))
+    with pytest.raises(ProviderUnavailable) as down:
+        provider.query_status("tkt_down")
+    assert down.value.status == 503 and down.value.code == "unavailable"
+    with pytest.raises(ProviderUnavailable) as slow:
+        provider.query_status("tkt_slow")
+    assert "Timeout" in slow.value.detail
+    with pytest.raises(ProviderUnavailable, match="unexpected response"):
+        provider.query_status("tkt_garbled")
+
+
+def test_a_malformed_reference_is_refused_before_any_request(settings):
+    provider = SandboxProvider.from_settings(settings)
+    with pytest.raises(ProviderRejected):
+        provider.query_status("../../api/refunds")

@@ -1,0 +1,50 @@
+"""PAYMENT_PROVIDERS: which provider serves which method."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.providers.registry import build_registry, parse_provider_routes
+from adapters.providers.sandbox import SandboxProvider
+from config import ConfigError, Settings
+from domain.methods import CATALOG
+
+SETTINGS = Settings(database_url="postgresql+psycopg://u@127.0.0.1/db",
+                    redis_url="redis://127.0.0.1:6379/0", broker_url="redis://127.0.0.1:6379/0",
+                    public_base_url="http://shop.example")
+
+
+@pytest.mark.parametrize("spec", [None, "", " , "])
+def test_unset_means_the_sandbox_for_every_method(spec):
+    assert parse_provider_routes(spec) == {code: "sandbox" for code in CATALOG}
+
+
+def test_named_methods_aliases_and_spaces():
+    routes = parse_provider_routes(" wechat = acme , bank=sandbox",
+                                   known_providers=frozenset({"sandbox", "acme"}))
+    assert routes["wechat"] == "acme" and routes["bank_card"] == "sandbox"
+    assert routes["alipay"] == "sandbox"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("wechat", "not method=provider"),
+    ("wechat=", "not method=provider"),
+    ("cheque=sandbox", "unknown payment method"),
+    ("wechat=acme", "unknown provider"),
+    ("wechat=sandbox,wechat=sandbox", "routed twice"),
+])
+def test_unclear_settings_are_config_errors(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_provider_routes(spec)
+
+
+def test_registry_builds_the_sandbox_adapter_from_settings_once():
+    registry = build_registry(SETTINGS, "wechat=sandbox")
+    provider = registry.for_method("bank")
+    assert isinstance(provider, SandboxProvider)
+    assert provider.base_url == "http://shop.example/sandbox"
+    assert registry.by_name("sandbox") is provider is registry.for_method("wechat")
+    with pytest.raises(KeyError):
+        registry.by_name("acme")
+    with pytest.raises(KeyError):
+        registry.for_method("cheque")
