@@ -1,4 +1,6 @@
-"""Payment use cases: create (seed 000's checks), pay, cancel, retry, and the worker's start.
+"""Payment use cases: create (seed 000's checks), pay, cancel, retry.
+
+The worker's start at the provider is services/payment_start.py.
 
 Everything that creates a payment attempt locks its order row first, so creators
 for one order run one at a time; the partial unique index "one active payment
@@ -18,6 +20,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from adapters.providers.base import Provider, ProviderRejected, ProviderUnavailable
+from adapters.providers.registry import DEFAULT_PROVIDER
 from adapters.resources import Resources
 from config import Settings
 from domain.errors import AmountMismatch, Conflict, TooSoon
@@ -32,17 +36,16 @@ from domain.statuses import (
 )
 from services.api_keys import Principal
 from services.audit import record_event
+from services.payment_start import INITIATE_TASK, close_quietly
 from services.queries import find_order, find_payment, payment_detail
 from services.transitions import transition_payment, utc_now
 
 log = logging.getLogger(__name__)
 
-INITIATE_TASK = "payments.initiate"
-PROVIDER = "sandbox"  # the only provider until the providers issue routes methods
+ALREADY_PAID = "already_paid"  # the provider's code when a paid payment is asked to close
 MAX_RETRIES_PER_ORDER = 3  # seed 004: the first attempt plus at most three retries
 RETRY_GAP_SECONDS = 30
 ONE_ACTIVE_INDEX = "uq_payments_one_active_per_order"
-WORKER_ACTOR = "worker"
 
 PaymentView = dict[str, Any]
 
@@ -68,7 +71,8 @@ def create_payment(res: Resources, principal: Principal, *, order_id: int, metho
         if active_id is not None:  # seed 000: the existing payment, 200; nothing written
             return payment_detail(session, active_id), False
         new_id = insert_payment_attempt(session, order, chosen, now, res.settings,
-                                        actor=principal.actor)
+                                        actor=principal.actor,
+                                        provider=res.providers.for_method(chosen.code).name)
         view = payment_detail(session, _or_active(session, new_id, order.id))
         uow.commit()
     return view, new_id is not None
@@ -96,9 +100,10 @@ def retry_payment(res: Resources, principal: Principal,
         if active_id is not None:  # a concurrent retry (or create) won: that attempt, 200
             return payment_detail(session, active_id), False
         _check_retry_allowed(session, order.id, now)
-        new_id = insert_payment_attempt(session, order, resolve_method(previous.method), now,
-                                        res.settings, actor=principal.actor,
-                                        retry_of=previous.id)
+        method = resolve_method(previous.method)
+        new_id = insert_payment_attempt(session, order, method, now, res.settings,
+                                        actor=principal.actor, retry_of=previous.id,
+                                        provider=res.providers.for_method(method.code).name)
         view = payment_detail(session, _or_active(session, new_id, order.id))
         uow.commit()
     return view, new_id is not None
@@ -139,60 +144,79 @@ def request_payment_start(res: Resources, principal: Principal, payment_id: int)
 
 def cancel_payment(res: Resources, principal: Principal, payment_id: int, *,
                    reason: str | None) -> PaymentView:
-    """init/processing -> cancelled; cancelling a cancelled payment changes nothing."""
+    """init/processing -> cancelled; cancelling a cancelled payment changes nothing.
+
+    A processing payment is first closed at its provider, outside any transaction.
+    If the provider says it is already paid, nothing is cancelled (409
+    payment_already_paid): the money is real and its success callback, or the
+    janitor, applies it.
+    """
+    with res.uow() as uow:
+        payment = find_payment(uow.session, principal, payment_id)
+        status = PaymentStatus(payment.status)
+        if status == PaymentStatus.CANCELLED:
+            return payment_detail(uow.session, payment.id)
+        _check_cancellable(status)
+        provider_name, reference = payment.provider, payment.provider_reference
+    closed_reference = None
+    if status == PaymentStatus.PROCESSING and reference:
+        if _close_for_cancel(res.providers.by_name(provider_name), reference, payment_id):
+            closed_reference = reference
     with res.uow() as uow:
         session = uow.session
         payment = find_payment(session, principal, payment_id, lock=True)
         status = PaymentStatus(payment.status)
         if status == PaymentStatus.CANCELLED:
             return payment_detail(session, payment.id)
-        if status not in ACTIVE_PAYMENT_STATUSES:
-            raise Conflict(f"Payment is {status.value}; it cannot be cancelled",
-                           code="payment_not_cancellable", payment_status=status.value)
-        # Seam for the providers issue: a processing payment is also closed at the
-        # provider; a success that still arrives follows the late-payment rule (§6).
+        _check_cancellable(status)
+        # A start that finished between our two looks has a provider payment we have
+        # not closed: close it once the cancellation is committed.
+        current_provider, current_reference = payment.provider, payment.provider_reference
         transition_payment(session, payment.id, PaymentStatus.CANCELLED, actor=principal.actor,
                            event="payment_cancelled", allowed_from=ACTIVE_PAYMENT_STATUSES,
-                           reason=reason)
+                           reason=reason, closed_at_provider=closed_reference is not None)
         view = payment_detail(session, payment.id)
         uow.commit()
+    if current_reference and current_reference not in (closed_reference, reference):
+        close_quietly(res.providers.by_name(current_provider), current_reference, payment_id)
     return view
 
 
-def start_payment_processing(res: Resources, payment_id: int) -> bool:
-    """The `payments.initiate` task's work: init -> processing, once, whatever redelivers.
+def _check_cancellable(status: PaymentStatus) -> None:
+    if status not in ACTIVE_PAYMENT_STATUSES:
+        raise Conflict(f"Payment is {status.value}; it cannot be cancelled",
+                       code="payment_not_cancellable", payment_status=status.value)
 
-    False when there is nothing to do (gone, already started, finished or expired).
-    """
-    with res.uow() as uow:
-        session = uow.session
-        row = session.execute(
-            select(Payment.status, Payment.expires_at).where(Payment.id == payment_id)
-            .with_for_update()).first()
-        if row is None:
-            log.warning("payments.initiate: payment %s does not exist; nothing to do",
-                        payment_id)
-            return False
-        if row.status != PaymentStatus.INIT:
-            log.info("payments.initiate: payment %s is already %s", payment_id, row.status)
-            return False
-        if row.expires_at <= utc_now(session):
-            log.info("payments.initiate: payment %s expired before it started; the expiry "
-                     "sweep closes it", payment_id)
-            return False
-        # Seam for the providers issue: create the payment at the provider here (reusing
-        # provider_reference on redelivery) and pass pay_url / qr_payload in `values`.
-        transition_payment(session, payment_id, PaymentStatus.PROCESSING, actor=WORKER_ACTOR,
-                           event="payment_started",
-                           allowed_from=frozenset({PaymentStatus.INIT}), provider=PROVIDER)
-        uow.commit()
-    return True
+
+def _close_for_cancel(provider: Provider, reference: str, payment_id: int) -> bool:
+    """Close at the provider (True when it confirmed); already paid is a 409. Any other
+    failure does not stop the cancellation: a success that still arrives is a late
+    payment (§6), applied and refunded, never dropped."""
+    try:
+        provider.close(reference)
+        return True
+    except ProviderRejected as exc:
+        if exc.code == ALREADY_PAID:
+            raise Conflict("The payment was already paid at the provider; it cannot be "
+                           "cancelled and will show as succeeded shortly",
+                           code="payment_already_paid",
+                           payment_status=PaymentStatus.PROCESSING.value) from exc
+        log.warning("cancel: %s refused to close payment %s: %s", provider.name, payment_id,
+                    exc)
+    except ProviderUnavailable as exc:
+        log.warning("cancel: could not reach %s to close payment %s: %s", provider.name,
+                    payment_id, exc)
+    return False
 
 
 def insert_payment_attempt(session: Session, order: Order, method: PaymentMethod,
                            now: datetime, settings: Settings, *, actor: str,
-                           retry_of: int | None = None) -> int | None:
+                           retry_of: int | None = None,
+                           provider: str = DEFAULT_PROVIDER) -> int | None:
     """Insert the order's next attempt (init) with its audit row.
+
+    `provider` is the one routed for the method now; the start records the provider
+    it really used.
 
     None when the database refused it because another active payment exists for
     the order: the unique index is the guarantee, the order lock only the queue.
@@ -207,7 +231,7 @@ def insert_payment_attempt(session: Session, order: Order, method: PaymentMethod
             payment_id = session.execute(insert(Payment).values(
                 order_id=order.id, user_id=order.user_id, amount=amount,
                 currency=order.currency, method=method.code,
-                status=PaymentStatus.INIT.value, provider=PROVIDER, attempt=attempt,
+                status=PaymentStatus.INIT.value, provider=provider, attempt=attempt,
                 fee=method.fee_for(amount), created_at=now, updated_at=now,
                 expires_at=expires_at,
             ).returning(Payment.id)).scalar_one()

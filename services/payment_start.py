@@ -1,0 +1,153 @@
+"""Starting a payment at its provider: the work of the `payments.initiate` task.
+
+The provider call runs outside any transaction or lock; only its answer is
+written, in one short transaction. Everything here is safe to run twice for one
+payment: the provider is asked with the payment's own idempotency key (the same
+provider payment comes back), and the move out of init is a compare-and-set, so
+payment_started is written once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from adapters.providers.base import Provider, ProviderError, ProviderPayment, ProviderRejected
+from adapters.resources import Resources
+from domain.models import Payment
+from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
+from services.transitions import lock_payment_status, transition_payment, utc_now
+
+log = logging.getLogger(__name__)
+
+INITIATE_TASK = "payments.initiate"
+WORKER_ACTOR = "worker"
+
+
+def start_payment_processing(res: Resources, payment_id: int) -> str:
+    """The `payments.initiate` task's work: the payment at its provider, then init -> processing.
+
+    The provider call runs outside any transaction or lock; the idempotency key is
+    the payment's own, so a redelivered task gets the same provider payment back,
+    never a second one. payment_started is written once: the move out of init is a
+    compare-and-set. ProviderUnavailable propagates (the task retries with backoff);
+    ProviderRejected fails the payment. Returns what happened, for the log.
+    """
+    target = _initiation_target(res, payment_id)
+    if target is None:
+        return "nothing to do"
+    provider = res.providers.for_method(target.method)
+    try:
+        created = provider.create_payment(target.id, target.amount, target.currency,
+                                          target.method, idempotency_key=f"payment-{target.id}")
+    except ProviderRejected as exc:
+        return _fail_rejected_start(res, payment_id, provider.name, exc)
+    return _record_provider_payment(res, payment_id, provider, created)
+
+
+@dataclass(frozen=True)
+class _Target:
+    id: int
+    amount: Decimal
+    currency: str
+    method: str
+
+
+def _initiation_target(res: Resources, payment_id: int) -> _Target | None:
+    """What to ask the provider for, if the payment still needs it; else None (logged)."""
+    with res.uow() as uow:
+        payment = uow.session.execute(
+            select(Payment.id, Payment.status, Payment.provider, Payment.provider_reference,
+                   Payment.amount, Payment.currency, Payment.method, Payment.expires_at)
+            .where(Payment.id == payment_id)).first()
+        if payment is None:
+            log.warning("%s: payment %s does not exist; nothing to do", INITIATE_TASK,
+                        payment_id)
+            return None
+        status = PaymentStatus(payment.status)
+        if status == PaymentStatus.PROCESSING and payment.provider_reference:
+            log.info("%s: payment %s already started at %s", INITIATE_TASK, payment_id,
+                     payment.provider)
+            return None
+        if status not in ACTIVE_PAYMENT_STATUSES:
+            log.info("%s: payment %s is already %s", INITIATE_TASK, payment_id, status.value)
+            return None
+        if status == PaymentStatus.INIT and payment.expires_at <= utc_now(uow.session):
+            log.info("%s: payment %s expired before it started; the expiry sweep closes it",
+                     INITIATE_TASK, payment_id)
+            return None
+        return _Target(payment.id, payment.amount, payment.currency, payment.method)
+
+
+def _record_provider_payment(res: Resources, payment_id: int, provider: Provider,
+                             created: ProviderPayment) -> str:
+    """One transaction: the provider's answer stored and init -> processing (audited once)."""
+    fields = {"provider": provider.name, "provider_reference": created.reference,
+              "pay_url": created.pay_url, "qr_payload": created.qr_payload}
+    with res.uow() as uow:
+        session = uow.session
+        status = lock_payment_status(session, payment_id)
+        outcome, close = "started", False
+        if status == PaymentStatus.INIT and _is_due(session, payment_id):
+            outcome, close = "expired before it started", True
+        elif status == PaymentStatus.INIT:
+            transition_payment(session, payment_id, PaymentStatus.PROCESSING,
+                               actor=WORKER_ACTOR, event="payment_started", values=fields,
+                               allowed_from=frozenset({PaymentStatus.INIT}),
+                               provider=provider.name, provider_reference=created.reference)
+        elif status == PaymentStatus.PROCESSING:
+            # Started without a provider payment (an older start, or a concurrent copy
+            # of this task that won): fill in what is missing, never replace a reference.
+            session.execute(
+                update(Payment).where(Payment.id == payment_id,
+                                      Payment.provider_reference.is_(None))
+                .values(updated_at=func.now(), **fields)
+                .execution_options(synchronize_session=False))
+            outcome = "already started"
+        else:
+            outcome, close = f"no longer active ({status.value if status else 'gone'})", True
+        uow.commit()
+    if close:
+        # Nobody will be shown this pay_url, so it must not take money either.
+        close_quietly(provider, created.reference, payment_id)
+    log.info("%s: payment %s at %s (%s): %s", INITIATE_TASK, payment_id, provider.name,
+             created.reference, outcome)
+    return outcome
+
+
+def _fail_rejected_start(res: Resources, payment_id: int, provider_name: str,
+                         exc: ProviderRejected) -> str:
+    """The provider refused the payment for good: it fails, with the provider's reason."""
+    log.warning("%s: %s refused payment %s: %s", INITIATE_TASK, provider_name, payment_id,
+                exc.detail)
+    with res.uow() as uow:
+        moved = transition_payment(uow.session, payment_id, PaymentStatus.FAILED,
+                                   actor=WORKER_ACTOR, event="payment_failed",
+                                   allowed_from=ACTIVE_PAYMENT_STATUSES,
+                                   reason=f"provider refused the payment: {exc.detail}"[:500],
+                                   provider=provider_name, provider_code=exc.code,
+                                   provider_status=exc.status)
+        uow.commit()
+    return "failed" if moved is not None else "refused, payment no longer active"
+
+
+def _is_due(session: Session, payment_id: int) -> bool:
+    expires_at = session.execute(
+        select(Payment.expires_at).where(Payment.id == payment_id)).scalar_one()
+    return bool(expires_at <= utc_now(session))
+
+
+def close_quietly(provider: Provider, reference: str, payment_id: int) -> bool:
+    """Best effort: True when the provider confirmed the payment can no longer be paid."""
+    try:
+        provider.close(reference)
+        return True
+    except ProviderError as exc:
+        # already_paid here is money for a payment we no longer wait for: its success
+        # callback (or the janitor) applies it as a late payment, and §6 refunds it.
+        log.warning("could not close payment %s at %s: %s", payment_id, provider.name, exc)
+        return False

@@ -1,0 +1,240 @@
+"""Refunds (DESIGN.md §4, §5): requested here, executed with the provider by a worker,
+finished by the provider's refund.succeeded / refund.failed callback (services/settlement.py).
+
+A refund is pending when accepted, processing once the provider has accepted it,
+then succeeded or failed. Only the callback moves money on our side: the payment
+becomes partially_refunded / refunded with its refunded_amount. A refund that
+returns everything the order still holds moves the order to refunding; it ends
+refunded when the money is back, or paid again when the refund fails.
+
+The automatic full refund of a late payment (created by the settlement of a late
+success, §6) runs through the same `refunds.execute` task.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from adapters.providers.base import ProviderRejected
+from adapters.resources import Resources
+from domain.errors import Conflict, InvalidInput
+from domain.methods import ALIASES, CATALOG
+from domain.models import Payment, Refund
+from domain.money import format_amount, parse_amount
+from domain.settlement import REFUNDABLE_PAYMENT_STATUSES
+from domain.statuses import PAID_PAYMENT_STATUSES, OrderStatus, PaymentStatus, RefundStatus
+from services.api_keys import Principal
+from services.audit import record_event
+from services.queries import find_payment
+from services.settlement import settle_order_after_refund
+from services.transitions import lock_order_status, transition_order
+
+log = logging.getLogger(__name__)
+
+EXECUTE_TASK = "refunds.execute"
+WORKER_ACTOR = "worker"
+ZERO = Decimal("0.00")
+IN_FLIGHT = (RefundStatus.PENDING.value, RefundStatus.PROCESSING.value)
+
+RefundView = dict[str, Any]
+
+
+def refund_view(refund: Refund) -> RefundView:
+    return {"id": refund.id, "payment_id": refund.payment_id, "amount": refund.amount,
+            "currency": refund.currency, "status": refund.status, "reason": refund.reason,
+            "provider_refund_id": refund.provider_refund_id,
+            "created_at": refund.created_at, "updated_at": refund.updated_at,
+            "completed_at": refund.completed_at}
+
+
+# --- requesting -------------------------------------------------------------------------
+
+def request_refund(res: Resources, principal: Principal, payment_id: int, *,
+                   amount: object, reason: str | None) -> RefundView:
+    """A pending refund of `amount` (default: all that remains), queued for the worker.
+
+    Checked under the order's and the payment's row locks (the order first, as every
+    writer takes them), so two concurrent refunds of the whole amount cannot both pass:
+    the second sees the first as in flight and finds nothing left.
+    """
+    requested = None if amount is None else parse_amount(amount)
+    with res.uow() as uow:
+        session = uow.session
+        order_id = find_payment(session, principal, payment_id).order_id
+        lock_order_status(session, order_id)
+        payment = find_payment(session, principal, payment_id, lock=True)
+        _check_refundable(payment)
+        remaining = (payment.amount - payment.refunded_amount
+                     - _in_flight_total(session, Refund.payment_id == payment.id))
+        if requested is None:
+            requested = remaining
+        if remaining <= ZERO or requested > remaining:
+            raise InvalidInput(
+                "Nothing is left to refund" if remaining <= ZERO else
+                f"At most {format_amount(remaining)} {payment.currency} is left to refund",
+                code="refund_exceeds_remaining", remaining=format_amount(max(remaining, ZERO)),
+                requested=format_amount(requested))
+        refund = session.execute(
+            insert(Refund).values(payment_id=payment.id, amount=requested,
+                                  currency=payment.currency,
+                                  status=RefundStatus.PENDING.value, reason=reason)
+            .returning(Refund)).scalar_one()
+        whole_order = _returns_everything(session, order_id)
+        record_event(session, "refund_requested", payment_id=payment.id,
+                     actor=principal.actor, refund_id=refund.id, amount=requested,
+                     currency=payment.currency, reason=reason, full_refund=whole_order)
+        if whole_order:
+            # paid/shipped/completed -> refunding; any other status stays (the state
+            # machine decides, so a late payment's expired order is left alone).
+            transition_order(session, order_id, OrderStatus.REFUNDING, actor=principal.actor,
+                             reason=f"refund {refund.id} of payment {payment.id} requested")
+        view = refund_view(refund)
+        refund_id = refund.id
+        uow.after_commit(lambda: _enqueue(res, refund_id))
+        uow.commit()
+    return view
+
+
+def list_refunds(res: Resources, principal: Principal, payment_id: int) -> dict[str, Any]:
+    with res.uow() as uow:
+        payment = find_payment(uow.session, principal, payment_id)
+        rows = uow.session.execute(
+            select(Refund).where(Refund.payment_id == payment.id).order_by(Refund.id)
+        ).scalars().all()
+        return {"items": [refund_view(r) for r in rows]}
+
+
+def _enqueue(res: Resources, refund_id: int) -> None:
+    # A broker outage leaves the refund pending; see README "Refunds" for the repair.
+    res.queue.send(EXECUTE_TASK, refund_id)
+
+
+def _check_refundable(payment: Payment) -> None:
+    status = PaymentStatus(payment.status)
+    if status not in REFUNDABLE_PAYMENT_STATUSES:
+        raise Conflict(f"Payment is {status.value}; only succeeded or partially refunded "
+                       "payments can be refunded", code="payment_not_refundable",
+                       payment_status=status.value)
+    method = CATALOG.get(ALIASES.get(payment.method, payment.method))
+    if method is None or not method.refundable:
+        raise Conflict(f"Payments by {payment.method} cannot be refunded",
+                       code="method_not_refundable", method=payment.method)
+
+
+def _in_flight_total(session: Session, *conditions: Any) -> Decimal:
+    total = session.execute(
+        select(func.coalesce(func.sum(Refund.amount), ZERO))
+        .join(Payment, Payment.id == Refund.payment_id)
+        .where(Refund.status.in_(IN_FLIGHT), *conditions)).scalar_one()
+    return Decimal(total)
+
+
+def _returns_everything(session: Session, order_id: int) -> bool:
+    """True when the refunds in flight (this one included) return all the money the
+    order still holds: that is a full refund, and the order goes to refunding."""
+    held = session.execute(
+        select(func.coalesce(func.sum(Payment.amount - Payment.refunded_amount), ZERO))
+        .where(Payment.order_id == order_id,
+               Payment.status.in_([s.value for s in PAID_PAYMENT_STATUSES]))).scalar_one()
+    return Decimal(held) - _in_flight_total(session, Payment.order_id == order_id) <= ZERO
+
+
+# --- executing (the refunds.execute task) -----------------------------------------------
+
+@dataclass(frozen=True)
+class _Execution:
+    refund_id: int
+    amount: Decimal
+    provider: str
+    provider_reference: str
+
+
+def execute_refund(res: Resources, refund_id: int) -> str:
+    """Ask the provider for the refund, outside any transaction; returns what happened.
+
+    Idempotent per refund: the provider knows the refund id, so a redelivered task gets
+    the first answer back. ProviderUnavailable propagates (the task retries with
+    backoff); ProviderRejected fails the refund. The outcome itself arrives later as
+    a refund.succeeded / refund.failed callback.
+    """
+    target = _execution_target(res, refund_id)
+    if target is None:
+        return "nothing to do"
+    provider = res.providers.by_name(target.provider)
+    try:
+        reference = provider.refund(target.provider_reference, refund_id, target.amount)
+    except ProviderRejected as exc:
+        return _fail_refused(res, refund_id, exc)
+    with res.uow() as uow:
+        # The provider's refund reference is stored whatever the status: its callback
+        # may already have finished the refund while we waited for this answer.
+        uow.session.execute(
+            update(Refund).where(Refund.id == refund_id)
+            .values(provider_refund_id=reference, updated_at=func.now(),
+                    status=case((Refund.status == RefundStatus.PENDING.value,
+                                 RefundStatus.PROCESSING.value), else_=Refund.status))
+            .execution_options(synchronize_session=False))
+        uow.commit()
+    log.info("%s: refund %s accepted by %s as %s", EXECUTE_TASK, refund_id, provider.name,
+             reference)
+    return "accepted"
+
+
+def _execution_target(res: Resources, refund_id: int) -> _Execution | None:
+    with res.uow() as uow:
+        row = uow.session.execute(
+            select(Refund.status, Refund.amount, Refund.provider_refund_id, Payment.id,
+                   Payment.provider, Payment.provider_reference)
+            .join(Payment, Payment.id == Refund.payment_id)
+            .where(Refund.id == refund_id)).first()
+    if row is None:
+        log.warning("%s: refund %s does not exist; nothing to do", EXECUTE_TASK, refund_id)
+        return None
+    if row.status not in IN_FLIGHT or row.provider_refund_id is not None:
+        log.info("%s: refund %s is %s at the provider already", EXECUTE_TASK, refund_id,
+                 row.status)
+        return None
+    if not row.provider_reference:
+        # No provider payment to refund against: nothing can be asked of anyone. It
+        # stays pending (and counts as in flight) until an operator looks at it.
+        log.error("%s: refund %s cannot be executed: payment %s has no provider "
+                  "reference; left pending for an operator", EXECUTE_TASK, refund_id, row.id)
+        return None
+    return _Execution(refund_id, row.amount, row.provider, row.provider_reference)
+
+
+def _fail_refused(res: Resources, refund_id: int, exc: ProviderRejected) -> str:
+    """The provider refused the refund for good: failed (refund_failed), and the order
+    goes back to paid if it was waiting on this refund (§4)."""
+    log.warning("%s: %s refused refund %s: %s", EXECUTE_TASK, exc.provider, refund_id,
+                exc.detail)
+    with res.uow() as uow:
+        session = uow.session
+        ids = session.execute(
+            select(Payment.id, Payment.order_id).join(Refund, Refund.payment_id == Payment.id)
+            .where(Refund.id == refund_id)).first()
+        if ids is None:
+            return "gone"
+        lock_order_status(session, ids.order_id)  # order, payment, refund: the one order
+        session.execute(select(Payment.id).where(Payment.id == ids.id).with_for_update())
+        failed = session.execute(
+            update(Refund).where(Refund.id == refund_id, Refund.status.in_(IN_FLIGHT))
+            .values(status=RefundStatus.FAILED.value, updated_at=func.now())
+            .returning(Refund.amount)
+            .execution_options(synchronize_session=False)).scalar_one_or_none()
+        if failed is None:
+            return "already finished"
+        record_event(session, "refund_failed", payment_id=ids.id, actor=WORKER_ACTOR,
+                     refund_id=refund_id, amount=failed,
+                     reason=f"provider refused the refund: {exc.detail}"[:500],
+                     provider=exc.provider, provider_code=exc.code, provider_status=exc.status)
+        settle_order_after_refund(session, ids.order_id, actor=WORKER_ACTOR,
+                                  reason=f"refund {refund_id} failed")
+        uow.commit()
+    return "failed"

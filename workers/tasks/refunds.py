@@ -1,0 +1,32 @@
+"""Celery tasks for refunds (routed to the payments queue): executing one with its provider."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import OperationalError
+
+from adapters.providers.base import ProviderUnavailable
+from services.refunds import EXECUTE_TASK, execute_refund
+from workers.app import celery
+from workers.runtime import resources
+
+log = logging.getLogger(__name__)
+
+# Provider or database trouble is retried with exponential backoff (1 s, 2 s ... capped
+# at 5 min, jittered): about forty minutes in all, since money is waiting to go back.
+MAX_RETRIES = 12
+
+
+@celery.task(name=EXECUTE_TASK, acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True, autoretry_for=(ProviderUnavailable, OperationalError),
+             retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
+             max_retries=MAX_RETRIES)
+def execute(refund_id: object) -> str | None:
+    """Ask the provider for a refund. Safe to run twice: the provider is asked with the
+    refund's own id and answers a repeat with its first answer."""
+    if isinstance(refund_id, bool) or not isinstance(refund_id, int):
+        log.error("%s: ignoring a message with a non-integer refund id %r", EXECUTE_TASK,
+                  refund_id)
+        return None
+    return execute_refund(resources(), refund_id)
