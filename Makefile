@@ -27,7 +27,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy domain services adapters web workers cli devstack config.py beat_schedule.py
+	$(BIN)/mypy domain services adapters web workers cli devstack sandbox_provider config.py beat_schedule.py
 
 clean:
 	rm -rf $(VENV) .run

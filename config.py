@@ -70,6 +70,8 @@ class Settings:
     sandbox_webhook_secret: str = DEV_WEBHOOK_SECRET
     public_base_url: str = "http://127.0.0.1:8000"
     flower_basic_auth: str = DEV_FLOWER_AUTH
+    # method=provider pairs; empty means the sandbox serves every method.
+    payment_providers: str = ""
     run_dir: Path = PROJECT_ROOT / ".run"
 
     @property
@@ -109,5 +111,6 @@ class Settings:
             sandbox_webhook_secret=secret,
             public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or DEV_FLOWER_AUTH,
+            payment_providers=env.get("PAYMENT_PROVIDERS", ""),
             run_dir=run_dir,
         )

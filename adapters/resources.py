@@ -12,6 +12,7 @@ from celery import Celery
 
 from adapters.celery_app import make_celery
 from adapters.db import Database, UnitOfWork
+from adapters.providers.registry import ProviderRegistry, build_registry
 from adapters.redis_client import make_redis
 from adapters.task_queue import TaskQueue
 from config import Settings
@@ -35,6 +36,11 @@ class Resources:
     @cached_property
     def celery(self) -> Celery:
         return self._celery_app or make_celery(self.settings)
+
+    @cached_property
+    def providers(self) -> ProviderRegistry:
+        """Payment providers by method or name; PAYMENT_PROVIDERS is checked here."""
+        return build_registry(self.settings, self.settings.payment_providers)
 
     @cached_property
     def queue(self) -> TaskQueue:

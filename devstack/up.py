@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -101,6 +102,11 @@ def run(web_port: int | None = None, flower_port: int | None = None) -> int:
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{web_port}")
     env.setdefault("FLOWER_BASIC_AUTH", DEV_FLOWER_AUTH)
     env["PYTHONUNBUFFERED"] = "1"
+    # Web and worker processes write metric samples here; /metrics adds them up.
+    metrics_dir = run_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
 
     sup = Supervisor()
     sup.install_signal_handlers()

@@ -44,36 +44,36 @@ class CallbackStatus(StrEnum):
     FAILED = "failed"
 
 
-O, P = OrderStatus, PaymentStatus
+Os, Ps = OrderStatus, PaymentStatus
 
 # Seed 002's matrix plus `expired`.
 ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    O.PENDING: frozenset({O.PAID, O.CANCELLED, O.EXPIRED}),
-    O.PAID: frozenset({O.SHIPPED, O.REFUNDING, O.CANCELLED}),
-    O.SHIPPED: frozenset({O.COMPLETED, O.REFUNDING}),
-    O.COMPLETED: frozenset({O.REFUNDING}),
-    O.REFUNDING: frozenset({O.REFUNDED, O.PAID}),
-    O.CANCELLED: frozenset(),
-    O.EXPIRED: frozenset(),
-    O.REFUNDED: frozenset(),
+    Os.PENDING: frozenset({Os.PAID, Os.CANCELLED, Os.EXPIRED}),
+    Os.PAID: frozenset({Os.SHIPPED, Os.REFUNDING, Os.CANCELLED}),
+    Os.SHIPPED: frozenset({Os.COMPLETED, Os.REFUNDING}),
+    Os.COMPLETED: frozenset({Os.REFUNDING}),
+    Os.REFUNDING: frozenset({Os.REFUNDED, Os.PAID}),
+    Os.CANCELLED: frozenset(),
+    Os.EXPIRED: frozenset(),
+    Os.REFUNDED: frozenset(),
 }
 
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    P.INIT: frozenset({P.PROCESSING, P.SUCCEEDED, P.FAILED, P.CANCELLED, P.EXPIRED}),
-    P.PROCESSING: frozenset({P.SUCCEEDED, P.FAILED, P.CANCELLED, P.EXPIRED}),
+    Ps.INIT: frozenset({Ps.PROCESSING, Ps.SUCCEEDED, Ps.FAILED, Ps.CANCELLED, Ps.EXPIRED}),
+    Ps.PROCESSING: frozenset({Ps.SUCCEEDED, Ps.FAILED, Ps.CANCELLED, Ps.EXPIRED}),
     # A late success: the provider holds the customer's money, so it is never dropped.
-    P.FAILED: frozenset({P.SUCCEEDED}),
-    P.CANCELLED: frozenset({P.SUCCEEDED}),
-    P.EXPIRED: frozenset({P.SUCCEEDED}),
-    P.SUCCEEDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
-    P.PARTIALLY_REFUNDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
-    P.REFUNDED: frozenset(),
+    Ps.FAILED: frozenset({Ps.SUCCEEDED}),
+    Ps.CANCELLED: frozenset({Ps.SUCCEEDED}),
+    Ps.EXPIRED: frozenset({Ps.SUCCEEDED}),
+    Ps.SUCCEEDED: frozenset({Ps.PARTIALLY_REFUNDED, Ps.REFUNDED}),
+    Ps.PARTIALLY_REFUNDED: frozenset({Ps.PARTIALLY_REFUNDED, Ps.REFUNDED}),
+    Ps.REFUNDED: frozenset(),
 }
 
-ACTIVE_PAYMENT_STATUSES = frozenset({P.INIT, P.PROCESSING})
-RETRYABLE_PAYMENT_STATUSES = frozenset({P.FAILED, P.EXPIRED, P.CANCELLED})
+ACTIVE_PAYMENT_STATUSES = frozenset({Ps.INIT, Ps.PROCESSING})
+RETRYABLE_PAYMENT_STATUSES = frozenset({Ps.FAILED, Ps.EXPIRED, Ps.CANCELLED})
 # Money has reached us for these.
-PAID_PAYMENT_STATUSES = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED, P.REFUNDED})
+PAID_PAYMENT_STATUSES = frozenset({Ps.SUCCEEDED, Ps.PARTIALLY_REFUNDED, Ps.REFUNDED})
 
 
 def order_sources(target: OrderStatus) -> frozenset[OrderStatus]:

@@ -30,7 +30,9 @@ from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from tests.support.processes import stop_process_group
 
 TABLES = ("idempotency_keys", "payment_events", "refunds", "order_status_history",
-          "provider_callbacks", "payments", "orders", "api_keys")
+          "provider_callbacks", "payments", "orders", "api_keys",
+          # the sandbox provider's own tables: payment ids restart, so must its tickets
+          "sandbox_deliveries", "sandbox_refunds", "sandbox_payments")
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,10 @@ from flask.json.provider import DefaultJSONProvider
 
 from adapters.resources import Resources
 from config import Settings
+from sandbox_provider.web import bp as sandbox_bp
 from web.errors import register_error_handlers
-from web.routes import health
+from web.idempotency import install_idempotency
+from web.routes import callbacks, docs, health, metrics
 
 API_PREFIX = "/api/v1"
 
@@ -39,7 +41,14 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["payments"] = resources or Resources(settings)
 
     register_error_handlers(app)
+    install_idempotency(app, API_PREFIX)
     app.register_blueprint(health.bp)
+    app.register_blueprint(docs.bp)
+    app.register_blueprint(metrics.bp)
+    # Providers post to /callbacks/<provider> at the root, outside the versioned API.
+    app.register_blueprint(callbacks.provider_bp)
+    # The built-in sandbox provider (DESIGN.md §6a), reached over HTTP like a real one.
+    app.register_blueprint(sandbox_bp, url_prefix="/sandbox")
     for blueprint in _api_blueprints():
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     return app
@@ -47,4 +56,6 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
 
 def _api_blueprints() -> list[Any]:
     """API blueprints, one module per resource (see web/routes/)."""
-    return []
+    from web.routes import methods, orders, payments, refunds  # noqa: PLC0415
+
+    return [orders.bp, payments.bp, refunds.bp, methods.bp, callbacks.admin_bp]

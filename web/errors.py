@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from domain.errors import DomainError
 
@@ -41,7 +41,7 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_").replace("'", "")
         response = error_response(exc.code or 500, exc.description or exc.name, code)
-        if exc.code == 405 and exc.valid_methods:
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from sandbox_provider.openapi import SANDBOX_PATHS
 from services.idempotency import KEY_MAX_LENGTH
 from web.openapi_schemas import ID, SCHEMAS, TIMESTAMP, Schema, ref, string
 
@@ -172,7 +173,8 @@ PATHS: dict[str, dict[str, Schema]] = {
         ok={200: _ok("The cancelled payment (also when it already was)",
                      ref("PaymentDetail"))},
         errors={404: NOT_FOUND_PAYMENT,
-                409: "Already paid or otherwise final (`payment_not_cancellable`)"})},
+                409: "Already paid or otherwise final (`payment_not_cancellable`), or paid "
+                     "at the provider meanwhile (`payment_already_paid`)"})},
     f"{API}/payments/{{payment_id}}/retry": {"post": api_post(
         "retryPayment", "A new attempt for the same order", "payments",
         params=[p("PaymentId")],
@@ -189,11 +191,20 @@ PATHS: dict[str, dict[str, Schema]] = {
         "post": api_post(
             "createRefund", "Refund a payment, fully or partly", "refunds", auth="admin",
             params=[p("PaymentId")], body="RefundCreate",
+            description="From a succeeded or partially_refunded payment of a refundable "
+                        "method. What remains is the amount less what was refunded and "
+                        "refunds still in flight. A refund that returns all the order still "
+                        "holds moves the order to refunding (then refunded, or back to paid "
+                        "if it fails). The refund goes pending -> processing (the provider "
+                        "accepted it) -> succeeded | failed (the provider's callback); the "
+                        "payment becomes partially_refunded or refunded.",
             ok={202: _ok("Accepted (pending); a worker executes it with the provider",
                          ref("Refund"))},
-            errors={400: "`invalid_amount`, or more than is left to refund",
+            errors={400: "`invalid_amount`, `invalid_field` (reason), or "
+                         "`refund_exceeds_remaining` (with `remaining`)",
                     404: NOT_FOUND_PAYMENT,
-                    409: "The payment is not refundable in its status"}),
+                    409: "`payment_not_refundable` (not succeeded/partially_refunded), "
+                         "`method_not_refundable`"}),
         "get": operation(
             "listRefunds", "A payment's refunds", "refunds", params=[p("PaymentId")],
             ok={200: _ok("Oldest first", ref("RefundList"))}, errors={404: NOT_FOUND_PAYMENT})},
@@ -251,6 +262,8 @@ PATHS: dict[str, dict[str, Schema]] = {
         "docs", "This API's documentation as a web page (works offline)", "operations",
         auth="none", ok={200: _ok("HTML", string(), media="text/html")})},
 }
+# The built-in sandbox provider's merchant API and pay page (mounted under /sandbox).
+PATHS.update(SANDBOX_PATHS)
 
 
 @cache

@@ -14,4 +14,8 @@ celery.conf.include = [
     "workers.tasks.callbacks",
     "workers.tasks.payments",
     "workers.tasks.maintenance",
+    "workers.tasks.sandbox",
+    "workers.tasks.refunds",
 ]
+
+import workers.task_metrics  # noqa: E402, F401 - connects the metrics signal handlers

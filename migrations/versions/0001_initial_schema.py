@@ -1,7 +1,7 @@
 """initial schema: orders, payments, audit, refunds, callback inbox, api and idempotency keys
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 12:20:55.133288
 """
 

@@ -115,6 +115,15 @@ def test_make_up_runs_the_stack_on_embedded_servers_and_stops_cleanly(stack):
                          message="Flower lists a worker")
     assert any(name.startswith("worker@") for name in workers)
 
+    # Worker processes' metrics reach the web's /metrics scrape (multiprocess mode):
+    # beat sends the sweeps at start-up, the worker runs them.
+    def task_metrics() -> str:
+        text = requests.get(stack["web"] + "/metrics", timeout=5).text
+        return text if 'payments_task_seconds_count{task="maintenance.expire_payments"}' in text \
+            else ""
+
+    wait_until(task_metrics, timeout=60, interval=1, message="worker task metrics in /metrics")
+
     # A crashed worker is restarted by the supervisor.
     supervisor_pid = _descendants(make.pid)[0].pid
     tree = _descendants(supervisor_pid)

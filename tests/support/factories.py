@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import insert
@@ -31,7 +31,7 @@ def make_payment(res: Resources, order_id: int, *, user_id: int = 1, amount: str
                  provider: str = "sandbox", attempt: int = 1,
                  created_at: datetime | None = None,
                  expires_at: datetime | None = None) -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created = created_at or now
     values = dict(order_id=order_id, user_id=user_id, amount=Decimal(amount),
                   currency=currency, method=method, status=status, provider=provider,
