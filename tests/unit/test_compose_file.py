@@ -50,3 +50,17 @@ def test_compose_settings_are_the_ones_the_app_reads():
     assert settings.environment == "production"
     assert settings.database_url.startswith("postgresql+psycopg://payments:")
     assert settings.payment_ttl_seconds == 1800 and settings.order_ttl_seconds == 86400
+
+
+def test_the_image_contains_every_package_the_project_installs():
+    import tomllib
+
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    setuptools = pyproject["tool"]["setuptools"]
+    packages = [p.rstrip("*") for p in setuptools["packages"]["find"]["include"]]
+    modules = setuptools["py-modules"]
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    for name in packages:
+        assert f"COPY {name}/ {name}/" in dockerfile, name
+    for module in modules:
+        assert f"{module}.py" in dockerfile, module
