@@ -19,7 +19,7 @@ from services.callbacks import ingest_callback, list_callbacks, replay_callback
 from web.auth import current_principal, require_key
 from web.deps import resources
 from web.errors import error_response
-from web.json_body import optional_int
+from web.routes.params import query_int
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,9 @@ def _read_bounded_body(limit: int) -> bytes:
 @admin_bp.get("/callbacks")
 @require_key(admin=True)
 def list_stored_callbacks():
-    page = optional_int(request.args.get("page"), "page") or 1
-    page_size = optional_int(request.args.get("page_size"), "page_size") or 50
-    payment_id = optional_int(request.args.get("payment_id"), "payment_id")
+    page = query_int("page", default=1)
+    page_size = query_int("page_size", default=50)
+    payment_id = query_int("payment_id")
     status = request.args.get("status") or None
     return jsonify(list_callbacks(resources(), status=status, payment_id=payment_id,
                                   page=page, page_size=page_size))
