@@ -34,10 +34,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only this scenario (repeatable; default: all)")
     parser.add_argument("--size", type=int,
                         help="a custom size, for trying things out: printed, not reported")
+    parser.add_argument("--callback-rate", type=float,
+                        help=f"B4's success callbacks per second during the sweep (default "
+                             f"{expiry.CALLBACK_RATE}; 0: none); printed, not reported")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
+    trying_out = args.size is not None or args.callback_rate is not None
+    extra = {} if args.callback_rate is None else {"callback_rate": args.callback_rate}
     progress = Progress()
     started = time.monotonic()
     results: list[ScenarioResult] = []
@@ -47,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.scenario or sorted(SCENARIOS):
             run, full, quick = SCENARIOS[name]
             size = args.size or (quick if args.quick else full)
-            mode = "custom" if args.size else "quick" if args.quick else "full"
+            mode = "custom" if trying_out else "quick" if args.quick else "full"
             result = run(settings, progress, size=size, runs=args.runs, mode=mode,
-                         machine=machine)
+                         machine=machine, **extra)
             progress.say(f"{result.scenario} {name} ({size:,}): ratio {result.ratio:.2f} "
-                         f"(target ≤ {result.target:g}): {'pass' if result.passed else 'miss'}")
+                         f"(target ≤ {result.target:.1f}): {'pass' if result.passed else 'miss'}")
             results.append(result)
-    if args.size:
-        progress.say("custom size: BENCHMARKS.md left as it was")
+    if trying_out:
+        progress.say("custom settings: BENCHMARKS.md left as it was")
     else:
         write_report(results)
         progress.say(f"wrote {REPORT_PATH}")

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TextIO
 
 Say = Callable[[str], None]
 
@@ -16,7 +17,7 @@ class Progress:
     """`say("...")` prints `[bench  12.3s] ...` to stderr; `ticking(...)` repeats a line
     every few seconds during a long phase, so a long run never looks hung."""
 
-    def __init__(self, stream=sys.stderr) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
         self._stream = stream
         self._started = time.monotonic()
         self._lock = threading.Lock()

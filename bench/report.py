@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -125,8 +126,8 @@ def render(rows: Sequence[ScenarioResult], *, ran_now: Sequence[ScenarioResult] 
 def _scenario_section(rows: Sequence[ScenarioResult]) -> list[str]:
     first = rows[0]
     lines = [f"## {first.scenario} {first.title}", ""]
-    if first.about:
-        lines += [first.about, ""]
+    for paragraph in first.about.split("\n\n") if first.about else ():
+        lines += [_wrap(paragraph), ""]
     lines += [
         "| size | runs | baseline median (s) | subject median (s) | ratio (median) | target "
         "| result | date | machine |",
@@ -136,7 +137,7 @@ def _scenario_section(rows: Sequence[ScenarioResult]) -> list[str]:
         lines.append(
             f"| {r.size:,} ({r.mode}) | {r.runs} | {statistics.median(r.baseline_seconds):.2f} "
             f"| {statistics.median(r.subject_seconds):.2f} | **{r.ratio:.2f}** "
-            f"| ≤ {r.target:g} | {'pass' if r.passed else 'miss'} | {r.date} "
+            f"| ≤ {r.target:.1f} | {'pass' if r.passed else 'miss'} | {r.date} "
             f"| {r.machine.describe()} |")
     lines.append("")
     for r in rows:
@@ -148,3 +149,8 @@ def _scenario_section(rows: Sequence[ScenarioResult]) -> list[str]:
         if r.notes:
             lines.append("")
     return lines
+
+
+def _wrap(paragraph: str) -> str:
+    return textwrap.fill(" ".join(paragraph.split()), width=96, break_long_words=False,
+                         break_on_hyphens=False)

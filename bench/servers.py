@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis as redis_lib
@@ -63,7 +64,7 @@ def _postgres_server(run_dir: Path, say: Say) -> Iterator[str]:
 def _fresh_database(server_url: str, say: Say) -> Iterator[str]:
     name = f"payments_bench_{uuid.uuid4().hex[:12]}"
     server = make_url(server_url)
-    conninfo = dict(host=server.host, port=server.port, user=server.username,
+    conninfo: dict[str, Any] = dict(host=server.host, port=server.port, user=server.username,
                     password=server.password, dbname=server.database or "postgres",
                     autocommit=True)
     with psycopg.connect(**conninfo) as conn:

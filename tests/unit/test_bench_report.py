@@ -1,0 +1,74 @@
+"""The benchmark report: given numbers in, the BENCHMARKS.md table and its verdicts out."""
+
+from __future__ import annotations
+
+import json
+
+from bench.progress import percentile
+from bench.report import Machine, ScenarioResult, load_results, render, write_report
+
+MACHINE = Machine(cpus=2, python="3.11.7", postgres="16.2", system="Linux")
+
+
+def b4(mode: str, size: int, subject: list[float], baseline: list[float],
+       date: str = "2025-01-02 03:04 UTC") -> ScenarioResult:
+    return ScenarioResult(
+        scenario="B4", title="expiry: sweep ÷ raw UPDATE", size=size, mode=mode, target=2.0,
+        baseline_seconds=baseline, subject_seconds=subject, date=date, machine=MACHINE,
+        about="What is compared.", notes=["Lock wait p99 3.0 ms."])
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in markdown.splitlines() if line.startswith("| ")]
+
+
+def test_a_row_shows_medians_the_median_ratio_and_the_verdict():
+    # ratios 3.0, 1.5, 2.5 -> median 2.5 (not 4.5 / 1.5 = 3.0, the ratio of medians)
+    row = b4("quick", 100_000, subject=[3.0, 4.5, 5.0], baseline=[1.0, 3.0, 2.0])
+    text = render([row])
+
+    header, *rows = table_rows(text)
+    assert header[:7] == ["size", "runs", "baseline median (s)", "subject median (s)",
+                          "ratio (median)", "target", "result"]
+    assert rows == [["100,000 (quick)", "3", "2.00", "4.50", "**2.50**", "≤ 2.0", "miss",
+                     "2025-01-02 03:04 UTC", "2 cores, Python 3.11.7, PostgreSQL 16.2"]]
+    assert "## B4 expiry: sweep ÷ raw UPDATE" in text
+    assert "What is compared." in text
+    assert "3.00 / 1.00 = 3.00; 4.50 / 3.00 = 1.50; 5.00 / 2.00 = 2.50" in text
+    assert "- Lock wait p99 3.0 ms." in text
+
+
+def test_a_ratio_at_the_target_passes():
+    row = b4("full", 1_000_000, subject=[4.0], baseline=[2.0])
+    assert row.ratio == 2.0 and row.passed
+    assert table_rows(render([row]))[1][:7] == [
+        "1,000,000 (full)", "1", "2.00", "4.00", "**2.00**", "≤ 2.0", "pass"]
+
+
+def test_a_run_replaces_its_own_row_and_keeps_the_others(tmp_path):
+    results, report = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
+    full = b4("full", 1_000_000, subject=[30.0], baseline=[10.0], date="2025-01-01 00:00 UTC")
+    write_report([full, b4("quick", 100_000, [9.0], [1.0])],
+                 results_path=results, report_path=report)
+
+    quick_again = b4("quick", 100_000, [3.0, 3.0, 3.0], [2.0, 2.0, 2.0],
+                     date="2025-02-02 00:00 UTC")
+    rows = write_report([quick_again], results_path=results, report_path=report)
+
+    assert [(r.mode, r.runs) for r in rows] == [("quick", 3), ("full", 1)]  # by size
+    assert load_results(results) == rows
+    assert len(json.loads(results.read_text())) == 2
+    text = report.read_text()
+    assert [r[0] for r in table_rows(text)[1:]] == ["100,000 (quick)", "1,000,000 (full)"]
+    assert table_rows(text)[1][4:7] == ["**1.50**", "≤ 2.0", "pass"]
+    assert table_rows(text)[2][4:8] == ["**3.00**", "≤ 2.0", "miss", "2025-01-01 00:00 UTC"]
+    assert "Last run: 2025-02-02 00:00 UTC, which ran B4 (quick, 100,000)." in text
+    assert text.count("## B4 ") == 1  # one section per scenario, a row per size
+
+
+def test_percentiles_are_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 99), percentile(values, 100)) == (
+        50.0, 99.0, 100.0)
+    assert percentile([7.0], 99) == 7.0
