@@ -7,6 +7,12 @@ from typing import Any
 
 from celery import Celery
 
+from adapters.log_context import current_log_context
+
+# The message header that carries the enqueueing request's id to the worker
+# (read back in workers/task_logging.py).
+REQUEST_ID_HEADER = "request_id"
+
 log = logging.getLogger(__name__)
 
 
@@ -18,7 +24,9 @@ class TaskQueue:
         """Publish; False (logged) when the broker is unreachable. Callers that must not
         lose the work have stored it first, so a sweep can send it again."""
         try:
-            self._celery.send_task(task_name, args=list(args))
+            request_id = current_log_context().get("request_id")
+            headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+            self._celery.send_task(task_name, args=list(args), headers=headers)
             return True
         except Exception as exc:  # kombu raises several connection error types
             log.warning("could not enqueue %s%r: %s", task_name, args, exc)

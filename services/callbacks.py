@@ -22,6 +22,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from adapters.locks import LockBusy, payment_lock, redis_lock
+from adapters.log_context import bind_log_context
+from adapters.metrics import CALLBACKS, SIGNATURE_FAILURES
 from adapters.resources import Resources
 from config import Settings
 from domain.callback_events import decode_callback_body, parse_callback_event
@@ -56,6 +58,16 @@ MAX_BIGINT = 2**63 - 1
 MAX_PAGE_SIZE = 200
 
 
+# The payments_callbacks_total outcome of a processed callback ("rejected" is taken by
+# signature failures, so a callback the settlement rules refuse is "refused").
+APPLIED_OUTCOME = {
+    CallbackStatus.PROCESSED: "processed",
+    CallbackStatus.UNMATCHED: "unmatched",
+    CallbackStatus.REJECTED: "refused",
+    CallbackStatus.FAILED: "failed",
+}
+
+
 @dataclass(frozen=True)
 class IngestResult:
     callback_id: int | None  # None for a duplicate
@@ -78,15 +90,24 @@ def ingest_callback(res: Resources, provider: str, raw_body: bytes,
                     ) -> IngestResult:
     """Verify, store (committed before returning), enqueue after commit when new."""
     secrets = provider_secrets(res.settings, provider)
+    CALLBACKS.labels(provider, "received").inc()
     try:
         verify_signature(signature_header, raw_body, secrets,
                          now=time.time() if now is None else now,
                          tolerance_seconds=res.settings.callback_tolerance_seconds)
     except SignatureRejected as exc:
+        CALLBACKS.labels(provider, "rejected").inc()
+        SIGNATURE_FAILURES.labels(provider, exc.reason).inc()
         _audit_signature_failure(res, provider, exc, raw_body, signature_header)
         raise
-    body = decode_callback_body(raw_body)
-    event = parse_callback_event(body)
+    CALLBACKS.labels(provider, "verified").inc()
+    try:
+        body = decode_callback_body(raw_body)
+        event = parse_callback_event(body)
+    except DomainError:
+        CALLBACKS.labels(provider, "invalid").inc()
+        raise
+    bind_log_context(payment_id=event.payment_id)
     with res.uow() as uow:
         callback_id = uow.session.execute(
             pg_insert(ProviderCallback)
@@ -100,9 +121,11 @@ def ingest_callback(res: Resources, provider: str, raw_body: bytes,
         ).scalar_one_or_none()
         if callback_id is not None:
             new_id = int(callback_id)
+            bind_log_context(callback_id=new_id)
             # A dead broker only delays it: the row is stored and the sweep sends it.
             uow.after_commit(_send_later(res, PROCESS_TASK, new_id))
         uow.commit()
+    CALLBACKS.labels(provider, "stored" if callback_id is not None else "duplicate").inc()
     if callback_id is None:
         log.info("duplicate callback %s/%s ignored", provider, event.event_id)
     return IngestResult(callback_id, duplicate=callback_id is None)
@@ -149,7 +172,9 @@ def process_callback(res: Resources, callback_id: int) -> str:
         event = parse_callback_event(decode_callback_body(row.raw_body))
     except DomainError as exc:  # only reachable for rows stored by hand or by old code
         _give_up(res, callback_id, f"unreadable callback body: {exc.detail}")
+        CALLBACKS.labels(row.provider, "failed").inc()
         return CallbackStatus.FAILED.value
+    bind_log_context(callback_id=callback_id, payment_id=event.payment_id)
     with payment_lock(res.redis, event.payment_id, ttl_seconds=LOCK_TTL_SECONDS,
                       blocking_timeout=LOCK_WAIT_SECONDS):
         attempts = _count_attempt(res, callback_id)
@@ -158,6 +183,7 @@ def process_callback(res: Resources, callback_id: int) -> str:
         if attempts > MAX_ATTEMPTS:
             _give_up(res, callback_id, f"gave up after {MAX_ATTEMPTS} attempts; "
                                        f"last error: {row.last_error or 'worker lost'}")
+            CALLBACKS.labels(row.provider, "failed").inc()
             return CallbackStatus.FAILED.value
         try:
             settlement = _settle(res, callback_id, event, row.provider)
@@ -168,6 +194,7 @@ def process_callback(res: Resources, callback_id: int) -> str:
         return "already handled"
     log.info("callback %s (%s %s) -> %s%s", callback_id, event.type.value, event.event_id,
              settlement.status.value, f": {settlement.note}" if settlement.note else "")
+    CALLBACKS.labels(row.provider, APPLIED_OUTCOME[settlement.status]).inc()
     return settlement.status.value
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Select, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from adapters.metrics import EXPIRATIONS, count_on_commit, count_payment_final
 from adapters.resources import Resources
 from domain.models import Order, OrderStatusHistory, Payment, PaymentEvent
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
@@ -114,6 +115,7 @@ def expire_due_payments(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
             changed = uow.session.execute(
                 _expire_payments_statement(batch_size, statuses=(PaymentStatus.INIT.value,))
             ).scalar_one()
+            count_payment_final(uow.session, PaymentStatus.EXPIRED.value, changed)
             uow.commit()
         if not changed:
             break
@@ -162,6 +164,7 @@ def _expire_due_processing(res: Resources, batch_size: int, deadline: float | No
             changed = uow.session.execute(_expire_payments_statement(
                 len(expirable), statuses=(PaymentStatus.PROCESSING.value,), only_ids=expirable)
             ).scalar_one()
+            count_payment_final(uow.session, PaymentStatus.EXPIRED.value, changed)
             uow.commit()
         tally.changed += changed
         tally.counts["processing_expired"] += changed
@@ -243,6 +246,8 @@ def expire_due_orders(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
             busy = {p.order_id for p in active if p.id not in locked}
             orders, payments = session.execute(_expire_orders_statement(
                 [o for o in order_ids if o not in busy], sorted(locked))).one()
+            count_on_commit(session, EXPIRATIONS.labels("order"), orders)
+            count_payment_final(session, PaymentStatus.CANCELLED.value, payments)
             uow.commit()
         tally.batches += 1
         tally.changed += orders + payments

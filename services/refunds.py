@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from adapters.metrics import REFUNDS, count_on_commit
 from adapters.providers.base import ProviderRejected
 from adapters.resources import Resources
 from domain.errors import Conflict, InvalidInput
@@ -94,6 +95,7 @@ def request_refund(res: Resources, principal: Principal, payment_id: int, *,
             # machine decides, so a late payment's expired order is left alone).
             transition_order(session, order_id, OrderStatus.REFUNDING, actor=principal.actor,
                              reason=f"refund {refund.id} of payment {payment.id} requested")
+        count_on_commit(session, REFUNDS.labels("requested"))
         view = refund_view(refund)
         refund_id = refund.id
         uow.after_commit(lambda: _enqueue(res, refund_id))
@@ -230,6 +232,7 @@ def _fail_refused(res: Resources, refund_id: int, exc: ProviderRejected) -> str:
             .execution_options(synchronize_session=False)).scalar_one_or_none()
         if failed is None:
             return "already finished"
+        count_on_commit(session, REFUNDS.labels(RefundStatus.FAILED.value))
         record_event(session, "refund_failed", payment_id=ids.id, actor=WORKER_ACTOR,
                      refund_id=refund_id, amount=failed,
                      reason=f"provider refused the refund: {exc.detail}"[:500],

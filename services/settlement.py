@@ -17,6 +17,7 @@ from decimal import Decimal
 from sqlalchemy import exists, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from adapters.metrics import REFUNDS, count_on_commit
 from domain.callback_events import CallbackEvent, CallbackEventType
 from domain.models import Payment, ProviderCallback, Refund
 from domain.settlement import (
@@ -179,6 +180,7 @@ def _create_full_refund(session: Session, ctx: _Context, payment: PaymentFacts,
     record_event(session, "refund_requested", payment_id=payment.id, actor=ctx.actor,
                  refund_id=refund_id, amount=payment.amount, currency=payment.currency,
                  reason=reason, automatic=True, **ctx.detail)
+    count_on_commit(session, REFUNDS.labels("requested"))
     return refund_id
 
 
@@ -225,6 +227,7 @@ def _finish_refund(session: Session, refund: RefundFacts, status: RefundStatus,
         .execution_options(synchronize_session=False)).scalar_one_or_none()
     if changed is None:
         raise SettlementConflict(f"refund {refund.id} changed while locked")
+    count_on_commit(session, REFUNDS.labels(status.value))
 
 
 def settle_order_after_refund(session: Session, order_id: int, *, actor: str,

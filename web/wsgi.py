@@ -1,5 +1,11 @@
-"""The WSGI entry point for gunicorn: `gunicorn web.wsgi:app`."""
+"""The WSGI entry point for gunicorn: `gunicorn web.wsgi:app`.
 
+The process's logging is set up here, not by the app factory: JSON lines on stderr
+(adapters/logging_setup.py); gunicorn's own error and access logs keep their format.
+"""
+
+from adapters.logging_setup import configure_json_logging
 from web.app import create_app
 
+configure_json_logging()
 app = create_app()

@@ -18,4 +18,5 @@ celery.conf.include = [
     "workers.tasks.refunds",
 ]
 
+import workers.task_logging  # noqa: E402, F401 - JSON logs, each task's ids in its lines
 import workers.task_metrics  # noqa: E402, F401 - connects the metrics signal handlers

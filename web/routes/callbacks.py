@@ -8,12 +8,14 @@ The view only bounds and reads the body, then hands it to the service.
 from __future__ import annotations
 
 import logging
+import time
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from adapters.metrics import CALLBACK_LATENCY
 from domain.signatures import SIGNATURE_HEADER
 from services.callbacks import ingest_callback, list_callbacks, replay_callback
 from web.auth import current_principal, require_key
@@ -28,6 +30,22 @@ _READ_CHUNK = 16 * 1024
 
 provider_bp = Blueprint("provider_callbacks", __name__)
 admin_bp = Blueprint("callbacks_admin", __name__)
+
+
+@provider_bp.before_request
+def _start_clock() -> None:
+    g.callback_started = time.perf_counter()
+
+
+@provider_bp.after_request
+def _observe_latency(response: Response) -> Response:
+    """Every answer to a known provider, errors included (an unknown one is a 404 and
+    not labelled: provider names in URLs are not ours to choose)."""
+    started = g.get("callback_started")
+    provider = (request.view_args or {}).get("provider")
+    if started is not None and provider and response.status_code != 404:
+        CALLBACK_LATENCY.labels(provider).observe(time.perf_counter() - started)
+    return response
 
 
 @provider_bp.post("/callbacks/<provider>")
