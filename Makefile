@@ -12,6 +12,15 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
+	@# The cashier page's browser test drives Debian's headless Chromium (skipped without it).
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver (for the browser test)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+		echo "could not install chromium/chromium-driver: the browser test will be skipped"; \
+	else echo "chromium/chromedriver not found: the browser test will be skipped" \
+		"(apt-get install chromium chromium-driver to run it)"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

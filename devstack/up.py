@@ -118,11 +118,13 @@ def run(web_port: int | None = None, flower_port: int | None = None) -> int:
 
         upgrade_to_head(settings.database_url)
         admin_key, user_key = _demo_keys(settings)
+        demo_checkout = _demo_checkout(settings)
         for child in _app_children(env, settings, run_dir / "logs", web_port, flower_port,
                                    int(env.get("WORKER_CONCURRENCY", "2"))):
             sup.add(child)
         wait_for_port(web_port, timeout=60)
-        _print_banner(settings, web_port, flower_port, admin_key, user_key, run_dir)
+        _print_banner(settings, web_port, flower_port, admin_key, user_key, run_dir,
+                      demo_checkout)
     except BaseException:
         sup.stop_all()
         raise
@@ -143,8 +145,28 @@ def _demo_keys(settings: Settings) -> tuple[str, str]:
     return admin, user
 
 
+def _demo_checkout(settings: Settings) -> str:
+    """A fresh order (user 1, 88.00 CNY) and payment: its cashier page works at once."""
+    from adapters.resources import Resources  # noqa: PLC0415
+    from services.api_keys import Principal  # noqa: PLC0415
+    from services.checkout import checkout_url  # noqa: PLC0415
+    from services.orders import create_order  # noqa: PLC0415
+    from services.payments import create_payment  # noqa: PLC0415
+
+    res = Resources(settings)
+    admin = Principal(key_id=0, role="admin", user_id=None)
+    try:
+        order = create_order(res, admin, total_amount="88.00", currency="CNY",
+                             order_number=None, user_id=1)
+        payment, _ = create_payment(res, admin, order_id=order["id"], method="wechat",
+                                    amount=None)
+    finally:
+        res.close()
+    return checkout_url(settings, payment["id"], payment["expires_at"])
+
+
 def _print_banner(settings: Settings, web_port: int, flower_port: int, admin_key: str,
-                  user_key: str, run_dir: Path) -> None:
+                  user_key: str, run_dir: Path, demo_checkout: str) -> None:
     base = f"http://127.0.0.1:{web_port}"
     print(
         f"""
@@ -155,6 +177,7 @@ def _print_banner(settings: Settings, web_port: int, flower_port: int, admin_key
     logs         {run_dir / 'logs'}
     demo admin key   {admin_key}
     demo user key    {user_key}   (user_id 1)
+    demo checkout  {demo_checkout}
 
   Ctrl-C stops everything.
 """,

@@ -14,7 +14,8 @@ from config import Settings
 from sandbox_provider.web import bp as sandbox_bp
 from web.errors import register_error_handlers
 from web.idempotency import install_idempotency
-from web.routes import callbacks, docs, health, metrics
+from web.request_context import install_request_context
+from web.routes import callbacks, checkout, docs, health, metrics
 
 API_PREFIX = "/api/v1"
 
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.extensions["payments"] = resources or Resources(settings)
 
+    install_request_context(app)  # first: every later hook and log line has the id
     register_error_handlers(app)
     install_idempotency(app, API_PREFIX)
     app.register_blueprint(health.bp)
@@ -49,6 +51,8 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.register_blueprint(callbacks.provider_bp)
     # The built-in sandbox provider (DESIGN.md §6a), reached over HTTP like a real one.
     app.register_blueprint(sandbox_bp, url_prefix="/sandbox")
+    # The customer's cashier page: no API key, the checkout link's token instead.
+    app.register_blueprint(checkout.bp)
     for blueprint in _api_blueprints():
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     return app

@@ -13,6 +13,7 @@ from typing import Any
 
 from sandbox_provider.openapi import SANDBOX_PATHS
 from services.idempotency import KEY_MAX_LENGTH
+from web.openapi_checkout import CHECKOUT_PATHS
 from web.openapi_schemas import ID, SCHEMAS, TIMESTAMP, Schema, ref, string
 
 API = "/api/v1"
@@ -264,6 +265,8 @@ PATHS: dict[str, dict[str, Schema]] = {
 }
 # The built-in sandbox provider's merchant API and pay page (mounted under /sandbox).
 PATHS.update(SANDBOX_PATHS)
+# The customer's cashier page (web/routes/checkout.py).
+PATHS.update(CHECKOUT_PATHS)
 
 
 @cache
@@ -283,7 +286,8 @@ def openapi_spec() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": name} for name in
-                 ("orders", "payments", "refunds", "callbacks", "providers", "operations")],
+                 ("orders", "payments", "refunds", "callbacks", "providers", "checkout",
+                  "operations")],
         "paths": PATHS,
         "components": {
             "schemas": SCHEMAS,

@@ -92,7 +92,9 @@ SCHEMAS: dict[str, Schema] = {
         pay_url=nullable(string("Where the customer pays; set once the provider answers")),
         attempt={"type": "integer", "minimum": 1}, fee=ref("Money"),
         refunded_amount=ref("Money"), created_at=TIMESTAMP, updated_at=TIMESTAMP,
-        expires_at=TIMESTAMP, paid_at=nullable(TIMESTAMP)),
+        expires_at=TIMESTAMP, paid_at=nullable(TIMESTAMP),
+        checkout_url=string("The customer's cashier page: no API key, works until "
+                            "expires_at", format="uri")),
     "PaymentLogEntry": obj(event=string("Audit event, e.g. payment_created"),
                            detail={"type": "object"}, actor=string(), at=TIMESTAMP),
     "PaymentDetail": {"allOf": [ref("Payment"),

@@ -16,6 +16,7 @@ import requests
 
 from config import PROJECT_ROOT
 from devstack.embedded import free_port
+from tests.support.callbacks import event_body, post_callback
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
@@ -108,6 +109,8 @@ def test_make_up_runs_the_stack_on_embedded_servers_and_stops_cleanly(stack):
                         and stack["out"].read_text(), timeout=30, message="banner")
     admin_key = re.search(r"demo admin key\s+(\S+)", output).group(1)
     assert admin_key.startswith("pk_admin_")
+    demo_checkout = re.search(r"demo checkout\s+(\S+)", output).group(1)
+    assert requests.get(demo_checkout, timeout=10).status_code == 200
 
     # Flower is behind basic auth and lists the worker.
     assert requests.get(stack["flower"] + "/api/workers", timeout=10).status_code == 401
@@ -123,6 +126,16 @@ def test_make_up_runs_the_stack_on_embedded_servers_and_stops_cleanly(stack):
             else ""
 
     wait_until(task_metrics, timeout=60, interval=1, message="worker task metrics in /metrics")
+    # A callback for no known payment: the web counts it stored, the worker unmatched.
+    body = event_body(987_654_321)
+    assert post_callback(stack["web"], body).status_code == 200
+
+    def callback_metrics() -> str:
+        text = requests.get(stack["web"] + "/metrics", timeout=5).text
+        return text if ('outcome="unmatched"' in text and 'outcome="stored"' in text
+                        and "payments_callback_inbox_backlog" in text) else ""
+
+    wait_until(callback_metrics, timeout=30, interval=1, message="callback metrics")
 
     # A crashed worker is restarted by the supervisor.
     supervisor_pid = _descendants(make.pid)[0].pid

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from services import payments, queries
+from services.checkout import with_checkout_url
 from web.auth import current_principal, require_key
 from web.deps import resources
 from web.json_body import json_body
@@ -25,7 +26,7 @@ def create_payment():
     view, created = payments.create_payment(
         resources(), current_principal(), order_id=body_id(body, "order_id") or 0,
         method=body.get("method"), amount=body.get("amount"))
-    return jsonify(view), 201 if created else 200
+    return jsonify(_linked(view)), 201 if created else 200
 
 
 @bp.get("/payments")
@@ -37,14 +38,15 @@ def list_payments():
         created_from=query_datetime("created_from"), created_to=query_datetime("created_to"))
     page = query_int("page", default=1, maximum=MAX_PAGE) or 1
     page_size = query_int("page_size", default=20, maximum=MAX_PAGE_SIZE) or 20
-    return jsonify(queries.list_payments(resources(), current_principal(), filters,
-                                         page=page, page_size=page_size))
+    listing = queries.list_payments(resources(), current_principal(), filters, page=page,
+                                    page_size=page_size)
+    return jsonify({**listing, "items": [_linked(item) for item in listing["items"]]})
 
 
 @bp.get("/payments/<int:payment_id>")
 @require_key()
 def get_payment(payment_id: int):
-    return jsonify(queries.get_payment(resources(), current_principal(), payment_id))
+    return jsonify(_linked(queries.get_payment(resources(), current_principal(), payment_id)))
 
 
 @bp.get("/payments/<int:payment_id>/status")
@@ -57,17 +59,17 @@ def get_payment_status(payment_id: int):
 @require_key()
 def pay(payment_id: int):
     json_body()  # no fields, but a body that is not a JSON object is still refused
-    return jsonify(payments.request_payment_start(resources(), current_principal(),
-                                                  payment_id)), 202
+    return jsonify(_linked(payments.request_payment_start(resources(), current_principal(),
+                                                          payment_id))), 202
 
 
 @bp.post("/payments/<int:payment_id>/cancel")
 @require_key()
 def cancel(payment_id: int):
     body = json_body()
-    return jsonify(payments.cancel_payment(
+    return jsonify(_linked(payments.cancel_payment(
         resources(), current_principal(), payment_id,
-        reason=body_str(body, "reason", max_len=REASON_MAX)))
+        reason=body_str(body, "reason", max_len=REASON_MAX))))
 
 
 @bp.post("/payments/<int:payment_id>/retry")
@@ -75,4 +77,9 @@ def cancel(payment_id: int):
 def retry(payment_id: int):
     json_body()
     view, created = payments.retry_payment(resources(), current_principal(), payment_id)
-    return jsonify(view), 201 if created else 200
+    return jsonify(_linked(view)), 201 if created else 200
+
+
+def _linked(view: dict) -> dict:
+    """The payment with its customer's checkout link (the cashier page)."""
+    return with_checkout_url(resources().settings, view)
