@@ -12,26 +12,27 @@ import shutil
 import signal
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-import redis as redis_lib
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from adapters.migrate import upgrade_to_head
 from adapters.resources import Resources
-from config import Settings, normalize_database_url
-from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from tests.support.processes import stop_process_group
+from config import Settings
+from devstack.embedded import free_port
+from devstack.scratch_servers import (
+    fresh_database,
+    postgres_server,
+    redis_database,
+    stop_process_group,
+)
 
 TABLES = ("idempotency_keys", "payment_events", "refunds", "order_status_history",
           "provider_callbacks", "payments", "orders", "api_keys",
-          # the sandbox provider's own tables: payment ids restart, so must its tickets
+          # the sandbox provider's own tables (its tickets are keyed by our payment ids)
           "sandbox_deliveries", "sandbox_refunds", "sandbox_payments")
 
 
@@ -43,73 +44,17 @@ def tmp_run_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_run_dir: Path) -> Iterator[str]:
-    """A URL to a PostgreSQL server's maintenance database."""
-    if os.environ.get("DATABASE_URL"):
-        yield normalize_database_url(os.environ["DATABASE_URL"])
-        return
-    pg = EmbeddedPostgres(tmp_run_dir / "postgres", free_port())
-    proc = pg.start(tmp_run_dir / "postgres.log")
-    try:
-        pg.wait_ready()
-        yield pg.url("postgres")
-    finally:
-        stop_process_group(proc, signal.SIGINT)
-
-
-@pytest.fixture(scope="session")
-def database_url(postgres_server_url: str) -> Iterator[str]:
+def database_url(tmp_run_dir: Path) -> Iterator[str]:
     """A fresh database at migration head, dropped after the run."""
-    import psycopg
-
-    name = f"payments_test_{uuid.uuid4().hex[:12]}"
-    server = make_url(postgres_server_url)
-    conninfo = dict(host=server.host, port=server.port, user=server.username,
-                    password=server.password, dbname=server.database or "postgres",
-                    autocommit=True)
-    with psycopg.connect(**conninfo) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade_to_head(url)
+    with postgres_server(tmp_run_dir) as server_url, \
+            fresh_database(server_url, "payments_test") as url:
         yield url
-    finally:
-        with psycopg.connect(**conninfo) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_run_dir: Path) -> Iterator[str]:
-    if os.environ.get("REDIS_URL"):
-        base = redis_lib.Redis.from_url(os.environ["REDIS_URL"])
-        url, client = _claim_free_redis_db(base)
-        try:
-            yield url
-        finally:
-            client.flushdb()
-            client.close()
-        return
-    rd = EmbeddedRedis(tmp_run_dir / "redis", free_port(), persistent=False)
-    proc = rd.start(tmp_run_dir / "redis.log")
-    try:
-        rd.wait_ready()
-        yield rd.url()
-    finally:
-        stop_process_group(proc, signal.SIGTERM)
-
-
-def _claim_free_redis_db(base: redis_lib.Redis) -> tuple[str, redis_lib.Redis]:
-    """An empty DB number on a shared Redis, claimed with a marker key."""
-    kwargs = base.connection_pool.connection_kwargs
-    host, port = kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379)
-    for db in range(15, 0, -1):
-        client = redis_lib.Redis(host=host, port=port, db=db)
-        if client.set("payments-test:claim", uuid.uuid4().hex, nx=True, ex=6 * 3600):
-            if client.dbsize() == 1:
-                return f"redis://{host}:{port}/{db}", client
-            client.delete("payments-test:claim")
-        client.close()
-    raise RuntimeError("no free Redis DB number on the shared server")
+    with redis_database(tmp_run_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

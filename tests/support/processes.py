@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 
+from devstack.scratch_servers import stop_process_group
 
-def stop_process_group(proc: subprocess.Popen, sig: int = signal.SIGTERM,
-                       timeout: float = 20) -> None:
-    """Signal the child's whole process group, wait, then SIGKILL what is left."""
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+__all__ = ["stop_process_group", "wait_until"]
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
