@@ -76,15 +76,14 @@ class Customer:
         self.driver.save_screenshot(str(ARTIFACTS / f"{self.name}-{self.step:02d}-{label}.png"))
 
     def wait(self, condition, message: str):
-        from selenium.common.exceptions import (
-            NoSuchElementException,
-            StaleElementReferenceException,
-        )
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        # A page being replaced (the sandbox's post/redirect) is simply looked at again.
-        return WebDriverWait(self.driver, WAIT, poll_frequency=0.2, ignored_exceptions=(
-            NoSuchElementException, StaleElementReferenceException)).until(
+        # A page being replaced (the sandbox's post/redirect) is simply looked at again:
+        # mid-navigation Chromium answers with missing, stale or "not in the document"
+        # nodes, all WebDriverExceptions. A real failure still ends in the timeout.
+        return WebDriverWait(self.driver, WAIT, poll_frequency=0.2,
+                             ignored_exceptions=(WebDriverException,)).until(
             lambda d: condition(d), message=message)
 
     def by_id(self, element_id: str):
