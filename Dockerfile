@@ -19,4 +19,6 @@ RUN pip install . && useradd --system --uid 10001 payments
 USER payments
 
 EXPOSE 8000 5555
-CMD ["gunicorn", "web.wsgi:app", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4"]
+# gunicorn's settings live in web/gunicorn_conf.py; a container gets more workers than make up.
+ENV WEB_WORKERS=4
+CMD ["gunicorn", "-c", "python:web.gunicorn_conf", "web.wsgi:app", "--bind", "0.0.0.0:8000"]

@@ -77,9 +77,8 @@ def _app_children(env: dict[str, str], settings: Settings, logs: Path, web_port:
                   flower_port: int, workers: int) -> list[Child]:
     celery = [_bin("celery"), "-A", "workers.app"]
     return [
-        command_child("web", [_bin("gunicorn"), "web.wsgi:app", "--bind",
-                              f"127.0.0.1:{web_port}", "--workers", "2", "--threads", "4",
-                              "--access-logfile", "-"], env, logs),
+        command_child("web", [_bin("gunicorn"), "-c", "python:web.gunicorn_conf",
+                              "web.wsgi:app", "--bind", f"127.0.0.1:{web_port}"], env, logs),
         command_child("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency",
                                  str(workers), "-Q", "callbacks,payments,maintenance",
                                  "--hostname", "worker@%h"], env, logs),

@@ -64,3 +64,17 @@ def test_the_image_contains_every_package_the_project_installs():
         assert f"COPY {name}/ {name}/" in dockerfile, name
     for module in modules:
         assert f"{module}.py" in dockerfile, module
+
+
+def test_the_web_starts_gunicorn_with_the_shared_config():
+    """compose's web runs the image's CMD (it sets no command of its own)."""
+    import json
+
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    command = SERVICES["web"].get("command") or json.loads(
+        re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE).group(1))
+    assert command[0] == "gunicorn"
+    assert command[command.index("-c") + 1] == "python:web.gunicorn_conf"
+    # The settings live in the config: none given inline to drift from it.
+    assert not {"--workers", "--threads", "--access-logfile"} & set(command)
+    assert re.search(r"^ENV WEB_WORKERS=4$", dockerfile, re.MULTILINE)
