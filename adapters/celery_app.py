@@ -53,7 +53,10 @@ def make_celery(settings: Settings) -> Celery:
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0.2,
                                    "interval_step": 0.2, "interval_max": 0.5},
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        # No task-sent events: Flower learns of a task from the worker's task-received
+        # event (name and arguments alike); a sent event is one more Redis publish on
+        # every callback's ingest (B1 in BENCHMARKS.md).
+        task_send_sent_event=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="payments",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import exists, func, insert, select, text, update
+from sqlalchemy import bindparam, exists, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from adapters.metrics import REFUNDS, count_on_commit
@@ -87,18 +87,22 @@ class _Context:
         return detail
 
 
+# Both limits for this transaction only (set_config(..., true) is SET LOCAL), in one trip.
+_BOUND_WAITS = text(f"SELECT set_config('lock_timeout', '{LOCK_TIMEOUT}', true), "
+                    f"set_config('statement_timeout', '{STATEMENT_TIMEOUT}', true)")
+_LOCK_INBOX = (select(ProviderCallback.status)
+               .where(ProviderCallback.id == bindparam("id")).with_for_update())
+
+
 def _bound_waits(session: Session) -> None:
-    session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-    session.execute(text(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"))
+    session.execute(_BOUND_WAITS)
 
 
 def settle_callback(session: Session, callback_id: int, event: CallbackEvent, *,
                     provider: str) -> Settlement | None:
     """Apply the event; None when the inbox row is gone or already handled."""
     _bound_waits(session)
-    inbox_status = session.execute(
-        select(ProviderCallback.status).where(ProviderCallback.id == callback_id)
-        .with_for_update()).scalar_one_or_none()
+    inbox_status = session.execute(_LOCK_INBOX, {"id": callback_id}).scalar_one_or_none()
     if inbox_status != CallbackStatus.RECEIVED:
         return None
     ctx = _Context(provider, event, actor=f"provider:{provider}"[:64],
@@ -127,18 +131,16 @@ def settle_provider_report(session: Session, event: CallbackEvent, *, provider: 
 
 def _settle_payment_event(session: Session, ctx: _Context) -> Settlement:
     event = ctx.event
-    payment = _lock_payment(session, event.payment_id)
+    payment, order_status = _lock_payment(session, event.payment_id)
     owner = None
     if event.type is CallbackEventType.PAYMENT_SUCCEEDED and payment is not None:
-        owner = session.execute(
-            select(Payment.id).where(Payment.provider == ctx.provider,
-                                     Payment.transaction_id == event.transaction_id)
-        ).scalars().first()
+        owner = session.execute(_TRANSACTION_OWNER, {
+            "provider": ctx.provider, "transaction_id": event.transaction_id}).scalars().first()
     decision = decide_payment_event(payment, event, provider=ctx.provider,
                                     transaction_owner=owner)
     if decision.action in (Action.SUCCEED, Action.LATE_SUCCEED):
         assert payment is not None
-        return _apply_success(session, ctx, payment, decision)
+        return _apply_success(session, ctx, payment, order_status, decision)
     if decision.action is Action.FAIL:
         assert payment is not None
         _cas_payment(session, payment, PaymentStatus.FAILED, ctx, "payment_failed",
@@ -148,7 +150,8 @@ def _settle_payment_event(session: Session, ctx: _Context) -> Settlement:
 
 
 def _apply_success(session: Session, ctx: _Context, payment: PaymentFacts,
-                   decision: Decision) -> Settlement:
+                   order_status: OrderStatus | None, decision: Decision) -> Settlement:
+    """`order_status` as _lock_payment read it: the order is still locked."""
     late = decision.action is Action.LATE_SUCCEED
     _cas_payment(session, payment, PaymentStatus.SUCCEEDED, ctx,
                  "late_payment_received" if late else "payment_succeeded",
@@ -156,10 +159,9 @@ def _apply_success(session: Session, ctx: _Context, payment: PaymentFacts,
                  values={"transaction_id": ctx.event.transaction_id, "paid_at": func.now()},
                  transaction_id=ctx.event.transaction_id, amount=ctx.event.amount,
                  currency=ctx.event.currency)
-    order_status = lock_order_status(session, payment.order_id)
     if order_status is not None and order_takes_payment(order_status):
         transition_order(session, payment.order_id, OrderStatus.PAID, actor=ctx.actor,
-                         reason=f"payment {payment.id} succeeded")
+                         reason=f"payment {payment.id} succeeded", locked=order_status)
         return Settlement(CallbackStatus.PROCESSED, decision.note)
     # The order can no longer take this money (expired, cancelled, or paid by another
     # attempt): it goes back in full. Nothing is dropped.
@@ -188,7 +190,7 @@ def _create_full_refund(session: Session, ctx: _Context, payment: PaymentFacts,
 
 def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
     event = ctx.event
-    payment = _lock_payment(session, event.payment_id)
+    payment, _ = _lock_payment(session, event.payment_id)
     refund = _lock_refund(session, event.refund_id) if event.refund_id else None
     decision = decide_refund_event(refund, payment, event, provider=ctx.provider)
     if decision.action is Action.REFUND_SUCCEED:
@@ -287,7 +289,7 @@ def _cas_payment(session: Session, payment: PaymentFacts, to: PaymentStatus, ctx
                  values: dict[str, object] | None = None, **detail: object) -> None:
     previous = transition_payment(session, payment.id, to, actor=ctx.actor, event=event,
                                   values=values, allowed_from=allowed_from,
-                                  **ctx.detail, **detail)
+                                  locked=payment.status, **ctx.detail, **detail)
     if previous is None:
         # We hold the row lock, so this means the decision and the table disagree:
         # roll back and let the retry decide again from fresh facts.
@@ -295,25 +297,32 @@ def _cas_payment(session: Session, payment: PaymentFacts, to: PaymentStatus, ctx
                                  f"{payment.status.value} -> {to.value}")
 
 
-def _lock_payment(session: Session, payment_id: int) -> PaymentFacts | None:
+def _lock_payment(session: Session, payment_id: int
+                  ) -> tuple[PaymentFacts | None, OrderStatus | None]:
     """The payment, locked, after its order: every writer takes the order before its
-    payments (the order sweep, the payments API), so none waits on another in a cycle."""
-    order_id = session.execute(
-        select(Payment.order_id).where(Payment.id == payment_id)).scalar_one_or_none()
+    payments (the order sweep, the payments API), so none waits on another in a cycle.
+    Also the order's status as locked, which holds until the transaction ends."""
+    order_id = session.execute(_PAYMENTS_ORDER, {"id": payment_id}).scalar_one_or_none()
     if order_id is None:
-        return None
-    lock_order_status(session, order_id)
-    row = session.execute(
-        select(Payment.id, Payment.order_id, Payment.status, Payment.amount,
-               Payment.currency, Payment.provider, Payment.transaction_id,
-               Payment.refunded_amount)
-        .where(Payment.id == payment_id).with_for_update()).first()
+        return None, None
+    order_status = lock_order_status(session, order_id)
+    row = session.execute(_LOCK_PAYMENT_FACTS, {"id": payment_id}).first()
     if row is None:
-        return None
+        return None, order_status
     return PaymentFacts(id=row.id, order_id=row.order_id, status=PaymentStatus(row.status),
                         amount=row.amount, currency=row.currency, provider=row.provider,
                         transaction_id=row.transaction_id,
-                        refunded_amount=row.refunded_amount)
+                        refunded_amount=row.refunded_amount), order_status
+
+
+_TRANSACTION_OWNER = select(Payment.id).where(
+    Payment.provider == bindparam("provider"),
+    Payment.transaction_id == bindparam("transaction_id"))
+_PAYMENTS_ORDER = select(Payment.order_id).where(Payment.id == bindparam("id"))
+_LOCK_PAYMENT_FACTS = (
+    select(Payment.id, Payment.order_id, Payment.status, Payment.amount, Payment.currency,
+           Payment.provider, Payment.transaction_id, Payment.refunded_amount)
+    .where(Payment.id == bindparam("id")).with_for_update())
 
 
 def _lock_refund(session: Session, refund_id: int) -> RefundFacts | None:
@@ -326,12 +335,15 @@ def _lock_refund(session: Session, refund_id: int) -> RefundFacts | None:
                        amount=row.amount, currency=row.currency)
 
 
+_MARK_INBOX = (update(ProviderCallback)
+               .where(ProviderCallback.id == bindparam("callback_id"),
+                      ProviderCallback.status == CallbackStatus.RECEIVED.value)
+               .values(status=bindparam("new_status"), last_error=bindparam("note"),
+                       processed_at=func.now(), updated_at=func.now())
+               .execution_options(synchronize_session=False))
+
+
 def _mark_inbox(session: Session, callback_id: int, status: CallbackStatus,
                 note: str | None) -> None:
-    session.execute(
-        update(ProviderCallback)
-        .where(ProviderCallback.id == callback_id,
-               ProviderCallback.status == CallbackStatus.RECEIVED.value)
-        .values(status=status.value, last_error=note, processed_at=func.now(),
-                updated_at=func.now())
-        .execution_options(synchronize_session=False))
+    session.execute(_MARK_INBOX, {"callback_id": callback_id, "new_status": status.value,
+                                  "note": note})
