@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from adapters.providers.base import Provider, ProviderRejected, ProviderUnavailable
@@ -26,7 +26,7 @@ from adapters.resources import Resources
 from config import Settings
 from domain.errors import AmountMismatch, Conflict, TooSoon
 from domain.methods import PaymentMethod, resolve_method
-from domain.models import Order, Payment
+from domain.models import Base, Order, Payment
 from domain.money import format_amount, parse_amount
 from domain.statuses import (
     ACTIVE_PAYMENT_STATUSES,
@@ -45,7 +45,20 @@ log = logging.getLogger(__name__)
 ALREADY_PAID = "already_paid"  # the provider's code when a paid payment is asked to close
 MAX_RETRIES_PER_ORDER = 3  # seed 004: the first attempt plus at most three retries
 RETRY_GAP_SECONDS = 30
-ONE_ACTIVE_INDEX = "uq_payments_one_active_per_order"
+_PAYMENTS = Base.metadata.tables[Payment.__tablename__]
+_NEXT_ATTEMPT = (select(func.coalesce(func.max(Payment.attempt), 0) + 1)
+                 .where(Payment.order_id == bindparam("order_id")))
+# The unique partial index uq_payments_one_active_per_order (one init/processing payment
+# per order) is the guarantee; the order lock only queues callers. A conflict with it
+# inserts nothing and returns no id; any other violation still raises.
+_INSERT_ATTEMPT = (
+    pg_insert(_PAYMENTS)
+    .on_conflict_do_nothing(
+        index_elements=["order_id"],
+        # Literal, as in the index: PostgreSQL matches the index by its predicate text, and
+        # a bound parameter would not prove `status IN ('init', 'processing')`.
+        index_where=text("status IN ('init', 'processing')"))
+    .returning(_PAYMENTS.c.id))
 
 PaymentView = dict[str, Any]
 
@@ -222,22 +235,15 @@ def insert_payment_attempt(session: Session, order: Order, method: PaymentMethod
     the order: the unique index is the guarantee, the order lock only the queue.
     """
     amount: Decimal = order.total_amount
-    attempt = session.execute(
-        select(func.coalesce(func.max(Payment.attempt), 0) + 1)
-        .where(Payment.order_id == order.id)).scalar_one()
+    attempt = session.execute(_NEXT_ATTEMPT, {"order_id": order.id}).scalar_one()
     expires_at = now + timedelta(seconds=settings.payment_ttl_seconds)
-    try:
-        with session.begin_nested():
-            payment_id = session.execute(insert(Payment).values(
-                order_id=order.id, user_id=order.user_id, amount=amount,
-                currency=order.currency, method=method.code,
-                status=PaymentStatus.INIT.value, provider=provider, attempt=attempt,
-                fee=method.fee_for(amount), created_at=now, updated_at=now,
-                expires_at=expires_at,
-            ).returning(Payment.id)).scalar_one()
-    except IntegrityError as exc:
-        if getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != ONE_ACTIVE_INDEX:
-            raise
+    payment_id = session.execute(_INSERT_ATTEMPT, {
+        "order_id": order.id, "user_id": order.user_id, "amount": amount,
+        "currency": order.currency, "method": method.code, "status": PaymentStatus.INIT.value,
+        "provider": provider, "attempt": attempt, "fee": method.fee_for(amount),
+        "created_at": now, "updated_at": now, "expires_at": expires_at,
+    }).scalar_one_or_none()
+    if payment_id is None:
         log.info("order %s already has an active payment; returning it", order.id)
         return None
     record_event(session, "payment_created", payment_id=payment_id, actor=actor,
