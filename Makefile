@@ -12,15 +12,20 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
-	@# The cashier page's browser test drives Debian's headless Chromium (skipped without it).
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	@# Debian packages, installed when missing and we are root (else those tests skip):
+	@# headless Chromium for the cashier page's browser test, wrk for the HTTP benchmarks.
+	@missing=""; \
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		missing=" chromium chromium-driver"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing chromium and chromium-driver (for the browser test)"; \
+		echo "installing$$missing (browser test, benchmarks)"; \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		  apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
-		echo "could not install chromium/chromium-driver: the browser test will be skipped"; \
-	else echo "chromium/chromedriver not found: the browser test will be skipped" \
-		"(apt-get install chromium chromium-driver to run it)"; fi
+		  apt-get install -y -qq $$missing >/dev/null; } || \
+		echo "could not install$$missing: the tests that need them will be skipped"; \
+	else echo "not found:$$missing: the tests that need them will be skipped" \
+		"(apt-get install$$missing)"; fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,7 +41,8 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy domain services adapters web workers cli devstack sandbox_provider config.py beat_schedule.py
+	$(BIN)/mypy domain services adapters web workers cli devstack sandbox_provider bench \
+		config.py beat_schedule.py
 
 clean:
 	rm -rf $(VENV) .run

@@ -41,17 +41,38 @@ class Machine:
         return f"{self.cpus} cores, Python {self.python}, PostgreSQL {self.postgres}"
 
 
+@dataclass(frozen=True)
+class Target:
+    """What a row must reach. `on` is "ratio" (subject ÷ baseline, the usual case) or
+    "subject" (the subject's own median, for a target in absolute units such as B3's
+    p99 latency); `at_most` says which side of `value` passes."""
+
+    value: float
+    at_most: bool = True
+    on: str = "ratio"
+
+    def met_by(self, figure: float) -> bool:
+        return figure <= self.value if self.at_most else figure >= self.value
+
+    def describe(self, unit: str) -> str:
+        sign = "≤" if self.at_most else "≥"
+        return f"{sign} {self.value:.1f}" if self.on == "ratio" else f"{sign} {self.value:g} {unit}"
+
+
 @dataclass
 class ScenarioResult:
-    """One row: a scenario at one size, with the times of each of its runs."""
+    """One row: a scenario at one size, with the subject's and the baseline's figure in
+    each of its runs (seconds, requests/s, ms: `unit` says)."""
 
     scenario: str            # "B4"
     title: str               # "expiry: `maintenance.expire_payments` ÷ one raw `UPDATE`"
-    size: int                # rows the scenario works on
-    mode: str                # "quick" or "full"
-    target: float            # the ratio must be at most this
-    baseline_seconds: list[float]
-    subject_seconds: list[float]
+    size: int                # how much work one run does, in `size_unit`
+    size_unit: str           # "payments", "callbacks", "s of load"
+    mode: str                # "quick", "full" or "custom"
+    target: Target
+    unit: str                # of the per-run figures: "s", "req/s", "ms"
+    baseline: list[float]
+    subject: list[float]
     date: str
     machine: Machine
     about: str = ""          # what subject and baseline are, and what differs between them
@@ -59,30 +80,43 @@ class ScenarioResult:
 
     @property
     def runs(self) -> int:
-        return len(self.subject_seconds)
+        return len(self.subject)
 
     @property
     def ratios(self) -> list[float]:
-        return [s / b for s, b in zip(self.subject_seconds, self.baseline_seconds, strict=True)]
+        return [s / b for s, b in zip(self.subject, self.baseline, strict=True)]
 
     @property
     def ratio(self) -> float:
         return statistics.median(self.ratios)
 
     @property
-    def passed(self) -> bool:
-        return self.ratio <= self.target
+    def figure(self) -> float:
+        """What the target is checked against."""
+        return self.ratio if self.target.on == "ratio" else statistics.median(self.subject)
 
     @property
-    def key(self) -> tuple[str, str]:
-        return self.scenario, self.mode
+    def passed(self) -> bool:
+        return self.target.met_by(self.figure)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """A row replaces the stored row with the same key (B3 has a row per rate)."""
+        return self.scenario, self.mode, self.size_unit
+
+    def verdict(self) -> str:
+        """`ratio 0.62 (target ≥ 0.5): pass`, for progress lines."""
+        name = "ratio" if self.target.on == "ratio" else self.unit
+        return (f"{name} {self.figure:.2f} (target {self.target.describe(self.unit)}): "
+                f"{'pass' if self.passed else 'miss'}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ScenarioResult:
-        return cls(**{**data, "machine": Machine(**data["machine"])})
+        return cls(**{**data, "machine": Machine(**data["machine"]),
+                      "target": Target(**data["target"])})
 
 
 # -- storing --------------------------------------------------------------------------------
@@ -98,7 +132,7 @@ def merge(earlier: Iterable[ScenarioResult],
     """Earlier rows with the rows run now put in their place, sorted by scenario and size."""
     rows = {r.key: r for r in earlier}
     rows.update({r.key: r for r in now})
-    return sorted(rows.values(), key=lambda r: (r.scenario, r.size))
+    return sorted(rows.values(), key=lambda r: (r.scenario, r.size, r.size_unit))
 
 
 def write_report(now: Sequence[ScenarioResult], *, results_path: Path = RESULTS_PATH,
@@ -125,30 +159,43 @@ def render(rows: Sequence[ScenarioResult], *, ran_now: Sequence[ScenarioResult] 
 
 def _scenario_section(rows: Sequence[ScenarioResult]) -> list[str]:
     first = rows[0]
+    unit = first.unit
     lines = [f"## {first.scenario} {first.title}", ""]
     for paragraph in first.about.split("\n\n") if first.about else ():
         lines += [_wrap(paragraph), ""]
     lines += [
-        "| size | runs | baseline median (s) | subject median (s) | ratio (median) | target "
-        "| result | date | machine |",
+        f"| size | runs | baseline median ({unit}) | subject median ({unit}) | ratio (median) "
+        "| target | result | date | machine |",
         "|---|---:|---:|---:|---:|---|---|---|---|",
     ]
     for r in rows:
+        ratio = f"**{r.ratio:.2f}**" if r.target.on == "ratio" else f"{r.ratio:.2f}"
+        target = r.target.describe(r.unit)
+        if r.target.on == "subject":
+            target = f"subject {target}"
         lines.append(
-            f"| {r.size:,} ({r.mode}) | {r.runs} | {statistics.median(r.baseline_seconds):.2f} "
-            f"| {statistics.median(r.subject_seconds):.2f} | **{r.ratio:.2f}** "
-            f"| ≤ {r.target:.1f} | {'pass' if r.passed else 'miss'} | {r.date} "
-            f"| {r.machine.describe()} |")
+            f"| {_size(r)} | {r.runs} | {_num(statistics.median(r.baseline))} "
+            f"| {_num(statistics.median(r.subject))} | {ratio} | {target} "
+            f"| {'pass' if r.passed else 'miss'} | {r.date} | {r.machine.describe()} |")
     lines.append("")
     for r in rows:
-        per_run = "; ".join(f"{s:.2f} / {b:.2f} = {s / b:.2f}" for s, b in
-                            zip(r.subject_seconds, r.baseline_seconds, strict=True))
-        lines += [f"**{r.size:,} ({r.mode})**, per run (subject s / baseline s = ratio): "
+        per_run = "; ".join(f"{_num(s)} / {_num(b)} = {s / b:.2f}" for s, b in
+                            zip(r.subject, r.baseline, strict=True))
+        lines += [f"**{_size(r)}**, per run (subject {unit} / baseline {unit} = ratio): "
                   f"{per_run}.", ""]
         lines += [f"- {note}" for note in r.notes]
         if r.notes:
             lines.append("")
     return lines
+
+
+def _size(r: ScenarioResult) -> str:
+    return f"{r.size:,} {r.size_unit} ({r.mode})"
+
+
+def _num(value: float) -> str:
+    """Two decimals for small figures (seconds, ms), none for big ones (req/s)."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
 
 
 def _wrap(paragraph: str) -> str:

@@ -36,3 +36,13 @@ def bench_settings(say: Say) -> Iterator[Settings]:
         redis_url = stack.enter_context(redis_database(run_dir))
         yield Settings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                                  "APP_ENV": "test", "RUN_DIR": str(run_dir)})
+
+
+def process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment for a gunicorn or worker started by a scenario: this run's servers,
+    and Prometheus' multiprocess mode as `make up` uses it (in its own fresh directory)."""
+    metrics_dir = Path(tempfile.mkdtemp(prefix="metrics-", dir=settings.run_dir))
+    return {**os.environ, "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url, "APP_ENV": settings.environment,
+            "RUN_DIR": str(settings.run_dir), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "PYTHONUNBUFFERED": "1", **extra}

@@ -6,16 +6,18 @@ Real PostgreSQL and Redis. Short TTLs come from rows created in the past.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from adapters.resources import Resources
 from domain.models import Payment, PaymentEvent
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
 from services.expiry import EXPIRE_PAYMENTS_ACTOR
-from services.maintenance import expire_stale_payments
+from services.maintenance import expire_stale_orders, expire_stale_payments
 from services.transitions import lock_payment_status, transition_payment
 from tests.support.factories import make_order, make_payment
 
@@ -117,3 +119,50 @@ def test_a_payment_a_callback_holds_is_skipped_not_waited_for_and_its_success_st
     assert expire_stale_payments(res)["changed"] == 0
     assert status_of(res, held) == "succeeded"
     assert [e for e, _, _ in events_of(res, held)] == ["payment_succeeded"]
+
+
+@contextmanager
+def settings_seen(res: Resources) -> Iterator[tuple[list[tuple[str, str]], list[str]]]:
+    """(synchronous_commit, statement_timeout) as each locking statement of a sweep batch
+    saw them, and synchronous_commit on every connection handed back to the pool."""
+    in_batches: list[tuple[str, str]] = []
+    returned: list[str] = []
+
+    def after_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "SKIP LOCKED" in statement:
+            in_batches.append(tuple(cursor.connection.execute(
+                "SELECT current_setting('synchronous_commit'), "
+                "current_setting('statement_timeout')").fetchone()))
+
+    def on_checkin(dbapi_conn: Any, record: Any) -> None:
+        if dbapi_conn is not None:
+            returned.append(dbapi_conn.execute(
+                "SELECT current_setting('synchronous_commit')").fetchone()[0])
+            dbapi_conn.rollback()
+
+    event.listen(res.db.engine, "after_cursor_execute", after_execute)
+    event.listen(res.db.engine.pool, "checkin", on_checkin)
+    try:
+        yield in_batches, returned
+    finally:
+        event.remove(res.db.engine, "after_cursor_execute", after_execute)
+        event.remove(res.db.engine.pool, "checkin", on_checkin)
+
+
+def test_sweep_batches_commit_asynchronously_and_nothing_else_inherits_it(clean_db):
+    """synchronous_commit = off is for the expiry batches' own transactions only (see
+    services.expiry._begin_sweep_batch): a pooled connection that kept it would let a
+    success callback's commit go unflushed."""
+    res = clean_db
+    make_payment(res, make_order(res), created_at=ago(hours=1))
+    make_payment(res, make_order(res), status="processing", created_at=ago(hours=1))
+    order_id = make_order(res, created_at=ago(days=2))  # past the default ORDER_TTL (a day)
+    make_payment(res, order_id)
+
+    with settings_seen(res) as (in_batches, returned):
+        assert expire_stale_payments(res)["changed"] == 2
+        assert expire_stale_orders(res)["changed"] == 2
+
+    # init batch, processing batch, orders batch (its orders, then its payments)
+    assert len(in_batches) >= 4 and set(in_batches) == {("off", "30s")}
+    assert returned and set(returned) == {"on"}

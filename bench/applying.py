@@ -1,0 +1,170 @@
+"""B2 applying: callbacks applied per second by the worker pool ÷ no-op tasks per second.
+
+Each run stores N success callbacks in the inbox (each for its own `processing` payment)
+and queues their `callbacks.process` messages while no worker runs; then starts a worker
+as `make up` does and times it through the queue. The baseline queues N `bench.noop`
+tasks on the same queue, same broker, and times a worker with the same settings.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from celery import Celery
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import insert, text
+
+from adapters.celery_app import make_celery
+from adapters.resources import Resources
+from bench.callbacks import success_body
+from bench.fixtures import create_processing_payments, empty_tables
+from bench.processes import celery_worker
+from bench.progress import Progress
+from bench.report import Machine, ScenarioResult, Target
+from bench.servers import process_env
+from config import Settings
+from domain.models import Base, ProviderCallback
+from domain.statuses import CallbackStatus
+from services.callbacks import PROCESS_TASK
+
+SCENARIO = "B2"
+TITLE = "applying: callbacks applied/s by the worker pool ÷ no-op tasks/s"
+FULL_SIZE = 10_000
+QUICK_SIZE = 2_000
+TARGET = Target(0.6, at_most=False)
+CONCURRENCY = 2  # as `make up` starts it (WORKER_CONCURRENCY), one per core here
+# The rate is taken between these fractions of the queue done: worker start-up and the
+# last stragglers are not what is being compared.
+WINDOW = (0.1, 0.9)
+TASK_COUNT_METRIC = "payments_task_seconds"
+NOOP_TASK = "bench.noop"  # bench/noop_task.py
+
+ABOUT = f"""\
+Subject: N success callbacks stored in the inbox (each a signed `payment.succeeded` for its own
+`processing` payment) with their `callbacks.process` messages queued while no worker runs;
+then one worker as `make up` starts it (prefork, {CONCURRENCY} processes, acks late, prefetch
+1) applies them: per callback a Redis lock on the payment, the inbox row and the payment
+locked, the payment → succeeded and its order → paid with history and audit rows, the inbox
+row → processed, one commit. Baseline: N `bench.noop` tasks (same argument, same queue, same
+broker and worker settings) that do nothing. Both rates are completed tasks per second
+between {WINDOW[0]:.0%} and {WINDOW[1]:.0%} of the queue, read from the worker's own
+`{TASK_COUNT_METRIC}` counts, so worker start-up is not in either. Each run checks that every
+payment succeeded exactly once."""
+
+
+def run(settings: Settings, progress: Progress, *, size: int, runs: int, mode: str,
+        machine: Machine) -> ScenarioResult:
+    res = Resources(settings)
+    celery = make_celery(settings)
+    subject: list[float] = []
+    baseline: list[float] = []
+    try:
+        for i in range(1, runs + 1):
+            tag = f"{SCENARIO} run {i}/{runs}"
+            subject.append(_time_subject(settings, res, progress, tag, size))
+            baseline.append(_time_baseline(settings, celery, progress, tag, size))
+            progress.say(f"{tag}: applied {subject[-1]:,.0f}/s, no-op {baseline[-1]:,.0f}/s, "
+                         f"ratio {subject[-1] / baseline[-1]:.2f}")
+    finally:
+        res.close()
+    return ScenarioResult(
+        scenario=SCENARIO, title=TITLE, size=size, size_unit="callbacks", mode=mode,
+        target=TARGET, unit="tasks/s", baseline=baseline, subject=subject,
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine, about=ABOUT,
+        notes=[f"Every run: all {size:,} payments succeeded, each with exactly one "
+               "`payment_succeeded` audit row, and every inbox row ended `processed`."])
+
+
+def _time_subject(settings: Settings, res: Resources, progress: Progress, tag: str,
+                  size: int) -> float:
+    progress.say(f"{tag}: storing {size:,} callbacks and queueing them")
+    empty_tables(res)
+    callback_ids = _store_callbacks(res, create_processing_payments(res, size))
+    for callback_id in callback_ids:
+        if not res.queue.send(PROCESS_TASK, callback_id):
+            raise RuntimeError("could not queue callbacks.process")
+    rate = _drain(settings, progress, tag, PROCESS_TASK, size, include=None)
+    problem = _check_applied(res, size)
+    if problem:
+        raise RuntimeError(f"{tag}: {problem}")
+    return rate
+
+
+def _time_baseline(settings: Settings, celery: Celery, progress: Progress, tag: str,
+                   size: int) -> float:
+    progress.say(f"{tag}: queueing {size:,} no-op tasks")
+    for n in range(1, size + 1):
+        celery.send_task(NOOP_TASK, args=[n], queue="callbacks")
+    return _drain(settings, progress, tag, NOOP_TASK, size, include="bench.noop_task")
+
+
+def _store_callbacks(res: Resources, payment_ids: list[int]) -> list[int]:
+    rows = []
+    for payment_id in payment_ids:
+        body = success_body(payment_id)
+        rows.append({"provider": "sandbox", "event_id": f"bench-{payment_id}",
+                     "event_type": "payment.succeeded", "payment_id": payment_id,
+                     "raw_body": body, "payload": body.decode(),
+                     "status": CallbackStatus.RECEIVED.value})
+    with res.db.engine.begin() as conn:
+        conn.execute(insert(Base.metadata.tables[ProviderCallback.__tablename__]), rows)
+        ids = conn.execute(text("SELECT id FROM provider_callbacks ORDER BY id"))
+        return [int(r[0]) for r in ids]
+
+
+def _drain(settings: Settings, progress: Progress, tag: str, task: str, size: int,
+           include: str | None) -> float:
+    """Start a worker, wait until it has run `size` tasks named `task`, stop it; the
+    rate between the WINDOW fractions of the queue."""
+    env = process_env(settings)
+    metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    low, high = int(size * WINDOW[0]), int(size * WINDOW[1])
+    marks: dict[int, float] = {}
+    done = 0
+    progress.say(f"{tag}: a worker drains {size:,} {task}")
+    with celery_worker(env, settings.run_dir / f"{SCENARIO}-worker.log",
+                       concurrency=CONCURRENCY, include=include):
+        deadline = time.monotonic() + max(120, size / 10)
+        last_say = time.monotonic()
+        while done < size:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{tag}: only {done:,} of {size:,} {task} ran")
+            time.sleep(0.02)
+            done = _tasks_done(metrics_dir, task)
+            now = time.monotonic()
+            for mark in (low, high):
+                if done >= mark and mark not in marks:
+                    marks[mark] = now
+            if now - last_say > 5:
+                progress.say(f"{tag}: {done:,}/{size:,} {task} done")
+                last_say = now
+    return (high - low) / (marks[high] - marks[low])
+
+
+def _tasks_done(metrics_dir: Path, task: str) -> int:
+    """Tasks named `task` finished so far, from the worker processes' metric files."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics_dir))
+    for family in registry.collect():
+        if family.name == TASK_COUNT_METRIC:
+            return int(sum(s.value for s in family.samples
+                           if s.name.endswith("_count") and s.labels.get("task") == task))
+    return 0
+
+
+def _check_applied(res: Resources, size: int) -> str | None:
+    with res.db.engine.connect() as conn:
+        succeeded, events, processed = conn.execute(text("""
+            SELECT (SELECT count(*) FROM payments WHERE status = 'succeeded'),
+                   (SELECT count(*) FROM (SELECT payment_id FROM payment_events
+                                          WHERE event = 'payment_succeeded'
+                                          GROUP BY payment_id HAVING count(*) = 1) AS once),
+                   (SELECT count(*) FROM provider_callbacks WHERE status = 'processed')
+        """)).one()
+    if (succeeded, events, processed) != (size, size, size):
+        return (f"of {size:,}: {succeeded:,} payments succeeded, {events:,} with exactly one "
+                f"audit row, {processed:,} callbacks processed")
+    return None

@@ -1,0 +1,122 @@
+"""The shape B1 and B5 share: requests/s of one of our endpoints under wrk ÷ requests/s
+of the hello-world POST (bench/hello.py), both served by the same gunicorn settings and
+loaded by the same wrk settings, alternating in each run."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from adapters.resources import Resources
+from bench import wrk
+from bench.processes import gunicorn
+from bench.progress import Progress
+from bench.report import Machine, ScenarioResult, Target
+from bench.servers import process_env
+from config import Settings
+
+HELLO_PATH = "/hello"
+# The most requests/s one run could need requests for: far above what 2 cores serve.
+MAX_RATE = 4000
+WARM_UP_SECONDS = 2
+
+
+@dataclass
+class HttpScenario:
+    """What differs between B1 and B5."""
+
+    scenario: str
+    title: str
+    target: Target
+    about: str
+    # (res, how many) -> that many distinct requests for our endpoint, their rows made
+    prepare: Callable[[Resources, int], list[wrk.Request]]
+    # (res, requests answered) -> a problem with what was stored, or None
+    check: Callable[[Resources, int], str | None]
+    reset: Callable[[Resources], None]
+    notes: list[str] = field(default_factory=list)
+
+
+def run(spec: HttpScenario, settings: Settings, progress: Progress, *, size: int, runs: int,
+        mode: str, machine: Machine) -> ScenarioResult:
+    """`size` is the seconds of load each side gets per run."""
+    wrk.wrk_binary()  # fail before starting anything when wrk is missing
+    env = process_env(settings)
+    logs = settings.run_dir
+    res = Resources(settings)
+    subject: list[float] = []
+    baseline: list[float] = []
+    latencies: list[tuple[float, float]] = []
+    try:
+        with gunicorn("web.wsgi:app", env, logs / f"{spec.scenario}-app.log") as app_url, \
+                gunicorn("bench.hello:app", env, logs / f"{spec.scenario}-hello.log",
+                         ready_path=HELLO_PATH) as hello_url:
+            progress.say(f"{spec.scenario}: warming up both servers ({WARM_UP_SECONDS} s each)")
+            _load(spec, res, settings, app_url, hello_url, WARM_UP_SECONDS)
+            for i in range(1, runs + 1):
+                tag = f"{spec.scenario} run {i}/{runs}"
+                progress.say(f"{tag}: preparing requests")
+                ours, hello = _load(spec, res, settings, app_url, hello_url, size,
+                                    progress=progress, tag=tag)
+                subject.append(ours.per_second)
+                baseline.append(hello.per_second)
+                latencies.append((ours.p99_ms, hello.p99_ms))
+                progress.say(f"{tag}: ours {ours.per_second:,.0f} req/s, hello-world "
+                             f"{hello.per_second:,.0f} req/s, ratio "
+                             f"{ours.per_second / hello.per_second:.2f}")
+    finally:
+        res.close()
+    notes = [*spec.notes, _latency_note(latencies)]
+    return ScenarioResult(
+        scenario=spec.scenario, title=spec.title, size=size, size_unit="s of load",
+        mode=mode, target=spec.target, unit="req/s", baseline=baseline, subject=subject,
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine,
+        about=spec.about, notes=notes)
+
+
+def _load(spec: HttpScenario, res: Resources, settings: Settings, app_url: str,
+          hello_url: str, seconds: float, *, progress: Progress | None = None,
+          tag: str = "") -> tuple[wrk.WrkResult, wrk.WrkResult]:
+    spec.reset(res)
+    requests = spec.prepare(res, int(MAX_RATE * seconds))
+    ours_file = settings.run_dir / f"{spec.scenario}-requests.txt"
+    hello_file = settings.run_dir / f"{spec.scenario}-hello-requests.txt"
+    wrk.write_requests(ours_file, requests)
+    # The same bytes to the hello-world app: only the path differs.
+    wrk.write_requests(hello_file, (replace(r, path=HELLO_PATH) for r in requests))
+    if progress:
+        progress.say(f"{tag}: wrk on ours for {seconds:g} s")
+    ours = wrk.run_wrk(app_url, ours_file, seconds)
+    _check(spec, res, ours, settings.run_dir / f"{spec.scenario}-app.log")
+    if progress:
+        progress.say(f"{tag}: wrk on hello-world for {seconds:g} s")
+    hello = wrk.run_wrk(hello_url, hello_file, seconds)
+    if hello.errors:
+        raise RuntimeError(f"{spec.scenario}: the hello-world app answered {hello.errors} "
+                           "errors")
+    return ours, hello
+
+
+def _check(spec: HttpScenario, res: Resources, result: wrk.WrkResult, app_log: Path) -> None:
+    """A run counts only with zero errors, no request sent twice and everything stored."""
+    if result.errors:
+        tail = "\n".join(app_log.read_text(errors="replace").splitlines()[-5:])
+        raise RuntimeError(f"{spec.scenario}: {result.errors} of {result.requests} requests "
+                           f"failed; the app's last log lines:\n{tail}")
+    if result.wraps:
+        raise RuntimeError(f"{spec.scenario}: wrk ran out of prepared requests; raise "
+                           "http_ratio.MAX_RATE")
+    problem = spec.check(res, result.requests)
+    if problem:
+        raise RuntimeError(f"{spec.scenario}: {problem}")
+
+
+def _latency_note(latencies: Sequence[tuple[float, float]]) -> str:
+    ours = statistics.median(p for p, _ in latencies)
+    hello = statistics.median(p for _, p in latencies)
+    return (f"Zero errors in every run (any error or unstored request fails the run). "
+            f"Latency under this closed-loop load ({wrk.CONNECTIONS} connections), median "
+            f"of the runs' p99: ours {ours:.1f} ms, hello-world {hello:.1f} ms.")

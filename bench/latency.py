@@ -1,0 +1,228 @@
+"""B3 end-to-end latency at a fixed rate: callback sent → payment committed as succeeded.
+
+An open-loop sender posts signed success callbacks at a fixed rate (on schedule,
+whether or not earlier ones have been answered, as providers do) to gunicorn, with a
+worker applying them as `make up` runs it. A trigger added to this run's database
+NOTIFYs each payment's move to `succeeded`; NOTIFY is delivered at commit, so the time
+it arrives is the time the payment was committed. Latency is that minus the moment
+the callback was due to be sent. Baseline: the hello-world POST at the same rate, sent
+the same way, its HTTP round trip (the floor of answering anything here).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import psycopg
+import requests
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from adapters.resources import Resources
+from bench.callbacks import CALLBACK_PATH, signed_headers, success_body
+from bench.fixtures import create_processing_payments, empty_tables
+from bench.processes import celery_worker, gunicorn
+from bench.progress import Progress, percentile
+from bench.report import Machine, ScenarioResult, Target
+from bench.servers import process_env
+from config import Settings
+
+SCENARIO = "B3"
+TITLE = "end-to-end latency at a fixed rate: callback sent → payment committed"
+# Callbacks per second: the issue's 200/s, more than this 2-core machine applies (B2), so
+# the queue grows and so does latency; and a rate it sustains, where latency means
+# something. Each is a row of its own.
+RATES = (50, 200)
+FULL_SIZE = 30           # seconds of load per run
+QUICK_SIZE = 8
+WARM_UP_SECONDS = 2
+TARGET = Target(100, at_most=True, on="subject")  # p99 in ms
+SENDER_THREADS = 32      # enough in flight that a slow answer never delays the schedule
+CHANNEL = "bench_payment_succeeded"
+
+ABOUT = f"""\
+Subject: signed `payment.succeeded` callbacks, each for its own `processing` payment, posted
+at a fixed rate, {" and ".join(f"{r}/s" for r in RATES)} (a row each), open loop: each is sent
+when due, whether or not earlier ones were answered. They go to `POST /callbacks/sandbox` under
+gunicorn (`web/gunicorn_conf.py`), with one worker as `make up` starts it (2 processes)
+applying them. The figure is the p99, over all callbacks of a run, of the time from the moment
+a callback was due to be sent to the commit that made its payment `succeeded`: a trigger added
+for the benchmark NOTIFYs the payment's id, and PostgreSQL delivers a NOTIFY only at commit.
+Target: p99 ≤ {TARGET.value:g} ms. Baseline, for scale: the hello-world POST
+(`bench/hello.py`) at the same rate through the same sender, its HTTP round trip; the ratio
+column is subject p99 ÷ baseline p99."""
+
+NOTIFY_TRIGGER = f"""
+CREATE OR REPLACE FUNCTION bench_notify_succeeded() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('{CHANNEL}', NEW.id::text);
+    RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER bench_notify_succeeded AFTER UPDATE OF status ON payments
+FOR EACH ROW WHEN (NEW.status = 'succeeded' AND OLD.status <> 'succeeded')
+EXECUTE FUNCTION bench_notify_succeeded();
+"""
+DROP_TRIGGER = """
+DROP TRIGGER IF EXISTS bench_notify_succeeded ON payments;
+DROP FUNCTION IF EXISTS bench_notify_succeeded();
+"""
+
+
+def run(settings: Settings, progress: Progress, *, size: int, runs: int, mode: str,
+        machine: Machine) -> list[ScenarioResult]:
+    """One row per rate in RATES, each from `runs` runs of `size` seconds of load."""
+    env = process_env(settings)
+    logs = settings.run_dir
+    res = Resources(settings)
+    rows = []
+    try:
+        with _notify_trigger(res), \
+                gunicorn("web.wsgi:app", env, logs / f"{SCENARIO}-app.log") as app_url, \
+                gunicorn("bench.hello:app", env, logs / f"{SCENARIO}-hello.log",
+                         ready_path="/hello") as hello_url, \
+                celery_worker(env, logs / f"{SCENARIO}-worker.log"):
+            progress.say(f"{SCENARIO}: warming up ({WARM_UP_SECONDS} s at {min(RATES)}/s)")
+            _callbacks_at_rate(settings, res, progress, SCENARIO, app_url, min(RATES),
+                               WARM_UP_SECONDS)
+            for rate in RATES:
+                rows.append(_at_rate(settings, res, progress, app_url, hello_url, rate,
+                                     size=size, runs=runs, mode=mode, machine=machine))
+    finally:
+        res.close()
+    return rows
+
+
+def _at_rate(settings: Settings, res: Resources, progress: Progress, app_url: str,
+             hello_url: str, rate: int, *, size: int, runs: int, mode: str,
+             machine: Machine) -> ScenarioResult:
+    subject: list[float] = []
+    baseline: list[float] = []
+    p50s: list[tuple[float, float]] = []
+    for i in range(1, runs + 1):
+        tag = f"{SCENARIO} {rate}/s run {i}/{runs}"
+        ours = _callbacks_at_rate(settings, res, progress, tag, app_url, rate, size)
+        hello = _hello_at_rate(progress, tag, hello_url, rate, size)
+        subject.append(percentile(ours, 99))
+        baseline.append(percentile(hello, 99))
+        p50s.append((percentile(ours, 50), percentile(hello, 50)))
+        progress.say(f"{tag}: callback → committed p50 {p50s[-1][0]:,.1f} ms, p99 "
+                     f"{subject[-1]:,.1f} ms; hello-world round trip p99 {baseline[-1]:.1f} ms")
+    ours_p50 = statistics.median(p for p, _ in p50s)
+    hello_p50 = statistics.median(p for _, p in p50s)
+    return ScenarioResult(
+        scenario=SCENARIO, title=TITLE, size=size, size_unit=f"s at {rate}/s", mode=mode,
+        target=TARGET, unit="ms", baseline=baseline, subject=subject,
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine, about=ABOUT,
+        notes=[f"At {rate}/s, median of the runs' p50: callback → committed {ours_p50:,.1f} ms, "
+               f"hello-world round trip {hello_p50:.1f} ms. Every run: all {rate * size:,} "
+               "callbacks answered 200 and every payment committed as succeeded (a missing "
+               "one fails the run)."])
+
+
+@contextmanager
+def _notify_trigger(res: Resources) -> Iterator[None]:
+    with res.db.engine.begin() as conn:
+        conn.execute(text(NOTIFY_TRIGGER))
+    try:
+        yield
+    finally:
+        with res.db.engine.begin() as conn:
+            conn.execute(text(DROP_TRIGGER))
+
+
+class _CommitListener:
+    """LISTENs on CHANNEL in a thread; records when each payment id's NOTIFY arrived."""
+
+    def __init__(self, settings: Settings) -> None:
+        url = make_url(settings.database_url)
+        self._conn = psycopg.connect(
+            host=url.host, port=url.port, user=url.username, password=url.password,
+            dbname=url.database, autocommit=True)
+        self._conn.execute(f"LISTEN {CHANNEL}")
+        self.committed: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="bench-listen", daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            for notify in self._conn.notifies(timeout=0.2):
+                self.committed[int(notify.payload)] = time.perf_counter()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._conn.close()
+
+
+def _callbacks_at_rate(settings: Settings, res: Resources, progress: Progress, tag: str,
+                       base_url: str, rate: int, seconds: int) -> list[float]:
+    """Latencies (ms) of rate*seconds callbacks sent on schedule."""
+    empty_tables(res)
+    payment_ids = create_processing_payments(res, rate * seconds)
+    bodies = [success_body(pid) for pid in payment_ids]
+    listener = _CommitListener(settings)
+    try:
+        progress.say(f"{tag}: {len(bodies):,} callbacks at {rate}/s")
+        due, answers = _send_at_rate(
+            base_url + CALLBACK_PATH, rate,
+            [(body, signed_headers(settings, body)) for body in bodies])
+        bad = [code for code in answers if code != 200]
+        if bad:
+            raise RuntimeError(f"{tag}: {len(bad)} callbacks answered {sorted(set(bad))}")
+        # Above the workers' capacity the queue drains after the sending stops.
+        deadline = time.monotonic() + max(60, len(payment_ids) / 20)
+        while len(listener.committed) < len(payment_ids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        listener.close()
+    missing = [pid for pid in payment_ids if pid not in listener.committed]
+    if missing:
+        raise RuntimeError(f"{tag}: {len(missing)} payments never committed as succeeded")
+    return [1000 * (listener.committed[pid] - at) for pid, at in zip(payment_ids, due,
+                                                                     strict=True)]
+
+
+def _hello_at_rate(progress: Progress, tag: str, base_url: str, rate: int,
+                   seconds: int) -> list[float]:
+    """HTTP round trips (ms) of rate*seconds hello-world POSTs sent on schedule."""
+    body = success_body(1)
+    progress.say(f"{tag}: {rate * seconds:,} hello-world POSTs at {rate}/s")
+    requests_ = [(body, {"Content-Type": "application/json"})] * (rate * seconds)
+    due, answers = _send_at_rate(base_url + "/hello", rate, requests_, timed=True)
+    if any(not isinstance(a, float) for a in answers):
+        raise RuntimeError(f"{tag}: the hello-world app failed")
+    return [1000 * (float(done) - at) for done, at in zip(answers, due, strict=True)]
+
+
+def _send_at_rate(url: str, rate: int, requests_: list[tuple[bytes, dict[str, str]]], *,
+                  timed: bool = False) -> tuple[list[float], list[int | float]]:
+    """POST each at its due time (start + k/rate). Returns the due times and, per
+    request, its status code, or (timed) the moment its answer arrived."""
+    local = threading.local()
+
+    def post(body: bytes, headers: dict[str, str]) -> int | float:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        answer = session.post(url, data=body, headers=headers, timeout=30)
+        if timed:
+            return time.perf_counter() if answer.status_code == 200 else answer.status_code
+        return answer.status_code
+
+    start = time.perf_counter() + 0.1
+    due = [start + k / rate for k in range(len(requests_))]
+    futures: list[Future[int | float]] = []
+    with ThreadPoolExecutor(SENDER_THREADS) as pool:
+        for at, (body, headers) in zip(due, requests_, strict=True):
+            delay = at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(post, body, headers))
+        return due, [f.result() for f in futures]
