@@ -70,6 +70,7 @@ def run(spec: HttpScenario, settings: Settings, progress: Progress, *, size: int
                              f"{hello.per_second:,.0f} req/s, ratio "
                              f"{ours.per_second / hello.per_second:.2f}")
     finally:
+        spec.reset(res)  # nothing left queued or stored for the next scenario
         res.close()
     notes = [*spec.notes, _latency_note(latencies)]
     return ScenarioResult(

@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.plots import scenario_svg
 from config import PROJECT_ROOT
 
 RESULTS_PATH = PROJECT_ROOT / "bench" / "results.json"
 REPORT_PATH = PROJECT_ROOT / "BENCHMARKS.md"
+PLOTS_DIR = PROJECT_ROOT / "bench" / "plots"  # one SVG per scenario, shown in BENCHMARKS.md
 
 INTRO = """\
 Written by `make bench` (`python -m bench`); regenerated from `bench/results.json` on every
@@ -136,32 +138,48 @@ def merge(earlier: Iterable[ScenarioResult],
 
 
 def write_report(now: Sequence[ScenarioResult], *, results_path: Path = RESULTS_PATH,
-                 report_path: Path = REPORT_PATH) -> list[ScenarioResult]:
+                 report_path: Path = REPORT_PATH,
+                 plots_dir: Path = PLOTS_DIR) -> list[ScenarioResult]:
     rows = merge(load_results(results_path), now)
     results_path.write_text(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
-    report_path.write_text(render(rows, ran_now=now))
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    for scenario, scenario_rows in _by_scenario(rows).items():
+        (plots_dir / f"{scenario}.svg").write_text(scenario_svg(scenario_rows))
+    plots = plots_dir.relative_to(report_path.parent) if plots_dir.is_relative_to(
+        report_path.parent) else plots_dir
+    report_path.write_text(render(rows, ran_now=now, plots=plots))
     return rows
+
+
+def _by_scenario(rows: Sequence[ScenarioResult]) -> dict[str, list[ScenarioResult]]:
+    grouped: dict[str, list[ScenarioResult]] = {}
+    for row in rows:
+        grouped.setdefault(row.scenario, []).append(row)
+    return grouped
 
 
 # -- rendering ------------------------------------------------------------------------------
 
-def render(rows: Sequence[ScenarioResult], *, ran_now: Sequence[ScenarioResult] = ()) -> str:
+def render(rows: Sequence[ScenarioResult], *, ran_now: Sequence[ScenarioResult] = (),
+           plots: Path | None = None) -> str:
+    """The whole BENCHMARKS.md; `plots`, where the scenarios' SVGs are (relative to it)."""
     lines = ["# Benchmarks", "", INTRO, ""]
     if ran_now:
         latest = max(r.date for r in ran_now)
         names = ", ".join(f"{r.scenario} ({r.mode}, {r.size:,})" for r in ran_now)
         lines += [f"Last run: {latest}, which ran {names}. Other rows are kept from earlier "
                   "runs and carry their own date.", ""]
-    for scenario in dict.fromkeys(r.scenario for r in rows):
-        lines += _scenario_section([r for r in rows if r.scenario == scenario])
+    for scenario_rows in _by_scenario(rows).values():
+        lines += _scenario_section(scenario_rows, plots)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _scenario_section(rows: Sequence[ScenarioResult]) -> list[str]:
+def _scenario_section(rows: Sequence[ScenarioResult], plots: Path | None) -> list[str]:
     first = rows[0]
     unit = first.unit
-    lines = [f"## {first.scenario} {first.title}", ""]
-    for paragraph in first.about.split("\n\n") if first.about else ():
+    latest = max(rows, key=lambda r: r.date)  # its description is the current one
+    lines = [f"## {first.scenario} {latest.title}", ""]
+    for paragraph in latest.about.split("\n\n") if latest.about else ():
         lines += [_wrap(paragraph), ""]
     lines += [
         f"| size | runs | baseline median ({unit}) | subject median ({unit}) | ratio (median) "
@@ -178,6 +196,9 @@ def _scenario_section(rows: Sequence[ScenarioResult]) -> list[str]:
             f"| {_num(statistics.median(r.subject))} | {ratio} | {target} "
             f"| {'pass' if r.passed else 'miss'} | {r.date} | {r.machine.describe()} |")
     lines.append("")
+    if plots is not None:
+        lines += [f"![{first.scenario}: figure per row against the target]"
+                  f"({plots.as_posix()}/{first.scenario}.svg)", ""]
     for r in rows:
         per_run = "; ".join(f"{_num(s)} / {_num(b)} = {s / b:.2f}" for s, b in
                             zip(r.subject, r.baseline, strict=True))

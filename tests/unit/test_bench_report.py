@@ -51,11 +51,12 @@ def test_a_run_replaces_its_own_row_and_keeps_the_others(tmp_path):
     results, report = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
     full = b4("full", 1_000_000, subject=[30.0], baseline=[10.0], date="2025-01-01 00:00 UTC")
     write_report([full, b4("quick", 100_000, [9.0], [1.0])],
-                 results_path=results, report_path=report)
+                 results_path=results, report_path=report, plots_dir=tmp_path / "plots")
 
     quick_again = b4("quick", 100_000, [3.0, 3.0, 3.0], [2.0, 2.0, 2.0],
                      date="2025-02-02 00:00 UTC")
-    rows = write_report([quick_again], results_path=results, report_path=report)
+    rows = write_report([quick_again], results_path=results, report_path=report,
+                        plots_dir=tmp_path / "plots")
 
     assert [(r.mode, r.runs) for r in rows] == [("quick", 3), ("full", 1)]  # by size
     assert load_results(results) == rows
@@ -112,5 +113,9 @@ def test_rows_of_one_scenario_at_different_rates_are_kept_apart(tmp_path):
             date="2025-01-02 03:04 UTC", machine=MACHINE)
 
     rows = write_report([b3(50, 30.0), b3(200, 900.0)], results_path=results,
-                        report_path=report)
+                        report_path=report, plots_dir=tmp_path / "plots")
     assert len(rows) == 2 and load_results(results) == rows
+    assert "![B3: figure per row against the target](plots/B3.svg)" in report.read_text()
+    svg = (tmp_path / "plots" / "B3.svg").read_text()
+    assert svg.startswith("<svg") and "50/s" in svg and "200/s" in svg
+    assert svg.count("<circle") == 2 and "target ≤ 100 ms" in svg
