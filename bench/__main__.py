@@ -42,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--callback-rate", type=float,
                         help=f"B4's success callbacks per second during the sweep (default "
                              f"{expiry.CALLBACK_RATE}; 0: none); printed, not reported")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite BENCHMARKS.md and the plots from bench/results.json, "
+                             "measuring nothing (after a change to the report's layout)")
     args = parser.parse_args(argv)
+    if args.render_only:
+        write_report([])
+        return 0
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 

@@ -72,8 +72,9 @@ cache-keying cost more Python time than PostgreSQL spent running them) and wrote
 history rows through the ORM's bulk-insert path; it now runs prebuilt statements with bound
 parameters and Core inserts. What bounds the rest: with ~10.6 ms of CPU per callback the two
 cores cannot apply more than about 190/s even fully busy, against ~470/s no-ops, so the ratio
-stays under about 0.4 on this machine whatever the scheduling; 0.6 needs a callback's whole
-apply (both commits included) in about 3 ms of CPU."""
+stays under about 0.4 on this machine whatever the scheduling. 0.6 means ~280/s, 7 ms of CPU
+per callback in all: with Celery's 2.2 ms, the apply itself (PostgreSQL and Redis included)
+would have to fit in about 5 ms instead of about 8.4."""
 
 
 def run(settings: Settings, progress: Progress, *, size: int, runs: int, mode: str,

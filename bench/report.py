@@ -9,6 +9,7 @@ regenerated as a whole from the stored rows.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -25,11 +26,12 @@ PLOTS_DIR = PROJECT_ROOT / "bench" / "plots"  # one SVG per scenario, shown in B
 
 INTRO = """\
 Written by `make bench` (`python -m bench`); regenerated from `bench/results.json` on every
-run, so edit neither by hand. Each scenario reports its figure as a **ratio to a baseline
-measured in the same run on the same machine**: absolute times are noisy on a shared 2-core
-machine, a ratio of two things measured side by side much less so. A row's ratio is the
-median of its runs' ratios (each run measures subject and baseline on identical data); the
-medians of the subject's and the baseline's times are shown next to it."""
+run, so edit neither by hand. Each scenario measures its subject against a **baseline in the
+same run on the same machine**: absolute figures are noisy on a shared 2-core machine, two
+things measured side by side much less so. A row's ratio is the median of its runs' ratios
+(each run measures subject and baseline alike); the medians of the subject's and the
+baseline's own figures (seconds, requests or tasks per second, milliseconds) are shown next
+to it. The target is on that ratio, except B3's, which is on the subject's p99 itself."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,12 @@ def merge(earlier: Iterable[ScenarioResult],
     """Earlier rows with the rows run now put in their place, sorted by scenario and size."""
     rows = {r.key: r for r in earlier}
     rows.update({r.key: r for r in now})
-    return sorted(rows.values(), key=lambda r: (r.scenario, r.size, r.size_unit))
+    return sorted(rows.values(), key=lambda r: (r.scenario, r.size, _numbers_in(r.size_unit)))
+
+
+def _numbers_in(text: str) -> list[int]:
+    """"s at 50/s" before "s at 200/s"."""
+    return [int(n) for n in re.findall(r"\d+", text)]
 
 
 def write_report(now: Sequence[ScenarioResult], *, results_path: Path = RESULTS_PATH,
@@ -166,9 +173,12 @@ def render(rows: Sequence[ScenarioResult], *, ran_now: Sequence[ScenarioResult] 
     lines = ["# Benchmarks", "", INTRO, ""]
     if ran_now:
         latest = max(r.date for r in ran_now)
-        names = ", ".join(f"{r.scenario} ({r.mode}, {r.size:,})" for r in ran_now)
+        names = ", ".join(f"{r.scenario} ({_size(r)})" for r in ran_now)
         lines += [f"Last run: {latest}, which ran {names}. Other rows are kept from earlier "
                   "runs and carry their own date.", ""]
+    elif rows:
+        lines += [f"Newest row: {max(r.date for r in rows)}; every row carries its own date.",
+                  ""]
     for scenario_rows in _by_scenario(rows).values():
         lines += _scenario_section(scenario_rows, plots)
     return "\n".join(lines).rstrip() + "\n"

@@ -43,12 +43,13 @@ def multiprocess_web(clean_db, settings, stack_env, private_redis, tmp_path):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     env = {**env_with(stack_env, settings_with(settings, redis_url=private_redis.url)),
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "WEB_WORKERS": "2",
+           "WEB_THREADS": "2"}
     port = free_port()
     log_path = tmp_path / "web.log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([GUNICORN, "web.wsgi:app", "--bind", f"127.0.0.1:{port}",
-                                 "--workers", "2", "--threads", "2"],
+        proc = subprocess.Popen([GUNICORN, "-c", "python:web.gunicorn_conf", "web.wsgi:app",
+                                 "--bind", f"127.0.0.1:{port}"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:

@@ -66,7 +66,7 @@ def test_a_run_replaces_its_own_row_and_keeps_the_others(tmp_path):
         "100,000 payments (quick)", "1,000,000 payments (full)"]
     assert table_rows(text)[1][4:7] == ["**1.50**", "≤ 2.0", "pass"]
     assert table_rows(text)[2][4:8] == ["**3.00**", "≤ 2.0", "miss", "2025-01-01 00:00 UTC"]
-    assert "Last run: 2025-02-02 00:00 UTC, which ran B4 (quick, 100,000)." in text
+    assert "Last run: 2025-02-02 00:00 UTC, which ran B4 (100,000 payments (quick))." in text
     assert text.count("## B4 ") == 1  # one section per scenario, a row per size
 
 
