@@ -14,11 +14,11 @@ from sqlalchemy import text
 
 from adapters.resources import Resources
 from bench import wrk
-from bench.processes import gunicorn
 from bench.progress import Progress
 from bench.report import Machine, ScenarioResult, Target
 from bench.servers import process_env
 from config import Settings
+from devstack.scratch_servers import gunicorn
 
 HELLO_PATH = "/hello"
 # The most requests/s one run could need requests for: far above what 2 cores serve.
@@ -53,9 +53,9 @@ def run(spec: HttpScenario, settings: Settings, progress: Progress, *, size: int
     baseline: list[float] = []
     latencies: list[tuple[float, float]] = []
     try:
-        with gunicorn("web.wsgi:app", env, logs / f"{spec.scenario}-app.log") as app_url, \
-                gunicorn("bench.hello:app", env, logs / f"{spec.scenario}-hello.log",
-                         ready_path=HELLO_PATH) as hello_url:
+        with gunicorn(env, logs / f"{spec.scenario}-app.log") as app_url, \
+                gunicorn(env, logs / f"{spec.scenario}-hello.log",
+                         app="bench.hello:app") as hello_url:
             progress.say(f"{spec.scenario}: warming up both servers ({WARM_UP_SECONDS} s each)")
             _load(spec, res, settings, app_url, hello_url, WARM_UP_SECONDS)
             for i in range(1, runs + 1):

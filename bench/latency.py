@@ -27,11 +27,12 @@ from sqlalchemy.engine import make_url
 from adapters.resources import Resources
 from bench.callbacks import CALLBACK_PATH, signed_headers, success_body
 from bench.fixtures import create_processing_payments, empty_tables
-from bench.processes import celery_worker, gunicorn
+from bench.processes import celery_worker
 from bench.progress import Progress, percentile
 from bench.report import Machine, ScenarioResult, Target
 from bench.servers import process_env
 from config import Settings
+from devstack.scratch_servers import gunicorn
 
 SCENARIO = "B3"
 TITLE = "end-to-end latency at a fixed rate: callback sent → payment committed"
@@ -95,9 +96,8 @@ def run(settings: Settings, progress: Progress, *, size: int, runs: int, mode: s
     rows = []
     try:
         with _notify_trigger(res), \
-                gunicorn("web.wsgi:app", env, logs / f"{SCENARIO}-app.log") as app_url, \
-                gunicorn("bench.hello:app", env, logs / f"{SCENARIO}-hello.log",
-                         ready_path="/hello") as hello_url, \
+                gunicorn(env, logs / f"{SCENARIO}-app.log") as app_url, \
+                gunicorn(env, logs / f"{SCENARIO}-hello.log", app="bench.hello:app") as hello_url, \
                 celery_worker(env, logs / f"{SCENARIO}-worker.log"):
             progress.say(f"{SCENARIO}: warming up ({WARM_UP_SECONDS} s at {min(RATES)}/s)")
             _callbacks_at_rate(settings, res, progress, SCENARIO, app_url, min(RATES),

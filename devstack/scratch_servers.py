@@ -6,6 +6,8 @@ cleaned up, so no run ever sees another run's data.
   dropped at the end.
 - REDIS_URL set: that Redis, on a DB number nobody uses (claimed with a marker key,
   flushed at the end); else an embedded, non-persistent one under `run_dir`.
+- gunicorn: the web (or any WSGI app) with the service's one gunicorn config, on a free
+  port, stopped with its whole process group.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,11 @@ from sqlalchemy.engine import make_url
 
 from adapters.migrate import upgrade_to_head
 from config import normalize_database_url
-from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, wait_for_port
 
 REDIS_CLAIM_KEY = "payments-scratch:claim"
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+GUNICORN_CONFIG = "python:web.gunicorn_conf"
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
@@ -116,3 +121,31 @@ def _claim_free_redis_db(base: redis_lib.Redis) -> tuple[str, redis_lib.Redis]:
             client.delete(REDIS_CLAIM_KEY)
         client.close()
     raise RuntimeError("no free Redis DB number on the shared server")
+
+
+@contextmanager
+def listening_process(command: Callable[[int], list[str]], env: dict[str, str], stdout: Path,
+                      stderr: Path | None = None) -> Iterator[int]:
+    """`command(port)` started on a free port in its own process group (stderr into
+    `stdout` unless given its own file); yields the port once it accepts connections."""
+    port = free_port()
+    with open(stdout, "ab") as out, open(stderr or os.devnull, "ab") as err:
+        proc = subprocess.Popen(command(port), env=env, stdout=out,
+                                stderr=err if stderr else subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_for_port(port, timeout=30)
+        yield port
+    finally:
+        stop_process_group(proc)
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], stdout: Path, stderr: Path | None = None,
+             app: str = "web.wsgi:app") -> Iterator[str]:
+    """`gunicorn -c python:web.gunicorn_conf <app>` on a free port; yields its base URL."""
+    def command(port: int) -> list[str]:
+        return [GUNICORN, "-c", GUNICORN_CONFIG, app, "--bind", f"127.0.0.1:{port}"]
+
+    with listening_process(command, env, stdout, stderr) as port:
+        yield f"http://127.0.0.1:{port}"

@@ -4,7 +4,6 @@ the `callbacks.process` task by name with its argument (the inbox row's id)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,11 +11,11 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from devstack.embedded import free_port, wait_for_port
+from devstack.scratch_servers import listening_process
 from domain.models import ProviderCallback
 from tests.support.callbacks import event_body, post_callback
 from tests.support.factories import make_order, make_payment
-from tests.support.processes import stop_process_group, wait_until
+from tests.support.processes import wait_until
 
 CELERY = str(Path(sys.executable).parent / "celery")
 AUTH = ("ops", "flower-test")
@@ -24,17 +23,12 @@ AUTH = ("ops", "flower-test")
 
 @pytest.fixture
 def flower(stack_env, celery_worker, tmp_path):
-    port = free_port()
-    with open(tmp_path / "flower.log", "ab") as log:
-        proc = subprocess.Popen([CELERY, "-A", "workers.app", "flower", f"--port={port}",
-                                 "--address=127.0.0.1", f"--basic-auth={':'.join(AUTH)}"],
-                                env=stack_env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        wait_for_port(port, timeout=30)
+    def command(port: int) -> list[str]:
+        return [CELERY, "-A", "workers.app", "flower", f"--port={port}", "--address=127.0.0.1",
+                f"--basic-auth={':'.join(AUTH)}"]
+
+    with listening_process(command, stack_env, tmp_path / "flower.log") as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process_group(proc)
 
 
 def _get(url: str, **params: str) -> dict:

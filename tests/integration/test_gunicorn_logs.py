@@ -5,38 +5,25 @@ neither carries the API key or the cashier link's token."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from config import PROJECT_ROOT
-from devstack.embedded import free_port, wait_for_port
+from devstack.scratch_servers import gunicorn as gunicorn_server
 from tests.support.live_server import Api
-from tests.support.processes import stop_process_group, wait_until
+from tests.support.processes import wait_until
 
-GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 WORKERS = 3  # not the default 2: shows WEB_WORKERS is read
 
 
 @pytest.fixture
 def gunicorn(stack_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     """The base URL, and the files gunicorn's stdout and stderr go to."""
-    port = free_port()
     stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
     env = {**stack_env, "WEB_WORKERS": str(WORKERS), "WEB_THREADS": "2"}
-    with open(stdout, "ab") as out, open(stderr, "ab") as err:
-        proc = subprocess.Popen([GUNICORN, "-c", "python:web.gunicorn_conf", "web.wsgi:app",
-                                 "--bind", f"127.0.0.1:{port}"],
-                                env=env, cwd=PROJECT_ROOT, stdout=out, stderr=err,
-                                start_new_session=True)
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}", stdout, stderr
-    finally:
-        stop_process_group(proc)
+    with gunicorn_server(env, stdout, stderr) as url:
+        yield url, stdout, stderr
 
 
 def _lines(path: Path) -> list[str]:

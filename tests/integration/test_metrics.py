@@ -11,14 +11,12 @@ they read deltas: counters are process-wide and other tests move them too.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from devstack.embedded import free_port, wait_for_port
+from devstack.scratch_servers import gunicorn as gunicorn_server
 from tests.support.callbacks import (
     event_body,
     inbox_statuses,
@@ -32,7 +30,6 @@ from tests.support.private_stack import env_with, serve_app, settings_with
 from tests.support.processes import stop_process_group, wait_until
 from tests.support.worker import start_worker
 
-GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 CB = "payments_callbacks_total"
 
 
@@ -45,18 +42,9 @@ def multiprocess_web(clean_db, settings, stack_env, private_redis, tmp_path):
     env = {**env_with(stack_env, settings_with(settings, redis_url=private_redis.url)),
            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "WEB_WORKERS": "2",
            "WEB_THREADS": "2"}
-    port = free_port()
     log_path = tmp_path / "web.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([GUNICORN, "-c", "python:web.gunicorn_conf", "web.wsgi:app",
-                                 "--bind", f"127.0.0.1:{port}"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}", env, log_path
-    finally:
-        stop_process_group(proc)
+    with gunicorn_server(env, log_path) as url:
+        yield url, env, log_path
 
 
 def test_callback_outcomes_backlog_and_worker_figures_in_one_scrape(
