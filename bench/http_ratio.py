@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from adapters.resources import Resources
 from bench import wrk
+from bench.processes import wait_until_serving
 from bench.progress import Progress
 from bench.report import Machine, ScenarioResult, Target
 from bench.servers import process_env
@@ -56,6 +57,8 @@ def run(spec: HttpScenario, settings: Settings, progress: Progress, *, size: int
         with gunicorn(env, logs / f"{spec.scenario}-app.log") as app_url, \
                 gunicorn(env, logs / f"{spec.scenario}-hello.log",
                          app="bench.hello:app") as hello_url:
+            wait_until_serving(app_url + "/healthz")
+            wait_until_serving(hello_url + HELLO_PATH)
             progress.say(f"{spec.scenario}: warming up both servers ({WARM_UP_SECONDS} s each)")
             _load(spec, res, settings, app_url, hello_url, WARM_UP_SECONDS)
             for i in range(1, runs + 1):

@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from adapters.resources import Resources
 from bench.callbacks import CALLBACK_PATH, signed_headers, success_body
 from bench.fixtures import create_processing_payments, empty_tables
-from bench.processes import celery_worker
+from bench.processes import celery_worker, wait_until_serving
 from bench.progress import Progress, percentile
 from bench.report import Machine, ScenarioResult, Target
 from bench.servers import process_env
@@ -99,6 +99,8 @@ def run(settings: Settings, progress: Progress, *, size: int, runs: int, mode: s
                 gunicorn(env, logs / f"{SCENARIO}-app.log") as app_url, \
                 gunicorn(env, logs / f"{SCENARIO}-hello.log", app="bench.hello:app") as hello_url, \
                 celery_worker(env, logs / f"{SCENARIO}-worker.log"):
+            wait_until_serving(app_url + "/healthz")
+            wait_until_serving(hello_url + "/hello")
             progress.say(f"{SCENARIO}: warming up ({WARM_UP_SECONDS} s at {min(RATES)}/s)")
             _callbacks_at_rate(settings, res, progress, SCENARIO, app_url, min(RATES),
                                WARM_UP_SECONDS)

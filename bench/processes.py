@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import requests
+
 from devstack.scratch_servers import stop_process_group
 
 BIN = Path(sys.executable).parent
@@ -41,3 +43,17 @@ def celery_worker(env: Mapping[str, str], log_path: Path, *, concurrency: int = 
         yield proc
     finally:
         stop_process_group(proc)
+
+
+def wait_until_serving(url: str, timeout: float = 60) -> None:
+    """Until `url` answers (any status below 500): gunicorn's port opens before its
+    workers have imported the app, and a scenario's first requests should not wait."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
