@@ -62,7 +62,7 @@ column is subject p99 ÷ baseline p99."""
 # What the two rates show; refresh with the numbers.
 PROFILE = """\
 What bounds it (measured 2026-12-01 on the machine below): at 50/s a payment is committed as
-succeeded some 15 ms after its callback was due (p50; the notes give each row's), most of it
+succeeded some 15–20 ms after its callback was due (p50; the notes give each row's), most of it
 the worker's three transactions (B2) and the ingest's commit and publish (B1). At 200/s the
 arrivals exceed what this 2-core machine applies while it also serves the callbacks (B2:
 100–150/s with the web idle), so the queue grows for as long as the load lasts and the latency
