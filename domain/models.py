@@ -153,6 +153,8 @@ class Refund(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Accepted by the provider but not paid out (WeChat Pay's REFUND.ABNORMAL).
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
 
 class ProviderCallback(Base):

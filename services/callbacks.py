@@ -29,7 +29,7 @@ from config import Settings
 from domain.callback_events import decode_callback_body, parse_callback_event
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.models import Base, Payment, ProviderCallback
-from domain.signatures import SIGNATURE_HEADER, SignatureRejected, verify_signature
+from adapters.providers.sandbox.signature import SIGNATURE_HEADER, SignatureRejected, verify_signature
 from domain.statuses import CallbackStatus
 from services.audit import record_event
 from services.settlement import Settlement, settle_callback

@@ -11,7 +11,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from adapters.resources import Resources
 from config import Settings
-from sandbox_provider.web import bp as sandbox_bp
+from standins.sandbox.web import bp as sandbox_bp
 from web.errors import register_error_handlers
 from web.idempotency import install_idempotency
 from web.request_context import install_request_context

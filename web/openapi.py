@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sandbox_provider.openapi import SANDBOX_PATHS
+from standins.sandbox.openapi import SANDBOX_PATHS
 from services.idempotency import KEY_MAX_LENGTH
 from web.openapi_checkout import CHECKOUT_PATHS
 from web.openapi_schemas import ID, SCHEMAS, TIMESTAMP, Schema, ref, string

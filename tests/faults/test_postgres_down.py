@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from adapters.migrate import upgrade_to_head
 from domain.models import Payment, PaymentEvent, ProviderCallback
-from domain.signatures import SIGNATURE_HEADER
+from adapters.providers.sandbox.signature import SIGNATURE_HEADER
 from tests.support.callbacks import event_body, post_callback
 from tests.support.factories import make_order, make_payment
 from tests.support.private_stack import PrivatePostgres, env_with, serve_app, settings_with

@@ -16,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from adapters.metrics import CALLBACK_LATENCY
-from domain.signatures import SIGNATURE_HEADER
+from adapters.providers.sandbox.signature import SIGNATURE_HEADER
 from services.callbacks import ingest_callback, list_callbacks, replay_callback
 from web.auth import current_principal, require_key
 from web.deps import resources

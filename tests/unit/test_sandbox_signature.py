@@ -7,13 +7,15 @@ import hmac
 
 import pytest
 
-from domain.signatures import (
+from domain.callback_auth import (
     MalformedSignature,
     MissingSignature,
     SignatureMismatch,
     SignatureRejected,
     TimestampInFuture,
     TimestampTooOld,
+)
+from adapters.providers.sandbox.signature import (
     build_signature_header,
     compute_signature,
     parse_signature_header,
