@@ -23,7 +23,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from adapters.resources import Resources
-from standins.alipay import trades
+from standins.alipay import refunds, trades
 from standins.alipay.crypto import request_is_signed, signed_answer
 from standins.alipay.keys import load_double_keys
 from web.deps import resources
@@ -38,8 +38,8 @@ METHODS: dict[str, Method] = {
         res, app, biz, p.get("notify_url") or None),
     "alipay.trade.query": lambda res, app, biz, p: trades.query(res, app, biz),
     "alipay.trade.close": lambda res, app, biz, p: trades.close(res, app, biz),
-    "alipay.trade.refund": lambda res, app, biz, p: trades.refund(res, app, biz),
-    "alipay.trade.fastpay.refund.query": lambda res, app, biz, p: trades.refund_query(
+    "alipay.trade.refund": lambda res, app, biz, p: refunds.refund(res, app, biz),
+    "alipay.trade.fastpay.refund.query": lambda res, app, biz, p: refunds.refund_query(
         res, app, biz),
 }
 

@@ -8,13 +8,16 @@ Every function takes the merchant's biz_content and returns the response object 
     WAIT_BUYER_PAY --close/decline--> TRADE_CLOSED;  TRADE_SUCCESS --full refund--> TRADE_CLOSED
 
 As at Alipay, a code nobody has scanned is no trade: query and close answer
-ACQ.TRADE_NOT_EXIST, and the code can still be scanned afterwards.
+ACQ.TRADE_NOT_EXIST, and the code can still be scanned afterwards, until the
+precreate's timeout_express runs out: then a scanned trade is closed (and notified)
+and an unscanned code leads nowhere.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -27,7 +30,7 @@ from domain.errors import NotFound
 from domain.money import from_minor_units, to_minor_units
 from services.transitions import utc_now
 from standins.alipay import notify
-from standins.models import StandinOrder, StandinRefund
+from standins.models import StandinOrder
 from standins.notifications import send_after_commit
 
 PROVIDER = "alipay"
@@ -35,6 +38,9 @@ PAY_PATH = "/doubles/alipay/pay/"
 CURRENCY = "CNY"
 BUYER = {"buyer_id": "2088102177846880", "buyer_logon_id": "buy***@example.com"}
 SUCCESS = {"code": "10000", "msg": "Success"}
+# Alipay's default when the merchant names no timeout_express.
+DEFAULT_TIMEOUT = timedelta(days=15)
+TIMEOUT_UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 
 def business_error(sub_code: str, sub_msg: str, **extra: Any) -> dict[str, Any]:
@@ -47,7 +53,7 @@ def invalid_parameter(detail: str) -> dict[str, Any]:
             "sub_msg": detail}
 
 
-def _amount(value: object) -> Decimal | None:
+def amount_value(value: object) -> Decimal | None:
     """Yuan with at most two places, more than zero (Alipay's Price type)."""
     try:
         amount = Decimal(str(value)) if isinstance(value, str | int | Decimal) else None
@@ -58,7 +64,7 @@ def _amount(value: object) -> Decimal | None:
     return amount if amount == amount.quantize(Decimal("0.01")) else None
 
 
-def _find(session: Session, app_id: str, out_trade_no: object, *,
+def find_order(session: Session, app_id: str, out_trade_no: object, *,
           lock: bool = True) -> StandinOrder | None:
     if not isinstance(out_trade_no, str) or not out_trade_no:
         return None
@@ -68,7 +74,29 @@ def _find(session: Session, app_id: str, out_trade_no: object, *,
     return session.scalars(query.with_for_update() if lock else query).one_or_none()
 
 
-def _yuan(minor: int) -> str:
+def _timeout(biz: dict[str, Any]) -> timedelta:
+    """timeout_express: 1m to 15d ("90m", "2h", "1d"); anything else is the default."""
+    match = re.fullmatch(r"([1-9][0-9]{0,4})([mhd])", str(biz.get("timeout_express") or ""))
+    if match is None:
+        return DEFAULT_TIMEOUT
+    return min(DEFAULT_TIMEOUT, timedelta(
+        seconds=int(match.group(1)) * TIMEOUT_UNITS[match.group(2)]))
+
+
+def _close_if_timed_out(res: Resources, uow: Any, order: StandinOrder) -> None:
+    """An unpaid trade past its timeout closes, as Alipay closes it by itself."""
+    now = utc_now(uow.session)
+    if (order.status not in ("PRECREATED", "WAIT_BUYER_PAY")
+            or now < order.created_at + _timeout(order.request_body or {})):
+        return
+    scanned = order.status == "WAIT_BUYER_PAY"
+    order.status, order.updated_at = "TRADE_CLOSED", now
+    if scanned and order.notify_url:
+        send_after_commit(res, uow, [notify.queue_trade_notification(uow.session, order,
+                                                                     now=now)])
+
+
+def yuan(minor: int) -> str:
     return str(from_minor_units(minor, CURRENCY))
 
 
@@ -81,7 +109,7 @@ def _trade_no(now: datetime) -> str:
 def precreate(res: Resources, app_id: str, biz: dict[str, Any],
               notify_url: str | None) -> dict[str, Any]:
     out_trade_no, subject = biz.get("out_trade_no"), biz.get("subject")
-    amount = _amount(biz.get("total_amount"))
+    amount = amount_value(biz.get("total_amount"))
     if not isinstance(out_trade_no, str) or not 0 < len(out_trade_no) <= 64:
         return invalid_parameter("out_trade_no is required, at most 64 characters")
     if amount is None:
@@ -96,8 +124,9 @@ def precreate(res: Resources, app_id: str, biz: dict[str, Any],
             amount_minor=minor, currency=CURRENCY, description=subject,
             notify_url=notify_url, status="PRECREATED", pay_token=secrets.token_urlsafe(18),
             request_body=biz).on_conflict_do_nothing())
-        order = _find(session, app_id, out_trade_no)
+        order = find_order(session, app_id, out_trade_no)
         assert order is not None
+        _close_if_timed_out(res, uow, order)
         if order.status == "TRADE_SUCCESS" or order.status == "TRADE_FINISHED":
             return business_error("ACQ.TRADE_HAS_SUCCESS", "交易已被支付")
         if order.status == "TRADE_CLOSED":
@@ -112,22 +141,27 @@ def precreate(res: Resources, app_id: str, biz: dict[str, Any],
 
 def query(res: Resources, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
     with res.uow() as uow:
-        order = _find(uow.session, app_id, biz.get("out_trade_no"), lock=False)
-        if order is None or order.status == "PRECREATED":
+        order = find_order(uow.session, app_id, biz.get("out_trade_no"))
+        if order is not None:
+            _close_if_timed_out(res, uow, order)
+            uow.commit()
+        if order is None or order.status == "PRECREATED" or order.transaction_id is None:
             return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在")
         answer = {**SUCCESS, "trade_no": order.transaction_id or "",
                   "out_trade_no": order.out_trade_no, "trade_status": order.status,
-                  "total_amount": _yuan(order.amount_minor)}
+                  "total_amount": yuan(order.amount_minor)}
         if order.paid_at is not None:
-            answer.update(BUYER, buyer_pay_amount=_yuan(order.amount_minor),
+            answer.update(BUYER, buyer_pay_amount=yuan(order.amount_minor),
                           send_pay_date=notify.beijing(order.paid_at))
         return {k: v for k, v in answer.items() if v != ""}
 
 
 def close(res: Resources, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
     with res.uow() as uow:
-        order = _find(uow.session, app_id, biz.get("out_trade_no"))
-        if order is None or order.status == "PRECREATED":
+        order = find_order(uow.session, app_id, biz.get("out_trade_no"))
+        if order is not None:
+            _close_if_timed_out(res, uow, order)
+        if order is None or order.status == "PRECREATED" or order.transaction_id is None:
             return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在")
         if order.status != "WAIT_BUYER_PAY" and order.status != "TRADE_CLOSED":
             return business_error("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
@@ -143,6 +177,7 @@ def scan(res: Resources, token: str) -> dict[str, Any]:
     """The buyer opens the code's page: from now on Alipay has a trade."""
     with res.uow() as uow:
         order = _by_token(uow.session, token)
+        _close_if_timed_out(res, uow, order)
         if order.status == "PRECREATED":
             now = utc_now(uow.session)
             order.status, order.transaction_id, order.updated_at = (
@@ -159,8 +194,11 @@ def decide(res: Resources, token: str, *, approve: bool, send_notification: bool
     with res.uow() as uow:
         session = uow.session
         order = _by_token(session, token)
+        _close_if_timed_out(res, uow, order)
         if order.status not in ("PRECREATED", "WAIT_BUYER_PAY"):
-            return _page_view(order)
+            view = _page_view(order)
+            uow.commit()
+            return view
         now = utc_now(session)
         order.transaction_id = order.transaction_id or _trade_no(now)
         order.status = "TRADE_SUCCESS" if approve else "TRADE_CLOSED"
@@ -173,75 +211,6 @@ def decide(res: Resources, token: str, *, approve: bool, send_notification: bool
         view = _page_view(order)
         uow.commit()
     return view
-
-
-def refund(res: Resources, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
-    amount = _amount(biz.get("refund_amount"))
-    if amount is None:
-        return invalid_parameter("refund_amount must be yuan with at most two decimals")
-    minor = to_minor_units(amount, CURRENCY)
-    with res.uow() as uow:
-        session = uow.session
-        order = _find(session, app_id, biz.get("out_trade_no"))
-        if order is None or order.status == "PRECREATED":
-            return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在")
-        request_no = str(biz.get("out_request_no") or order.out_trade_no)
-        base = {"trade_no": order.transaction_id, "out_trade_no": order.out_trade_no,
-                **BUYER}
-        existing = session.scalars(select(StandinRefund).where(
-            StandinRefund.provider == PROVIDER, StandinRefund.merchant == app_id,
-            StandinRefund.out_refund_no == request_no)).one_or_none()
-        if existing is not None:
-            if existing.amount_minor != minor or existing.order_id != order.id:
-                return business_error("ACQ.DISCORDANT_REPEAT_REQUEST", "请求信息不一致")
-            # Already refunded: no money moves this time.
-            return {**SUCCESS, **base, "fund_change": "N",
-                    "refund_fee": _yuan(order.refunded_minor)}
-        refusal = (order.request_body or {}).get("test_refund_refusal")
-        if refusal:
-            return business_error(str(refusal), "测试: 退款被拒绝")
-        if order.status != "TRADE_SUCCESS":
-            return business_error("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
-        if order.refunded_minor + minor > order.amount_minor:
-            return business_error("ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额无效")
-        now = utc_now(session)
-        session.add(StandinRefund(
-            provider=PROVIDER, merchant=app_id, order_id=order.id, out_refund_no=request_no,
-            refund_ref=request_no + "-" + secrets.token_hex(4), amount_minor=minor,
-            status="REFUND_SUCCESS", request_body=biz, finished_at=now))
-        order.refunded_minor += minor
-        order.updated_at = now
-        if order.refunded_minor == order.amount_minor:
-            order.status = "TRADE_CLOSED"
-        answer = {**SUCCESS, **base, "fund_change": "Y",
-                  "refund_fee": _yuan(order.refunded_minor),
-                  "gmt_refund_pay": notify.beijing(now), "send_back_fee": _yuan(minor)}
-        if order.notify_url:
-            notification_id = notify.queue_refund_notification(session, order, request_no,
-                                                               now=now)
-            send_after_commit(res, uow, [notification_id])
-        uow.commit()
-    return answer
-
-
-def refund_query(res: Resources, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
-    """Found: refund_status REFUND_SUCCESS. Not found: a plain 10000 with no refund data,
-    which Alipay means as "not refunded"."""
-    with res.uow() as uow:
-        session = uow.session
-        order = _find(session, app_id, biz.get("out_trade_no"), lock=False)
-        if order is None:
-            return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在")
-        request_no = str(biz.get("out_request_no") or "")
-        row = session.scalars(select(StandinRefund).where(
-            StandinRefund.provider == PROVIDER, StandinRefund.merchant == app_id,
-            StandinRefund.order_id == order.id,
-            StandinRefund.out_refund_no == request_no)).one_or_none()
-        if row is None:
-            return {**SUCCESS, "out_trade_no": order.out_trade_no}
-        return {**SUCCESS, "trade_no": order.transaction_id, "out_trade_no": order.out_trade_no,
-                "out_request_no": request_no, "total_amount": _yuan(order.amount_minor),
-                "refund_amount": _yuan(row.amount_minor), "refund_status": row.status}
 
 
 def _by_token(session: Session, token: str) -> StandinOrder:
@@ -257,6 +226,6 @@ def _by_token(session: Session, token: str) -> StandinOrder:
 
 def _page_view(order: StandinOrder) -> dict[str, Any]:
     return {"out_trade_no": order.out_trade_no, "subject": order.description,
-            "total_amount": _yuan(order.amount_minor), "trade_status": order.status,
+            "total_amount": yuan(order.amount_minor), "trade_status": order.status,
             "trade_no": order.transaction_id,
             "payable": order.status in ("PRECREATED", "WAIT_BUYER_PAY")}

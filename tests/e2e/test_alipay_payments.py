@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
+from standins.models import StandinOrder
 
 from domain.models import Payment, PaymentEvent, ProviderCallback
 from tests.support.alipay_double import AlipayDouble
@@ -162,3 +163,25 @@ def test_the_janitor_finds_a_payment_paid_at_alipay_whose_notification_never_cam
     assert paid["transaction_id"] == alipay.trade(payment["out_trade_no"])["trade_no"]
     assert flow.get_order(order["id"])["status"] == "paid"
     assert alipay.notifications() == []
+
+
+def test_a_trade_past_our_timeout_express_closes_at_alipay_and_fails_the_payment(flow, alipay):
+    _, payment, pay_url = started(flow, alipay)
+    assert alipay.trade(payment["out_trade_no"])["request_body"]["timeout_express"] == "30m"
+    alipay.scan(pay_url)
+    with flow.res.uow() as uow:  # the double's clock: the trade was made 31 minutes ago
+        uow.session.execute(update(StandinOrder).where(
+            StandinOrder.out_trade_no == payment["out_trade_no"]).values(
+            created_at=func.now() - timedelta(minutes=31)))
+        uow.commit()
+    page = alipay.scan(pay_url)
+    assert (page["trade_status"], page["payable"]) == ("TRADE_CLOSED", False)
+    flow.wait_status(payment["id"], "failed")
+
+
+def test_the_pay_page_shows_the_amount_and_its_buttons(flow, alipay):
+    _, _, pay_url = started(flow, alipay, "12.30")
+    page = alipay.api.http.get(pay_url, timeout=30)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "12.30" in page.text and 'id="approve"' in page.text
+    assert 'id="approve-silently"' in page.text and 'id="decline"' in page.text

@@ -94,7 +94,7 @@ def test_precreate_sends_yuan_and_our_notify_url_and_returns_the_qr_code(provide
     assert (created.reference, created.pay_url, created.qr_payload) == (
         "P0000000042", "https://qr.alipay.com/bax1", "https://qr.alipay.com/bax1")
     assert gateway.biz() == {"out_trade_no": "P0000000042", "total_amount": "88.80",
-                             "subject": "Order 42"}
+                             "subject": "Order 42", "timeout_express": "30m"}
     assert gateway.requests[0]["notify_url"] == "https://shop.example/callbacks/alipay"
 
 
@@ -256,8 +256,10 @@ def settings(**env: str) -> Settings:
 
 
 def test_from_settings_loads_the_keys_and_our_notify_url():
-    provider = AlipayProvider.from_settings(settings(PUBLIC_BASE_URL="https://shop.example"))
+    provider = AlipayProvider.from_settings(settings(PUBLIC_BASE_URL="https://shop.example",
+                                                     PAYMENT_TTL_SECONDS="90"))
     assert provider.notify_url == "https://shop.example/callbacks/alipay"
+    assert provider.timeout_express == "2m"  # whole minutes, rounded up
     assert provider.credentials.app_id == keys.APP_ID
 
 

@@ -9,13 +9,16 @@
 
 A payment is named by our out_trade_no everywhere (the reference). Alipay creates the
 trade only when the buyer scans the code, so until then query and close answer
-ACQ.TRADE_NOT_EXIST: that is "still waiting", not an error.
+ACQ.TRADE_NOT_EXIST: that is "still waiting", not an error. Such a code cannot be
+closed either, so every precreate carries timeout_express (our PAYMENT_TTL): Alipay
+then closes the trade itself once the payment could no longer be ours to take.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from math import ceil
 from typing import Any
 
 import requests
@@ -60,15 +63,19 @@ class AlipayProvider:
     signature_header = "sign"
 
     def __init__(self, credentials: AlipayCredentials, notify_url: str, *,
+                 payment_ttl_seconds: int = 1800,
                  session: requests.Session | None = None) -> None:
         self.credentials = credentials
         self.notify_url = notify_url
+        # Alipay counts in whole minutes (1m to 15d); rounding up never cuts a payment short.
+        self.timeout_express = f"{max(1, ceil(payment_ttl_seconds / 60))}m"
         self._gateway = Gateway(credentials, session=session)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlipayProvider:
         """Keys read and checked once; a ConfigError names the variable to fix."""
-        return cls(load_credentials(settings.alipay), settings.public_base_url + CALLBACK_PATH)
+        return cls(load_credentials(settings.alipay), settings.public_base_url + CALLBACK_PATH,
+                   payment_ttl_seconds=settings.payment_ttl_seconds)
 
     # --- calls ------------------------------------------------------------------------
 
@@ -79,6 +86,7 @@ class AlipayProvider:
             "out_trade_no": request.out_trade_no,
             "total_amount": format_amount(request.amount),
             "subject": (request.description or request.out_trade_no)[:MAX_SUBJECT_LENGTH],
+            "timeout_express": self.timeout_express,
         }, notify_url=self.notify_url)
         if not answer.ok:
             raise _refusal(answer, method)
