@@ -8,9 +8,12 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 import pytest
+import requests
 from alipay import AliPay
 from alipay.exceptions import AliPayException
 
+from adapters.providers.alipay.gateway import Gateway, request_params
+from adapters.providers.alipay.keys import load_credentials
 from standins.alipay import notify
 from standins.alipay.keys import key_dir
 from tests.support import alipay_keys
@@ -106,3 +109,22 @@ def test_the_sdk_verifies_the_doubles_notifications(doubles, sdk, alipay):
     assert sdk.verify(data, signature)
     assert data["trade_status"] == "TRADE_SUCCESS" and data["subject"] == "中文 订单"
     assert not sdk.verify({**data, "total_amount": "0.01"}, signature)
+
+
+@pytest.mark.parametrize(("change", "answered_as", "expected"), [
+    ({"sign": None}, "alipay.trade.query", ("40001", "isv.missing-signature")),
+    ({"sign_type": "RSA"}, "alipay.trade.query", ("40002", "isv.invalid-signature-type")),
+    # Changed after signing: the signature fails before the value is looked at.
+    ({"timestamp": "yesterday"}, "alipay.trade.query", ("40002", "isv.invalid-signature")),
+    ({"method": "alipay.trade.pay"}, "error", ("40002", "isv.invalid-signature")),
+])
+def test_the_gateway_refuses_malformed_requests_in_alipays_words(doubles, change,
+                                                                  answered_as, expected):
+    credentials = load_credentials(doubles.settings.alipay)
+    params = request_params(credentials, "alipay.trade.query", {"out_trade_no": "SDK0000009"})
+    params.update(change)
+    raw = requests.post(credentials.gateway_url, timeout=30,
+                        data={k: v for k, v in params.items() if v is not None}).content
+    # The refusal is signed by the double (the SDK will not read an error_response at all).
+    answer = Gateway(credentials).verified_answer(answered_as, raw)
+    assert (answer.code, answer.sub_code) == expected
