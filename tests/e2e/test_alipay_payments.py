@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
-from standins.models import StandinOrder
 
 from domain.models import Payment, PaymentEvent, ProviderCallback
+from standins.models import StandinOrder
 from tests.support.alipay_double import AlipayDouble
 from tests.support.payment_flow import PaymentFlow
 
