@@ -91,8 +91,8 @@ def render(settings: Settings, payload: Mapping[str, Any]) -> tuple[dict[str, st
 
 
 def accepted(status: int, body: bytes) -> bool:
-    # Alipay reads the body only: exactly "success" (surrounding whitespace tolerated).
-    return body.strip() == b"success"
+    # Alipay reads the body only, and wants exactly these seven characters.
+    return body == b"success"
 
 
 register_format(PROVIDER, NotificationFormat(render=render, accepted=accepted,

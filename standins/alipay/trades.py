@@ -74,7 +74,7 @@ def find_order(session: Session, app_id: str, out_trade_no: object, *,
     return session.scalars(query.with_for_update() if lock else query).one_or_none()
 
 
-def _timeout(biz: dict[str, Any]) -> timedelta:
+def express_timeout(biz: dict[str, Any]) -> timedelta:
     """timeout_express: 1m to 15d ("90m", "2h", "1d"); anything else is the default."""
     match = re.fullmatch(r"([1-9][0-9]{0,4})([mhd])", str(biz.get("timeout_express") or ""))
     if match is None:
@@ -87,7 +87,7 @@ def _close_if_timed_out(res: Resources, uow: Any, order: StandinOrder) -> None:
     """An unpaid trade past its timeout closes, as Alipay closes it by itself."""
     now = utc_now(uow.session)
     if (order.status not in ("PRECREATED", "WAIT_BUYER_PAY")
-            or now < order.created_at + _timeout(order.request_body or {})):
+            or now < order.created_at + express_timeout(order.request_body or {})):
         return
     scanned = order.status == "WAIT_BUYER_PAY"
     order.status, order.updated_at = "TRADE_CLOSED", now

@@ -6,7 +6,9 @@
 
 The signature covers the sorted, URL-decoded fields without `sign` and `sign_type`.
 The answer Alipay waits for is the body `success`; anything else and it retries
-(4m, 10m, 10m, 1h, 2h, 6h, 15h).
+(4m, 10m, 10m, 1h, 2h, 6h, 15h). No freshness window is applied to notify_time, unlike
+WeChat Pay's timestamp: Alipay does not promise when a retry is stamped, a window would
+refuse honest retries hours later, and a replay of a stored notify_id is a duplicate.
 
 A refund of a paid trade is notified too, as a trade_status_sync carrying out_biz_no
 (the refund's out_request_no), refund_fee and gmt_refund. Alipay's refund_fee there is
