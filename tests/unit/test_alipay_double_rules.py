@@ -31,7 +31,6 @@ def test_the_retry_schedule_is_alipays():
     ("20d", DEFAULT_TIMEOUT), ("0m", DEFAULT_TIMEOUT), ("1c", DEFAULT_TIMEOUT),
     (None, DEFAULT_TIMEOUT)])
 def test_timeout_express(value, expected):
-
     assert express_timeout({"timeout_express": value}) == expected
 
 
