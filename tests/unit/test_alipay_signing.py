@@ -135,3 +135,11 @@ def test_the_doubles_answer_verifies_with_the_sdks_slicing_and_ours():
     text = signing.signed_response_text(body, "alipay_trade_query_response")
     assert text is not None and signing.verify(text, json.loads(body)["sign"],
                                                keys.credentials().alipay_public_key)
+
+
+def test_the_request_timestamp_is_beijing_time():
+    from datetime import UTC, datetime
+
+    from adapters.providers.alipay.gateway import beijing_timestamp
+
+    assert beijing_timestamp(datetime(2026, 12, 1, 8, 45, tzinfo=UTC)) == "2026-12-01 16:45:00"
