@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from domain.money import STORED_DECIMALS, is_iso_currency, minor_units
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEV_WEBHOOK_SECRET = "dev-sandbox-secret"
 DEV_FLOWER_AUTH = "admin:admin"
@@ -57,6 +59,25 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _currencies(raw: str) -> tuple[str, ...]:
+    """SUPPORTED_CURRENCIES: ISO 4217 codes, comma-separated, the first the default.
+
+    Amounts are stored as NUMERIC(14, 2), so a currency with three decimals (BHD,
+    KWD, ...) is refused here rather than rounded in the database.
+    """
+    codes = tuple(dict.fromkeys(c.strip().upper() for c in raw.split(",") if c.strip()))
+    if not codes:
+        raise ConfigError("SUPPORTED_CURRENCIES must name at least one currency")
+    for code in codes:
+        if not is_iso_currency(code):
+            raise ConfigError(f"SUPPORTED_CURRENCIES: {code!r} is not an ISO 4217 currency")
+        if minor_units(code) > STORED_DECIMALS:
+            raise ConfigError(
+                f"SUPPORTED_CURRENCIES: {code} has {minor_units(code)} decimal places; "
+                f"amounts are stored with at most {STORED_DECIMALS}")
+    return codes
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -73,6 +94,8 @@ class Settings:
     # method=provider pairs; empty means the sandbox serves every method.
     payment_providers: str = ""
     run_dir: Path = PROJECT_ROOT / ".run"
+    # ISO 4217 codes orders may be in; the first is the default.
+    supported_currencies: tuple[str, ...] = ("CNY",)
 
     @property
     def is_dev(self) -> bool:
@@ -113,4 +136,5 @@ class Settings:
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or DEV_FLOWER_AUTH,
             payment_providers=env.get("PAYMENT_PROVIDERS", ""),
             run_dir=run_dir,
+            supported_currencies=_currencies(env.get("SUPPORTED_CURRENCIES") or "CNY"),
         )

@@ -14,7 +14,7 @@ from typing import Any
 from sandbox_provider.openapi import SANDBOX_PATHS
 from services.idempotency import KEY_MAX_LENGTH
 from web.openapi_checkout import CHECKOUT_PATHS
-from web.openapi_schemas import ID, SCHEMAS, TIMESTAMP, Schema, ref, string
+from web.openapi_schemas import ID, SCHEMAS, TIMESTAMP, Schema, currency_schema, ref, string
 
 API = "/api/v1"
 JSON = "application/json"
@@ -270,7 +270,8 @@ PATHS.update(CHECKOUT_PATHS)
 
 
 @cache
-def openapi_spec() -> dict[str, Any]:
+def openapi_spec(currencies: tuple[str, ...] = ("CNY",)) -> dict[str, Any]:
+    """The document for a deployment that takes `currencies` (SUPPORTED_CURRENCIES)."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -278,8 +279,9 @@ def openapi_spec() -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Payments for e-commerce backends. JSON everywhere; money is a string "
-                "with two decimals. Send `Authorization: Bearer <key>`: admin keys act "
-                "on everything, user keys only on their own orders and payments (anything "
+                "with the currency's ISO 4217 decimals (\"100.00\" CNY, \"100\" JPY). "
+                "Send `Authorization: Bearer <key>`: admin keys act on everything, user "
+                "keys only on their own orders and payments (anything "
                 "else is 404, so existence does not leak). Errors are "
                 "`{\"detail\", \"code\", ...}`. Every POST under /api/v1 accepts an "
                 "`Idempotency-Key`."),
@@ -290,7 +292,7 @@ def openapi_spec() -> dict[str, Any]:
                   "operations")],
         "paths": PATHS,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, "Currency": currency_schema(currencies)},
             "parameters": PARAMETERS,
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",

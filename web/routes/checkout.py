@@ -50,7 +50,7 @@ def page(payment_id: int):
     }
     response = Response(render_template(
         "checkout.html", lang=lang, labels=LABELS[lang], view=view, methods=methods,
-        amount=format_amount(view["amount"]), urls=urls,
+        amount=format_amount(view["amount"], view["currency"]), urls=urls,
         method_labels={m["code"]: m["label"] for m in methods},
         method_label=method_name(lang, view["method"], view["method_name"])))
     # The link is the credential: keep it out of caches and other sites' Referer.
