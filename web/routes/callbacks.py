@@ -15,12 +15,19 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from adapters.metrics import CALLBACK_LATENCY
+from adapters.metrics import CALLBACK_LATENCY, CALLBACKS
+from domain.errors import NotFound
 from domain.signatures import SIGNATURE_HEADER
-from services.callbacks import ingest_callback, list_callbacks, replay_callback
+from services.callbacks import (
+    ingest_callback,
+    list_callbacks,
+    provider_secrets,
+    replay_callback,
+)
 from web.auth import current_principal, require_key
 from web.deps import resources
 from web.errors import error_response
+from web.json_body import json_body
 from web.routes.params import query_int
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,20 @@ def storage_unavailable(exc: Exception):
     return response
 
 
+# --- oversized callbacks are counted (issue #15): outcome "too_large" -------------------
+@provider_bp.errorhandler(RequestEntityTooLarge)
+def _count_too_large(exc: RequestEntityTooLarge):
+    provider = (request.view_args or {}).get("provider", "")
+    try:
+        provider_secrets(resources().settings, provider)  # a known provider: labelled
+        CALLBACKS.labels(provider, "too_large").inc()
+    except NotFound:
+        pass  # names in URLs are not ours to choose: no label for them
+    return error_response(413, exc.description or "Callback body too large",
+                          "request_entity_too_large", max_bytes=MAX_CALLBACK_BYTES)
+# --- end of the 413 count -------------------------------------------------------------------
+
+
 def _too_large() -> RequestEntityTooLarge:
     return RequestEntityTooLarge(
         description=f"A callback body may be at most {MAX_CALLBACK_BYTES} bytes")
@@ -106,5 +127,6 @@ def list_stored_callbacks():
 @admin_bp.post("/callbacks/<int:callback_id>/replay")
 @require_key(admin=True)
 def replay_stored_callback(callback_id: int):
+    json_body(())  # takes no fields (strict bodies, issue #15)
     outcome = replay_callback(resources(), callback_id, actor=current_principal().actor)
     return jsonify(outcome), 202
