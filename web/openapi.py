@@ -14,7 +14,16 @@ from typing import Any
 from sandbox_provider.openapi import SANDBOX_PATHS
 from services.idempotency import KEY_MAX_LENGTH
 from web.openapi_checkout import CHECKOUT_PATHS
-from web.openapi_schemas import ID, SCHEMAS, TIMESTAMP, Schema, currency_schema, ref, string
+from web.openapi_schemas import (
+    ID,
+    SCHEMAS,
+    TIMESTAMP,
+    Schema,
+    currency_schema,
+    ref,
+    strict_body_errors,
+    string,
+)
 
 API = "/api/v1"
 JSON = "application/json"
@@ -91,8 +100,8 @@ def api_post(op_id: str, summary: str, tag: str, *, ok: dict[int, Schema],
              errors: dict[int, str] | None = None, params: list[Schema] | None = None,
              **kwargs: Any) -> Schema:
     """A POST under /api/v1: takes Idempotency-Key; its answers may be replays."""
-    errors = dict(errors or {})
-    errors[400] = errors.get(400, "Invalid input") + "; `invalid_idempotency_key`"
+    errors = strict_body_errors(dict(errors or {}))
+    errors[400] = errors[400] + "; `invalid_idempotency_key`"
     errors[409] = (errors[409] + "; " if 409 in errors else "") + (
         "`idempotency_request_in_progress`: the first request with this key is still "
         "running")

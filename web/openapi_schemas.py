@@ -10,6 +10,7 @@ from typing import Any
 from domain.methods import CATALOG
 from domain.money import DEFAULT_CURRENCY
 from domain.statuses import CallbackStatus, OrderStatus, PaymentStatus, RefundStatus
+from web.json_body import MAX_BODY_BYTES
 
 Schema = dict[str, Any]
 
@@ -41,6 +42,15 @@ def currency_schema(supported: tuple[str, ...]) -> Schema:
     """The deployment's SUPPORTED_CURRENCIES; the first is the default."""
     return string("ISO 4217 code, one of SUPPORTED_CURRENCIES; another is 400 "
                   "`invalid_currency`", enum=list(supported), default=supported[0])
+
+
+def strict_body_errors(errors: dict[int, str]) -> dict[int, str]:
+    """What every POST of ours answers for a body it will not read (web/json_body.py)."""
+    return {**errors,
+            400: errors.get(400, "Invalid input") + "; `unknown_field` (+`field`, "
+                 "`allowed_fields`): a field this operation does not take; `malformed_json`",
+            413: f"`body_too_large`: the body is over {MAX_BODY_BYTES} bytes (+`max_bytes`)",
+            415: "`unsupported_media_type`: a body that is not `application/json`"}
 
 
 ID = {"type": "integer", "format": "int64", "minimum": 1}

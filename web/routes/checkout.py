@@ -68,14 +68,14 @@ def status(payment_id: int):
 
 @bp.post("/checkout/<int:payment_id>/pay")
 def pay(payment_id: int):
-    body = json_body()
+    body = json_body(("method",))
     return jsonify(checkout.start_checkout_payment(resources(), payment_id, _token(),
                                                    method=body.get("method"))), 202
 
 
 @bp.post("/checkout/<int:payment_id>/retry")
 def retry(payment_id: int):
-    json_body()
+    json_body(())
     view = checkout.retry_checkout_payment(resources(), payment_id, _token())
     return jsonify(view), 201 if view["created"] else 200
 
