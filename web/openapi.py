@@ -14,6 +14,7 @@ from typing import Any
 from sandbox_provider.openapi import SANDBOX_PATHS
 from services.idempotency import KEY_MAX_LENGTH
 from web.openapi_checkout import CHECKOUT_PATHS
+from web.openapi_examples import with_examples
 from web.openapi_schemas import (
     ID,
     SCHEMAS,
@@ -280,8 +281,9 @@ PATHS.update(CHECKOUT_PATHS)
 
 @cache
 def openapi_spec(currencies: tuple[str, ...] = ("CNY",)) -> dict[str, Any]:
-    """The document for a deployment that takes `currencies` (SUPPORTED_CURRENCIES)."""
-    return {
+    """The document for a deployment that takes `currencies` (SUPPORTED_CURRENCIES), with
+    a request and a response example for every operation."""
+    return with_examples({
         "openapi": "3.1.0",
         "info": {
             "title": "payments",
@@ -307,4 +309,4 @@ def openapi_spec(currencies: tuple[str, ...] = ("CNY",)) -> dict[str, Any]:
                 "type": "http", "scheme": "bearer",
                 "description": "An API key from `payments keys create`"}},
         },
-    }
+    })

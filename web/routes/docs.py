@@ -6,6 +6,7 @@ no CDN, no JavaScript, so it works on a machine without internet access.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,20 @@ def docs_page():
     reader = _SpecReader(spec)
     return render_template("docs.html", info=spec["info"], operations=reader.operations(),
                            schemas=reader.schemas(), code=inline_code)
+
+
+def _response_example(op: dict[str, Any]) -> tuple[str, str]:
+    """The first success answer's example as HTTP text (the document carries it)."""
+    for status, response in op["responses"].items():
+        if not status.startswith("2"):
+            continue
+        media, content = next(iter(response.get("content", {}).items()), (None, {}))
+        head = f"HTTP/1.1 {status}" + (f"\nContent-Type: {media}" if media else "")
+        if media == "application/json" and "example" in content:
+            return status, head + "\n\n" + json.dumps(content["example"], indent=2,
+                                                        ensure_ascii=False)
+        return status, head + ("\n\n(" + media + ")" if media else "")
+    return "", ""
 
 
 def inline_code(text: str) -> Markup:
@@ -72,6 +87,9 @@ class Operation:
     body_required: bool = False
     body_fields: list[Field] = field(default_factory=list)
     responses: list[Response] = field(default_factory=list)
+    request_example: str = ""
+    response_example_status: str = ""
+    response_example: str = ""
 
 
 class _SpecReader:
@@ -129,6 +147,8 @@ class _SpecReader:
                 schema=(self._ref_name(schema) or self.type_of(schema)) if schema else None,
                 schema_is_ref=bool(schema and self._ref_name(schema)),
                 headers=list(response.get("headers", {}))))
+        result.request_example = op.get("x-request-example", "")
+        result.response_example_status, result.response_example = _response_example(op)
         return result
 
     def fields(self, schema: dict[str, Any]) -> list[Field]:
