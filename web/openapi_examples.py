@@ -39,17 +39,22 @@ BY_NAME: dict[str, Any] = {
 _CODE = re.compile(r"`([a-z0-9_]+)`")
 
 
+def resolve_ref(spec: dict[str, Any], node: Schema) -> Schema:
+    """Follow a local $ref (siblings of the $ref override the target's keys)."""
+    while "$ref" in node:
+        target: Any = spec
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
 class _Examples:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
 
     def resolve(self, node: Schema) -> Schema:
-        while "$ref" in node:
-            target: Any = self.spec
-            for part in node["$ref"].removeprefix("#/").split("/"):
-                target = target[part]
-            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return node
+        return resolve_ref(self.spec, node)
 
     def value(self, schema: Schema, name: str | None = None, depth: int = 0) -> Any:
         s = self.resolve(schema)
@@ -118,7 +123,7 @@ def with_examples(spec: dict[str, Any]) -> dict[str, Any]:
             if json_body is not None:
                 body = ex.value(json_body["schema"])
                 json_body["example"] = body
-            for status, response in op["responses"].items():
+            for response in op["responses"].values():
                 for media, content in response.get("content", {}).items():
                     if media != "application/json":
                         continue

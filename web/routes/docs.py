@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 
 from web.deps import resources
 from web.openapi import openapi_spec
+from web.openapi_examples import resolve_ref
 
 bp = Blueprint("docs", __name__)
 
@@ -196,10 +197,4 @@ class _SpecReader:
         return ref.rsplit("/", 1)[-1] if ref else None
 
     def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
-        """Follow a local $ref (siblings of the $ref override the target's keys)."""
-        while "$ref" in node:
-            target: Any = self.spec
-            for part in node["$ref"].removeprefix("#/").split("/"):
-                target = target[part]
-            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return node
+        return resolve_ref(self.spec, node)
