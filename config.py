@@ -78,6 +78,21 @@ def _currencies(raw: str) -> tuple[str, ...]:
     return codes
 
 
+LOGO_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".webp", ".gif")
+
+
+def _logo_file(raw: str | None) -> Path | None:
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"SHOP_LOGO_FILE: no such file: {raw}")
+    if path.suffix.lower() not in LOGO_SUFFIXES:
+        raise ConfigError(f"SHOP_LOGO_FILE must be an image ({', '.join(LOGO_SUFFIXES)}), "
+                          f"got {path.name}")
+    return path
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -96,6 +111,10 @@ class Settings:
     run_dir: Path = PROJECT_ROOT / ".run"
     # ISO 4217 codes orders may be in; the first is the default.
     supported_currencies: tuple[str, ...] = ("CNY",)
+    # What the cashier page shows its customers: the shop's name and, optionally, its logo
+    # (a local image file, served by us: the page fetches nothing from elsewhere).
+    shop_name: str = "Demo shop"
+    shop_logo_file: Path | None = None
 
     @property
     def is_dev(self) -> bool:
@@ -137,4 +156,6 @@ class Settings:
             payment_providers=env.get("PAYMENT_PROVIDERS", ""),
             run_dir=run_dir,
             supported_currencies=_currencies(env.get("SUPPORTED_CURRENCIES") or "CNY"),
+            shop_name=(env.get("SHOP_NAME") or "Demo shop").strip()[:80],
+            shop_logo_file=_logo_file(env.get("SHOP_LOGO_FILE")),
         )

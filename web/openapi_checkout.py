@@ -43,6 +43,13 @@ def _op(op_id: str, summary: str, ok: dict[int, Schema], errors: dict[int, str],
 
 
 CHECKOUT_PATHS: dict[str, dict[str, Schema]] = {
+    "/checkout/shop-logo": {"get": {
+        "operationId": "checkoutShopLogo", "summary": "The shop's logo (SHOP_LOGO_FILE)",
+        "description": "Served by us, so the cashier page fetches nothing from elsewhere.",
+        "tags": [TAG], "security": [],
+        "responses": {"200": {"description": "The image", "content": {
+                          "image/*": {"schema": string(format="binary")}}},
+                      "404": _error("No logo is configured (`not_found`)")}}},
     "/checkout/{payment_id}": {"get": _op(
         "checkoutPage", "The cashier page (HTML, English or Chinese by Accept-Language)",
         description="Order number, amount, method choice, Pay; then the QR code and the "

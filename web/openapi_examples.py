@@ -58,13 +58,12 @@ class _Examples:
 
     def value(self, schema: Schema, name: str | None = None, depth: int = 0) -> Any:
         s = self.resolve(schema)
+        if name in BY_NAME and _fits(BY_NAME[name], s):
+            return BY_NAME[name]
         if "example" in s:
             return s["example"]
         if s.get("examples"):
             return s["examples"][0]
-        if (name in BY_NAME and s.get("type") != "array"
-                and (not s.get("enum") or BY_NAME[name] in s["enum"])):
-            return BY_NAME[name]
         if "const" in s:
             return s["const"]
         if "default" in s:
@@ -100,6 +99,21 @@ class _Examples:
         if s.get("format") == "uri":
             return "https://shop.example/hooks/payments"
         return "string"
+
+
+_JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
+               "object": dict, "null": type(None)}
+
+
+def _fits(value: Any, schema: Schema) -> bool:
+    """Whether a by-name example suits this field's schema (type, enum)."""
+    if schema.get("enum") and value not in schema["enum"]:
+        return False
+    kinds = schema.get("type")
+    if kinds is None:
+        return "anyOf" in schema or "$ref" not in schema
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    return any(k in _JSON_TYPES and isinstance(value, _JSON_TYPES[k]) for k in kinds)
 
 
 def _error_example(description: str) -> dict[str, str]:

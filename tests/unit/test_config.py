@@ -68,3 +68,18 @@ def test_three_decimal_currencies_are_refused_at_start(tmp_path):
     # Amounts are NUMERIC(14, 2): a fils of BHD could not be stored.
     with pytest.raises(ConfigError, match="BHD has 3 decimal places"):
         Settings.from_env({**BASE, "RUN_DIR": str(tmp_path), "SUPPORTED_CURRENCIES": "BHD"})
+
+
+def test_the_shop_name_and_logo_file_are_read_and_checked(tmp_path):
+    base = {**BASE, "RUN_DIR": str(tmp_path)}
+    assert Settings.from_env(base).shop_name == "Demo shop"
+    assert Settings.from_env(base).shop_logo_file is None
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\n")
+    s = Settings.from_env({**base, "SHOP_NAME": "Lotus Tea House", "SHOP_LOGO_FILE": str(logo)})
+    assert (s.shop_name, s.shop_logo_file) == ("Lotus Tea House", logo.resolve())
+    with pytest.raises(ConfigError, match="no such file"):
+        Settings.from_env({**base, "SHOP_LOGO_FILE": str(tmp_path / "missing.png")})
+    (tmp_path / "logo.txt").write_text("not an image")
+    with pytest.raises(ConfigError, match="must be an image"):
+        Settings.from_env({**base, "SHOP_LOGO_FILE": str(tmp_path / "logo.txt")})
