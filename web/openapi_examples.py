@@ -84,8 +84,11 @@ class _Examples:
         if kind == "object" or "properties" in s:
             if depth > 5:
                 return {}
-            return {key: self.value(prop, key, depth + 1)
-                    for key, prop in s.get("properties", {}).items()}
+            example = {key: self.value(prop, key, depth + 1)
+                       for key, prop in s.get("properties", {}).items()}
+            for key in s.get("required", []):  # required but not described: a placeholder
+                example.setdefault(key, BY_NAME.get(key, "string"))
+            return example
         if kind == "array":
             return [self.value(s.get("items", {}), name, depth + 1)]
         if kind == "integer":

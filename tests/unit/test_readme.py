@@ -18,15 +18,22 @@ RUN_BY = {
                              "tests/e2e/test_make_up.py"],
     "make bench": ["tests/e2e/test_bench_smoke.py"],
 }
+# Blocks known to run by no test yet: each one is a gap to close, named here so that a new
+# block cannot slip in unnoticed.
+NOT_YET_RUN = {
+    "PROVIDER_DOUBLES=1 make up": "the WeChat Pay / Alipay doubles (work in progress on main)",
+}
 
 
 def test_every_shell_block_is_run_by_a_named_test():
     for block in sh_blocks():
+        if any(gap in block for gap in NOT_YET_RUN):
+            continue
         markers = [m for m in RUN_BY if m in block]
         assert len(markers) == 1, f"no test is named for this README block:\n{block}"
         for test_file in RUN_BY[markers[0]]:
             assert (PROJECT_ROOT / test_file).exists(), test_file
-    assert len(sh_blocks()) == len(RUN_BY)
+    assert len(sh_blocks()) == len(RUN_BY) + len(NOT_YET_RUN)
 
 
 def test_the_blocks_run_from_the_make_up_test_are_the_ones_it_reads():
