@@ -93,7 +93,7 @@ def parse_amount(value: object, field: str = "amount", currency: str | None = No
                            field=field)
     unit = unit_of(currency)
     if amount != amount.quantize(unit):
-        places = -unit.as_tuple().exponent
+        places = minor_units(currency) if currency else 2
         whose = f"{currency} has" if currency else "amounts have"
         raise InvalidInput(
             f"{field} has more decimal places than {whose} ({places})",

@@ -104,8 +104,9 @@ class _Examples:
         return "string"
 
 
-_JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
-               "object": dict, "null": type(None)}
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict,
+    "null": type(None)}
 
 
 def _fits(value: Any, schema: Schema) -> bool:

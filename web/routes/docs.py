@@ -40,7 +40,9 @@ def _response_example(op: dict[str, Any]) -> tuple[str, str]:
     for status, response in op["responses"].items():
         if not status.startswith("2"):
             continue
-        media, content = next(iter(response.get("content", {}).items()), (None, {}))
+        contents: dict[str, dict[str, Any]] = response.get("content", {})
+        media = next(iter(contents), None)
+        content = contents.get(media, {}) if media else {}
         head = f"HTTP/1.1 {status}" + (f"\nContent-Type: {media}" if media else "")
         if media == "application/json" and "example" in content:
             return status, head + "\n\n" + json.dumps(content["example"], indent=2,
