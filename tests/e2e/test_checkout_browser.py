@@ -290,6 +290,9 @@ def test_the_cashier_page_reads_as_a_shop_s_checkout(flow, lang, width):
         assert lines == 1 if width == "desktop" else lines >= 2, lines
         assert customer.by_id("order-number").get_attribute("data-value") == long_number
         customer.shot("choose")
+        driver.get(payment["checkout_url"].split("?")[0] + "?token=dead")
+        assert customer.by_id("not-found").is_displayed()
+        customer.shot("dead-link")
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
