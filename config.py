@@ -31,6 +31,16 @@ def normalize_database_url(url: str) -> str:
     raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got {url.split(':', 1)[0]}://")
 
 
+def parse_listen_address(name: str, raw: str) -> tuple[str, int] | None:
+    """`host:port` (or `:port`, all interfaces) -> (host, port); empty -> None."""
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name} must be host:port, got {raw!r}")
+    return host or "0.0.0.0", int(port)
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines, as written by the dev supervisor."""
     values: dict[str, str] = {}
@@ -72,6 +82,9 @@ class Settings:
     flower_basic_auth: str = DEV_FLOWER_AUTH
     # method=provider pairs; empty means the sandbox serves every method.
     payment_providers: str = ""
+    # host:port where a worker serves its own /metrics (workers/metrics_endpoint.py); off
+    # when unset, as under `make up`, where the web's /metrics already shows the worker's.
+    worker_metrics_address: tuple[str, int] | None = None
     run_dir: Path = PROJECT_ROOT / ".run"
 
     @property
@@ -112,5 +125,7 @@ class Settings:
             public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or DEV_FLOWER_AUTH,
             payment_providers=env.get("PAYMENT_PROVIDERS", ""),
+            worker_metrics_address=parse_listen_address(
+                "WORKER_METRICS_ADDRESS", env.get("WORKER_METRICS_ADDRESS", "")),
             run_dir=run_dir,
         )

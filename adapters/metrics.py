@@ -20,6 +20,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -33,8 +34,8 @@ log = logging.getLogger(__name__)
 
 CALLBACKS = Counter("payments_callbacks_total",
                     "Provider callbacks by provider and outcome: received, verified, rejected "
-                    "(bad signature), invalid, duplicate, stored (web); processed, unmatched, "
-                    "refused (by the settlement rules), failed (worker)",
+                    "(bad signature), invalid, duplicate, stored, not_stored (web); processed, "
+                    "unmatched, refused (by the settlement rules), error, failed (worker)",
                     ["provider", "outcome"])
 SIGNATURE_FAILURES = Counter("payments_callback_signature_failures_total",
                              "Provider callbacks refused for their signature, by reason",
@@ -42,6 +43,12 @@ SIGNATURE_FAILURES = Counter("payments_callback_signature_failures_total",
 CALLBACK_LATENCY = Histogram("payments_callback_response_seconds",
                              "Time to answer a provider callback", ["provider"],
                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+# The payment funnel: created -> started (processing) -> final (below).
+PAYMENTS_CREATED = Counter("payments_payments_created_total",
+                           "Payment attempts created (counted at commit)")
+PAYMENTS_STARTED = Counter("payments_payments_started_total",
+                           "Payments moved to processing: the provider gave a pay URL "
+                           "(counted at commit)")
 PAYMENTS_FINAL = Counter("payments_payments_final_total",
                          "Payments reaching a final status (counted at commit), by status",
                          ["status"])
@@ -53,6 +60,21 @@ REFUNDS = Counter("payments_refunds_total",
 TASK_DURATION = Histogram("payments_task_seconds", "Celery task run time", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 TASK_FAILURES = Counter("payments_task_failures_total", "Celery task failures", ["task"])
+# A sweep that ran to its end (not one skipped because another run held its lock), so
+# an alert can tell "beat or the lock is stuck" from "the sweep ran and found nothing".
+# "max" across processes: the newest completion is what matters, whichever process ran it.
+SWEEP_COMPLETED = Gauge("payments_sweep_last_completed_timestamp_seconds",
+                        "Unix time the last run of a maintenance sweep finished", ["sweep"],
+                        multiprocess_mode="max")
+SWEEP_INTERVAL = Gauge("payments_sweep_interval_seconds",
+                       "How often beat sends each maintenance sweep", ["sweep"],
+                       multiprocess_mode="max")
+
+# Outcomes of payments_callbacks_total. web: received, verified, rejected (bad signature),
+# invalid, duplicate, stored, not_stored (database down: 503, the provider retries);
+# worker: processed, unmatched, refused, error (an attempt raised; it is retried), failed.
+CALLBACK_OUTCOMES = ("received", "verified", "rejected", "invalid", "duplicate", "stored",
+                     "not_stored", "processed", "unmatched", "refused", "error", "failed")
 
 # Final payment statuses (domain.statuses values) counted by PAYMENTS_FINAL.
 FINAL_PAYMENT_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired", "refunded"})
@@ -67,12 +89,33 @@ def count_on_commit(session: Session, counter: Any, amount: float = 1) -> None:
         session.info.setdefault(_PENDING_KEY, []).append((counter, amount))
 
 
+def count_payment_moved(session: Session, status: str, amount: float = 1) -> None:
+    """A payment moved to `status`: processing counts as the funnel's "started", a final
+    status as final."""
+    if status == "processing":
+        count_on_commit(session, PAYMENTS_STARTED, amount)
+    count_payment_final(session, status, amount)
+
+
 def count_payment_final(session: Session, status: str, amount: float = 1) -> None:
     """A payment (or `amount` of them, for a set-based sweep) moved to `status`."""
     if status in FINAL_PAYMENT_STATUSES:
         count_on_commit(session, PAYMENTS_FINAL.labels(status), amount)
     if status == "expired":
         count_on_commit(session, EXPIRATIONS.labels("payment"), amount)
+
+
+def initialise_series(providers: Iterable[str], tasks: Iterable[str] = ()) -> None:
+    """Export 0 for every callback outcome of each provider and every task's failures.
+
+    A labelled counter otherwise appears only at its first increment, already at 1, and
+    Prometheus' increase() sees nothing move: the first failed callback would not page.
+    """
+    for provider in providers:
+        for outcome in CALLBACK_OUTCOMES:
+            CALLBACKS.labels(provider, outcome)
+    for task in tasks:
+        TASK_FAILURES.labels(task)
 
 
 @event.listens_for(Session, "after_commit")
@@ -129,13 +172,18 @@ class _Union(Collector):
             yield from collector.collect()
 
 
-def render_latest(extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
-    """The exposition text: every process's samples in multiprocess mode (this
-    process's otherwise), plus `extra` collectors read now, in this process."""
+def exposition(extra: Iterable[Collector] = ()) -> Collector:
+    """What a scrape of this process serves: every process's samples in multiprocess
+    mode (this process's otherwise), plus `extra` collectors read at scrape time."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         prom_multiprocess.MultiProcessCollector(registry)
         for collector in extra:
             registry.register(collector)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(_Union([REGISTRY, *extra])), CONTENT_TYPE_LATEST
+        return registry
+    return _Union([REGISTRY, *extra])
+
+
+def render_latest(extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
+    """The exposition text of `exposition(extra)`, read now."""
+    return generate_latest(exposition(extra)), CONTENT_TYPE_LATEST

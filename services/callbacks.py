@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from adapters.locks import LockBusy, payment_lock, redis_lock
 from adapters.log_context import bind_log_context
@@ -125,6 +127,19 @@ def ingest_callback(res: Resources, provider: str, raw_body: bytes,
         CALLBACKS.labels(provider, "invalid").inc()
         raise
     bind_log_context(payment_id=event.payment_id)
+    try:
+        callback_id = _store(res, provider, event, raw_body)
+    except (DBAPIError, PoolTimeout):  # answered 503 by the web: the provider retries
+        CALLBACKS.labels(provider, "not_stored").inc()
+        raise
+    CALLBACKS.labels(provider, "stored" if callback_id is not None else "duplicate").inc()
+    if callback_id is None:
+        log.info("duplicate callback %s/%s ignored", provider, event.event_id)
+    return IngestResult(callback_id, duplicate=callback_id is None)
+
+
+def _store(res: Resources, provider: str, event: Any, raw_body: bytes) -> int | None:
+    """The inbox row's id, committed; None when this event id was stored before."""
     with res.uow() as uow:
         callback_id = uow.session.execute(_STORE_CALLBACK, {
             "provider": provider, "event_id": event.event_id, "event_type": event.type.value,
@@ -136,10 +151,7 @@ def ingest_callback(res: Resources, provider: str, raw_body: bytes,
             # A dead broker only delays it: the row is stored and the sweep sends it.
             uow.after_commit(_send_later(res, PROCESS_TASK, new_id))
         uow.commit()
-    CALLBACKS.labels(provider, "stored" if callback_id is not None else "duplicate").inc()
-    if callback_id is None:
-        log.info("duplicate callback %s/%s ignored", provider, event.event_id)
-    return IngestResult(callback_id, duplicate=callback_id is None)
+    return None if callback_id is None else int(callback_id)
 
 
 def _audit_signature_failure(res: Resources, provider: str, exc: SignatureRejected,
@@ -199,6 +211,7 @@ def process_callback(res: Resources, callback_id: int) -> str:
         try:
             settlement = _settle(res, callback_id, event, row.provider)
         except Exception as exc:
+            CALLBACKS.labels(row.provider, "error").inc()
             _record_error(res, callback_id, exc)
             raise
     if settlement is None:

@@ -9,6 +9,8 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
+from adapters.metrics import initialise_series
+from adapters.providers.registry import PROVIDER_FACTORIES
 from adapters.resources import Resources
 from config import Settings
 from sandbox_provider.web import bp as sandbox_bp
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.json = PaymentsJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.extensions["payments"] = resources or Resources(settings)
+    initialise_series(PROVIDER_FACTORIES)  # so the first failure is an increase from 0
 
     install_request_context(app)  # first: every later hook and log line has the id
     register_error_handlers(app)

@@ -53,3 +53,15 @@ def test_missing_urls_fall_back_to_the_dev_stack_file(tmp_path):
 def test_missing_urls_without_a_stack_file_are_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="DATABASE_URL is not set"):
         Settings.from_env({"RUN_DIR": str(tmp_path)})
+
+
+def test_worker_metrics_address_is_off_unless_set_and_checked(tmp_path):
+    env = {**BASE, "RUN_DIR": str(tmp_path)}
+    assert Settings.from_env(env).worker_metrics_address is None
+    assert Settings.from_env({**env, "WORKER_METRICS_ADDRESS": "127.0.0.1:9808"}
+                             ).worker_metrics_address == ("127.0.0.1", 9808)
+    assert Settings.from_env({**env, "WORKER_METRICS_ADDRESS": ":9808"}
+                             ).worker_metrics_address == ("0.0.0.0", 9808)
+    for bad in ("9808x", "host:", "host:70000"):
+        with pytest.raises(ConfigError, match="WORKER_METRICS_ADDRESS"):
+            Settings.from_env({**env, "WORKER_METRICS_ADDRESS": bad})
