@@ -49,6 +49,11 @@ PAYMENTS_CREATED = Counter("payments_payments_created_total",
 PAYMENTS_STARTED = Counter("payments_payments_started_total",
                            "Payments moved to processing: the provider gave a pay URL "
                            "(counted at commit)")
+PROVIDER_CALLS = Counter("payments_provider_calls_total",
+                         "Calls to payment providers by provider, call and outcome: ok, "
+                         "rejected (a definite no), unavailable (no answer, 5xx), unverified "
+                         "(an answer whose signature did not verify: not trusted)",
+                         ["provider", "call", "outcome"])
 PAYMENTS_FINAL = Counter("payments_payments_final_total",
                          "Payments reaching a final status (counted at commit), by status",
                          ["status"])

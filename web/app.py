@@ -10,10 +10,9 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from adapters.metrics import initialise_series
-from adapters.providers.registry import PROVIDER_FACTORIES
 from adapters.resources import Resources
 from config import Settings
-from sandbox_provider.web import bp as sandbox_bp
+from standins.sandbox.web import bp as sandbox_bp
 from web.errors import register_error_handlers
 from web.idempotency import install_idempotency
 from web.request_context import install_request_context
@@ -41,8 +40,11 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app = Flask(__name__)
     app.json = PaymentsJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    app.extensions["payments"] = resources or Resources(settings)
-    initialise_series(PROVIDER_FACTORIES)  # so the first failure is an increase from 0
+    app.extensions["payments"] = res = resources or Resources(settings)
+    # Every routed provider's keys are loaded and checked now: a missing or unreadable
+    # one stops the start with the variable's name, not the first payment. Their callback
+    # series start at 0, so a first failure is an increase Prometheus can see.
+    initialise_series(res.providers.names)
 
     install_request_context(app)  # first: every later hook and log line has the id
     register_error_handlers(app)

@@ -22,7 +22,7 @@ from celery.signals import worker_ready
 from prometheus_client import start_http_server
 
 from adapters.metrics import SWEEP_INTERVAL, exposition, initialise_series
-from adapters.providers.registry import PROVIDER_FACTORIES
+from adapters.providers.registry import build_registry
 from beat_schedule import build_beat_schedule
 from config import Settings
 from services.maintenance import SWEEP_JOBS
@@ -46,7 +46,8 @@ def sweep_intervals(settings: Settings) -> dict[str, float]:
 def _export_at_start(sender: Any = None, **_: Any) -> None:
     from workers.app import celery, settings  # noqa: PLC0415 - this module is imported by it
 
-    initialise_series(PROVIDER_FACTORIES,
+    providers = build_registry(settings, settings.payment_providers).names
+    initialise_series(providers,
                       [name for name in celery.tasks if not name.startswith("celery.")])
     for job, seconds in sweep_intervals(settings).items():
         SWEEP_INTERVAL.labels(job).set(seconds)
