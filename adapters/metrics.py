@@ -78,6 +78,9 @@ SWEEP_INTERVAL = Gauge("payments_sweep_interval_seconds",
 # Outcomes of payments_callbacks_total. web: received, verified, rejected (bad signature),
 # invalid, duplicate, stored, not_stored (database down: 503, the provider retries);
 # worker: processed, unmatched, refused, error (an attempt raised; it is retried), failed.
+# The calls and outcomes of payments_provider_calls_total (adapters/providers/instrumented.py).
+PROVIDER_CALL_KINDS = ("create", "query", "close", "refund")
+PROVIDER_CALL_OUTCOMES = ("ok", "rejected", "unavailable", "unverified")
 CALLBACK_OUTCOMES = ("received", "verified", "rejected", "invalid", "duplicate", "stored",
                      "not_stored", "processed", "unmatched", "refused", "error", "failed")
 
@@ -111,7 +114,8 @@ def count_payment_final(session: Session, status: str, amount: float = 1) -> Non
 
 
 def initialise_series(providers: Iterable[str], tasks: Iterable[str] = ()) -> None:
-    """Export 0 for every callback outcome of each provider and every task's failures.
+    """Export 0 for every callback outcome and call outcome of each provider, and for every
+    task's failures.
 
     A labelled counter otherwise appears only at its first increment, already at 1, and
     Prometheus' increase() sees nothing move: the first failed callback would not page.
@@ -119,6 +123,9 @@ def initialise_series(providers: Iterable[str], tasks: Iterable[str] = ()) -> No
     for provider in providers:
         for outcome in CALLBACK_OUTCOMES:
             CALLBACKS.labels(provider, outcome)
+        for call in PROVIDER_CALL_KINDS:
+            for outcome in PROVIDER_CALL_OUTCOMES:
+                PROVIDER_CALLS.labels(provider, call, outcome)
     for task in tasks:
         TASK_FAILURES.labels(task)
 

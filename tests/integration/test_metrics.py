@@ -84,6 +84,8 @@ def test_callback_outcomes_backlog_and_worker_figures_in_one_scrape(
     # Zero from the start, so the first one is an increase Prometheus can see.
     assert ("payments_callbacks_total", frozenset({("provider", "sandbox"),
                                                    ("outcome", "failed")})) in queued
+    assert ("payments_provider_calls_total", frozenset({
+        ("provider", "sandbox"), ("call", "create"), ("outcome", "unavailable")})) in queued
 
     # The web's log lines are JSON, with the request's id (the refused signature's warning).
     refusal = [line for line in _json_lines(web_log) if line.get("request_id") == request_id]
