@@ -1,9 +1,10 @@
 """What a worker exports when it is ready, and where it serves it.
 
 At start the worker's main process exports the series that would otherwise appear only
-at their first increment (callback outcomes, task failures: see
-adapters.metrics.initialise_series) and how often beat sends each sweep, so the
-"no expiry sweep completed within 3 intervals" alert compares against the real setting.
+at their first increment (callback and provider call outcomes of the providers built,
+task failures: see adapters.metrics.initialise_series) and how often beat sends each
+sweep, so the "no expiry sweep completed within 3 intervals" alert compares against the
+real setting.
 
 With WORKER_METRICS_ADDRESS (host:port) set it also serves GET /metrics there: every
 pool process's samples, read from the worker's own PROMETHEUS_MULTIPROC_DIR. That is for
