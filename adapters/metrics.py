@@ -9,6 +9,7 @@ the web process instead (`ScrapeGauges`, passed to `render_latest`).
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -184,12 +185,35 @@ class _Union(Collector):
             yield from collector.collect()
 
 
+class _WrittenProcessFiles(Collector):
+    """prometheus_client's MultiProcessCollector, over the files that have content.
+
+    A process that has just created its file has not sized it yet, and reading a 0-byte
+    file raises: the whole scrape would fail, and Prometheus see the target down. Such a
+    file holds no sample yet, so leaving it out loses nothing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for name in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(name) > 0:
+                    files.append(name)
+            except OSError:  # gone meanwhile (a process cleaned up after)
+                continue
+        return prom_multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
+
 def exposition(extra: Iterable[Collector] = ()) -> Collector:
     """What a scrape of this process serves: every process's samples in multiprocess
     mode (this process's otherwise), plus `extra` collectors read at scrape time."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
         registry = CollectorRegistry()
-        prom_multiprocess.MultiProcessCollector(registry)
+        registry.register(_WrittenProcessFiles(path))
         for collector in extra:
             registry.register(collector)
         return registry

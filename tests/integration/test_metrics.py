@@ -52,6 +52,9 @@ def test_callback_outcomes_backlog_and_worker_figures_in_one_scrape(
         multiprocess_web, clean_db, tmp_path):
     url, env, web_log = multiprocess_web
     payment_id = make_payment(clean_db, make_order(clean_db), status="processing")
+    # A process that has just created its file and not yet sized it must not fail the
+    # scrape (prometheus_client cannot read a 0-byte file).
+    (Path(env["PROMETHEUS_MULTIPROC_DIR"]) / "counter_999999.db").touch()
     before = scrape(url)
 
     valid = event_body(payment_id)
