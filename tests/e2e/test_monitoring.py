@@ -128,12 +128,12 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(
                interval=0.5, message="prometheus scraping web and worker")
 
     started = time.monotonic()
-    # Twice, a few scrapes apart: a labelled series appears at its first increment, and
-    # rates and quantiles need it to move between two scrapes to be more than 0 or NaN.
+    # Twice, a scrape apart: a labelled series appears at its first increment, and rates
+    # and quantiles need it to move between two scrapes to be more than 0 or NaN.
     drive_traffic(flow, web_url)
-    time.sleep(3)
+    prometheus.wait_for_data_since(time.time())
     drive_traffic(flow, web_url)
-    time.sleep(3)  # the last samples scraped and the recording rules evaluated over them
+    prometheus.wait_for_data_since(time.time())
     print(f"traffic and scrapes took {time.monotonic() - started:.1f} s")
 
     expressions = {**dashboard_expressions(), **recording_expressions()}

@@ -5,9 +5,11 @@ test's temp dir and is stopped (with its process group) at the end."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,24 @@ class Prometheus:
         return {target["labels"]["job"]: target["health"] == "up"
                 for target in self.get("targets")["activeTargets"]}
 
+    def wait_for_data_since(self, since: float, timeout: float = 30) -> None:
+        """Until every target was scraped successfully after `since` (unix time) and every
+        rule group evaluated after that: what happened before `since` is queryable.
+        Waiting on Prometheus' own timestamps, not a sleep: a scrape that timed out on a
+        busy machine is simply waited past."""
+        def scraped() -> float | None:  # the last scrape's end, once all began after since
+            targets = self.get("targets")["activeTargets"]
+            starts = [_unix(t["lastScrape"]) for t in targets if t["health"] == "up"]
+            if len(starts) < len(targets) or min(starts) <= since:
+                return None
+            return max(_unix(t["lastScrape"]) + t["lastScrapeDuration"] for t in targets)
+
+        last_scrape = wait_until(scraped, timeout=timeout, interval=0.2,
+                                 message="a successful scrape of every target")
+        wait_until(lambda: all(_unix(group["lastEvaluation"]) > last_scrape
+                               for group in self.get("rules")["groups"]),
+                   timeout=timeout, interval=0.2, message="the rules evaluated again")
+
 
 @contextmanager
 def prometheus_server(targets: dict[str, str], run_dir: Path) -> Iterator[Prometheus]:
@@ -80,6 +100,12 @@ def prometheus_server(targets: dict[str, str], run_dir: Path) -> Iterator[Promet
         server = Prometheus(f"http://127.0.0.1:{port}")
         wait_until(lambda: _ready(server.url), timeout=30, message="prometheus ready")
         yield server
+
+
+def _unix(rfc3339: str) -> float:
+    """Prometheus' timestamps carry nanoseconds; Python reads up to microseconds."""
+    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", rfc3339).replace("Z", "+00:00")
+    return datetime.fromisoformat(trimmed).timestamp()
 
 
 def _ready(url: str) -> bool:
