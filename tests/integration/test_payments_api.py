@@ -264,7 +264,7 @@ def test_missing_payment_is_404(user):
                  "/api/v1/payments/99999999999999999999999"):
         response = user.get(path)
         assert response.status_code == 404
-        assert response.json()["code"] in ("payment_not_found", "not_found")
+        assert response.json()["code"] == "payment_not_found", path
 
 
 @pytest.fixture
