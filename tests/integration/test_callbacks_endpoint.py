@@ -22,21 +22,9 @@ from domain.signatures import SIGNATURE_HEADER, build_signature_header, compute_
 from tests.support.callbacks import event_body, post_callback, signed_headers, store_callback
 from tests.support.factories import make_order, make_payment
 from tests.support.live_server import Api
-from tests.support.private_stack import PrivateRedis, env_with, serve_app, settings_with
+from tests.support.private_stack import env_with, serve_app, settings_with
 
 PAYMENTS_CLI = str(Path(sys.executable).parent / "payments")
-
-
-@pytest.fixture(scope="module")
-def quiet_app(settings, tmp_path_factory):
-    """The app publishing to a Redis of this module's own, that no worker drains."""
-    broker = PrivateRedis(tmp_path_factory.mktemp("broker"))
-    broker.start()
-    try:
-        with serve_app(settings_with(settings, redis_url=broker.url)) as (url, res):
-            yield url, res, broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from domain.models import Order, OrderStatusHistory, Payment, PaymentEvent
 from tests.support.factories import make_order, make_payment
+from tests.support.live_server import Api
 from tests.support.processes import wait_until
 
 PAYMENT_FIELDS = {"id", "order_id", "amount", "currency", "method", "status", "provider",
@@ -369,18 +370,50 @@ def test_pay_on_processing_is_an_idempotent_202(user, clean_db):
     assert events(clean_db, payment_id) == []
 
 
+@pytest.fixture
+def quiet(quiet_app, clean_db, make_user_key):
+    """(user 1's client, broker): the app whose queue no worker drains."""
+    url, _, broker = quiet_app
+    client = broker.client()
+    client.flushdb()
+    client.close()
+    return Api(url, make_user_key(1)), broker
+
+
+def snapshot(res, payment_id: int) -> tuple:
+    """Everything a refused `pay` must leave as it was: the payment and order rows, audit."""
+    with res.uow() as uow:
+        payment = uow.session.execute(select(Payment.__table__).where(
+            Payment.id == payment_id)).one()
+        order = uow.session.execute(select(Order.__table__).where(
+            Order.id == payment.order_id)).one()
+    return tuple(payment), tuple(order), events(res, payment_id)
+
+
+def test_pay_queues_one_start_on_the_quiet_broker(quiet, clean_db):
+    """The control for the refusals below: what an accepted pay leaves in the queue."""
+    user, broker = quiet
+    payment_id = make_payment(clean_db, make_order(clean_db))
+    assert user.post(f"/api/v1/payments/{payment_id}/pay").status_code == 202
+    assert broker.queued("payments") == [{"task": "payments.initiate", "args": [payment_id]}]
+
+
 @pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled", "expired", "refunded",
                                     "partially_refunded"])
-def test_pay_is_refused_from_other_states(user, clean_db, status):
+def test_pay_is_refused_from_other_states(quiet, clean_db, status):
+    user, broker = quiet
     order_id = make_order(clean_db)
     payment_id = make_payment(clean_db, order_id, status=status)
+    before = snapshot(clean_db, payment_id)
     response = user.post(f"/api/v1/payments/{payment_id}/pay")
     assert response.status_code == 409
     assert response.json()["code"] == "payment_not_payable"
-    assert status_of(clean_db, payment_id) == status
+    assert snapshot(clean_db, payment_id) == before
+    assert broker.queued("payments") == []
 
 
-def test_pay_after_expiry_is_409_and_expires_the_payment(user, clean_db):
+def test_pay_after_expiry_is_409_and_expires_the_payment(quiet, clean_db):
+    user, broker = quiet
     order_id = make_order(clean_db)
     payment_id = make_payment(clean_db, order_id, created_at=ago(minutes=31),
                               expires_at=ago(minutes=1))
@@ -389,13 +422,18 @@ def test_pay_after_expiry_is_409_and_expires_the_payment(user, clean_db):
     assert response.json()["code"] == "payment_expired"
     assert status_of(clean_db, payment_id) == "expired"
     assert events(clean_db, payment_id) == ["payment_expired"]
+    assert broker.queued("payments") == []
 
 
-def test_pay_refuses_a_payment_whose_order_is_no_longer_pending(user, clean_db):
+def test_pay_refuses_a_payment_whose_order_is_no_longer_pending(quiet, clean_db):
+    user, broker = quiet
     order_id = make_order(clean_db, status="paid")
     payment_id = make_payment(clean_db, order_id)
+    before = snapshot(clean_db, payment_id)
     response = user.post(f"/api/v1/payments/{payment_id}/pay")
     assert (response.status_code, response.json()["code"]) == (409, "order_not_payable")
+    assert snapshot(clean_db, payment_id) == before
+    assert broker.queued("payments") == []
 
 
 # --- cancel ----------------------------------------------------------------------------
