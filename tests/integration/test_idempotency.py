@@ -218,10 +218,15 @@ def test_a_key_of_bad_length_is_400(api, admin_key, clean_db, key):
     assert _claims(clean_db) == []
 
 
-def test_a_key_of_255_characters_is_fine(api, admin_key, clean_db):
-    response = api.as_key(admin_key).post("/api/v1/orders", json=ORDER,
-                                          headers={"Idempotency-Key": "k" * 255})
-    assert response.status_code == 201
+def test_a_key_of_255_characters_is_stored_and_replayed(api, admin_key, clean_db):
+    client = api.as_key(admin_key)
+    first = client.post("/api/v1/orders", json=ORDER, headers={"Idempotency-Key": "k" * 255})
+    again = client.post("/api/v1/orders", json=ORDER, headers={"Idempotency-Key": "k" * 255})
+
+    assert first.status_code == 201
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert _order_count(clean_db) == 1
 
 
 @pytest.mark.parametrize("auth", [None, "pk_admin_not-a-real-key"])
