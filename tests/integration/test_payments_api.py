@@ -504,25 +504,47 @@ def test_retry_refused_from_non_retryable_states(user, clean_db, status):
     assert row_counts(clean_db)[2] == 1
 
 
+def db_now(res) -> datetime:
+    with res.uow() as uow:
+        return uow.session.execute(select(func.clock_timestamp())).scalar_one()
+
+
+# The gaps below are set half a second off a whole second of the database's clock, so
+# Retry-After (the wait, rounded up) is one number as long as the row and the request
+# take under half a second between them; the test checks that they did.
 def test_retry_too_soon_is_429_with_retry_after(user, clean_db):
     order_id = make_order(clean_db)
-    old = make_payment(clean_db, order_id, status="failed", created_at=ago(seconds=10))
+    start = db_now(clean_db)
+    old = make_payment(clean_db, order_id, status="failed",
+                       created_at=start - timedelta(seconds=9.5))
     response = user.post(f"/api/v1/payments/{old}/retry")
+    assert db_now(clean_db) - start < timedelta(seconds=0.5)
     assert response.status_code == 429
     body = response.json()
     assert body["code"] == "retry_too_soon"
-    assert 18 <= int(response.headers["Retry-After"]) <= 20
-    assert body["retry_after"] == int(response.headers["Retry-After"])
+    assert response.headers["Retry-After"] == "21"  # 30 s gap - 9.5 s and a bit, rounded up
+    assert body["retry_after"] == 21
     assert row_counts(clean_db)[2] == 1
+
+    # Retry-After is honest: once that much time has passed (moved back, not slept),
+    # the retry is made.
+    with clean_db.uow() as uow:
+        uow.session.execute(update(Payment).where(Payment.id == old).values(
+            created_at=Payment.created_at - timedelta(seconds=21)))
+        uow.commit()
+    assert user.post(f"/api/v1/payments/{old}/retry").status_code == 201
 
 
 def test_retry_gap_counts_from_the_latest_attempt(user, clean_db):
     order_id = make_order(clean_db)
     first = make_payment(clean_db, order_id, status="failed", created_at=ago(minutes=10))
-    make_payment(clean_db, order_id, status="failed", attempt=2, created_at=ago(seconds=5))
+    start = db_now(clean_db)
+    make_payment(clean_db, order_id, status="failed", attempt=2,
+                 created_at=start - timedelta(seconds=4.5))
     response = user.post(f"/api/v1/payments/{first}/retry")
+    assert db_now(clean_db) - start < timedelta(seconds=0.5)
     assert response.status_code == 429
-    assert 24 <= int(response.headers["Retry-After"]) <= 25
+    assert response.headers["Retry-After"] == "26"
 
 
 def test_at_most_three_retries_per_order(user, clean_db):
