@@ -10,11 +10,11 @@ import pytest
 from flask import Flask
 
 from adapters.providers.base import (
-    Provider,
     ProviderPaymentStatus,
     ProviderRejected,
     ProviderUnavailable,
 )
+from adapters.providers.registry import build_registry
 from adapters.providers.sandbox import SandboxProvider
 from devstack.embedded import free_port
 from tests.support.live_server import serve
@@ -26,8 +26,14 @@ def provider(api, settings) -> SandboxProvider:
     return SandboxProvider.from_settings(settings)
 
 
-def test_the_adapter_is_a_provider(provider):
-    assert isinstance(provider, Provider) and provider.name == "sandbox"
+def test_the_name_it_gives_routes_later_calls_back_to_the_same_provider(provider, settings):
+    """Provider.name is stored on the payment; every later call (status query, close,
+    refund) is routed by it. What one adapter created, the one found by name knows."""
+    made = provider.create_payment(13, Decimal("7.00"), "CNY", "wechat", "payment-13")
+    found = build_registry(settings).by_name(provider.name)
+    assert found.query_status(made.reference).amount == Decimal("7.00")
+    found.close(made.reference)
+    assert provider.query_status(made.reference).status == ProviderPaymentStatus.CLOSED
 
 
 def test_create_query_close_round_trip(provider, settings):
