@@ -81,7 +81,8 @@ def _settle_after_view(response: Response) -> Response:
             release_claim(uow, claim_id)
     except Exception:
         # The view's answer is real and is sent as is. The claim stays "in progress"
-        # (a retry gets 409, never a second execution) until the key expires.
+        # (a retry gets 409, not a second execution) until it is abandoned
+        # (services.idempotency.CLAIM_TIMEOUT); a retry after that runs again.
         log.exception("could not settle idempotency claim %s", claim_id)
     return response
 

@@ -7,9 +7,8 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select

@@ -265,6 +265,13 @@ def flaky_api(settings: Settings, resources: Resources, clean_db) -> Iterator[Ap
             raise RuntimeError("first call fails")
         return jsonify({"calls": len(calls)}), 201
 
+    @bp.post("/test-only/unstorable")
+    def unstorable():
+        # Valid JSON that PostgreSQL's jsonb refuses (a NUL character): the view's answer
+        # is sent, but storing it for replays fails.
+        calls.append(1)
+        return jsonify({"calls": len(calls), "note": "\u0000"}), 201
+
     app = create_app(settings, resources)
     app.register_blueprint(bp, url_prefix="/api/v1")
     with serve(app) as url:
@@ -286,3 +293,56 @@ def test_a_server_error_frees_the_key_for_a_retry(flaky_api, admin_key, clean_db
     assert "Idempotent-Replayed" not in retried.headers
     assert (replayed.status_code, replayed.json()) == (201, {"calls": 2})
     assert replayed.headers["Idempotent-Replayed"] == "true"
+
+
+# --- an answer that could not be stored: the claim is abandoned after a while ----------
+
+def _age_claims(res: Resources, by: timedelta) -> None:
+    with res.uow() as uow:
+        uow.session.execute(update(IdempotencyKey).values(
+            created_at=IdempotencyKey.created_at - by))
+        uow.commit()
+
+
+def test_a_claim_whose_answer_could_not_be_stored_is_abandoned_after_five_minutes(
+        flaky_api, admin_key, clean_db):
+    client, key = flaky_api.as_key(admin_key), _key()
+
+    first = client.post("/api/v1/test-only/unstorable", json={},
+                        headers={"Idempotency-Key": key})
+    assert (first.status_code, first.json()["calls"]) == (201, 1)  # the answer was sent
+    [claim] = _claims(clean_db)
+    assert claim.completed_at is None  # ...but not stored
+    # Soon after, a retry must not run the request a second time.
+    soon = client.post("/api/v1/test-only/unstorable", json={},
+                       headers={"Idempotency-Key": key})
+    assert soon.json()["code"] == "idempotency_request_in_progress"
+    _age_claims(clean_db, timedelta(minutes=4, seconds=50))
+    assert client.post("/api/v1/test-only/unstorable", json={},
+                       headers={"Idempotency-Key": key}).status_code == 409
+
+    _age_claims(clean_db, timedelta(seconds=20))  # now past CLAIM_TIMEOUT: abandoned
+    retried = client.post("/api/v1/test-only/unstorable", json={},
+                          headers={"Idempotency-Key": key})
+    assert (retried.status_code, retried.json()["calls"]) == (201, 2)
+    assert "Idempotent-Replayed" not in retried.headers
+    assert len(_claims(clean_db)) == 1  # taken over, not duplicated
+
+
+def test_an_abandoned_claim_is_taken_over_by_the_same_request(api, admin_key, clean_db):
+    """A claim left by a request that died (no answer stored), five minutes on."""
+    key = _key()
+    body = json.dumps(ORDER).encode()
+    with clean_db.uow() as uow:
+        uow.session.execute(insert(IdempotencyKey).values(
+            api_key_id=_api_key_id(clean_db, admin_key), key=key,
+            request_hash=request_fingerprint("POST", "/api/v1/orders", body),
+            created_at=func.now() - timedelta(minutes=5, seconds=1)))
+        uow.commit()
+    headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+
+    ran = api.as_key(admin_key).post("/api/v1/orders", data=body, headers=headers)
+    again = api.as_key(admin_key).post("/api/v1/orders", data=body, headers=headers)
+
+    assert ran.status_code == 201 and _order_count(clean_db) == 1
+    assert (again.json(), again.headers["Idempotent-Replayed"]) == (ran.json(), "true")
