@@ -48,6 +48,17 @@ def _api_key_id(res: Resources, key: str) -> int:
             select(ApiKey.id).where(ApiKey.key_hash == hash_key(key))).scalar_one()
 
 
+def _unanswered_claim(res: Resources, api_key: str, key: str, body: bytes,
+                      age: timedelta = timedelta(0)) -> None:
+    """The claim a first POST /api/v1/orders with `body` makes before it answers."""
+    with res.uow() as uow:
+        uow.session.execute(insert(IdempotencyKey).values(
+            api_key_id=_api_key_id(res, api_key), key=key,
+            request_hash=request_fingerprint("POST", "/api/v1/orders", body),
+            created_at=func.now() - age))
+        uow.commit()
+
+
 def test_same_key_and_body_replays_the_first_response(api, admin_key, clean_db):
     admin, key = api.as_key(admin_key), _key()
 
@@ -96,11 +107,7 @@ def test_request_still_in_progress_is_409_and_runs_nothing(api, admin_key, clean
     """A claim that is not completed yet stands for a first request still running."""
     key = _key()
     body = json.dumps(ORDER).encode()
-    with clean_db.uow() as uow:
-        uow.session.execute(insert(IdempotencyKey).values(
-            api_key_id=_api_key_id(clean_db, admin_key), key=key,
-            request_hash=request_fingerprint("POST", "/api/v1/orders", body)))
-        uow.commit()
+    _unanswered_claim(clean_db, admin_key, key, body)
 
     response = api.as_key(admin_key).post(
         "/api/v1/orders", data=body,
@@ -333,12 +340,7 @@ def test_an_abandoned_claim_is_taken_over_by_the_same_request(api, admin_key, cl
     """A claim left by a request that died (no answer stored), five minutes on."""
     key = _key()
     body = json.dumps(ORDER).encode()
-    with clean_db.uow() as uow:
-        uow.session.execute(insert(IdempotencyKey).values(
-            api_key_id=_api_key_id(clean_db, admin_key), key=key,
-            request_hash=request_fingerprint("POST", "/api/v1/orders", body),
-            created_at=func.now() - timedelta(minutes=5, seconds=1)))
-        uow.commit()
+    _unanswered_claim(clean_db, admin_key, key, body, age=timedelta(minutes=5, seconds=1))
     headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
 
     ran = api.as_key(admin_key).post("/api/v1/orders", data=body, headers=headers)
