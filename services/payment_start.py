@@ -20,6 +20,7 @@ from adapters.providers.base import Provider, ProviderError, ProviderPayment, Pr
 from adapters.resources import Resources
 from domain.models import Payment
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
+from services.audit import record_event
 from services.transitions import lock_payment_status, transition_payment, utc_now
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def _initiation_target(res: Resources, payment_id: int) -> _Target | None:
         if status not in ACTIVE_PAYMENT_STATUSES:
             log.info("%s: payment %s is already %s", INITIATE_TASK, payment_id, status.value)
             return None
-        if status == PaymentStatus.INIT and payment.expires_at <= utc_now(uow.session):
+        if payment.expires_at <= utc_now(uow.session):
             log.info("%s: payment %s expired before it started; the expiry sweep closes it",
                      INITIATE_TASK, payment_id)
             return None
@@ -94,20 +95,28 @@ def _record_provider_payment(res: Resources, payment_id: int, provider: Provider
         outcome, close = "started", False
         if status == PaymentStatus.INIT and _is_due(session, payment_id):
             outcome, close = "expired before it started", True
-        elif status == PaymentStatus.INIT:
+        elif status == PaymentStatus.INIT:  # a start queued before `pay` moved it itself
             transition_payment(session, payment_id, PaymentStatus.PROCESSING,
                                actor=WORKER_ACTOR, event="payment_started", values=fields,
                                allowed_from=frozenset({PaymentStatus.INIT}),
                                provider=provider.name, provider_reference=created.reference)
         elif status == PaymentStatus.PROCESSING:
-            # Started without a provider payment (an older start, or a concurrent copy
-            # of this task that won): fill in what is missing, never replace a reference.
-            session.execute(
-                update(Payment).where(Payment.id == payment_id,
-                                      Payment.provider_reference.is_(None))
-                .values(updated_at=func.now(), **fields)
-                .execution_options(synchronize_session=False))
-            outcome = "already started"
+            # Fill in the provider payment, never replace one: a copy of this task that
+            # got there first has already stored the same answer.
+            stored = session.execute(select(Payment.provider_reference).where(
+                Payment.id == payment_id)).scalar_one()
+            if stored is not None:
+                outcome = "already started"
+            elif _is_due(session, payment_id):
+                outcome, close = "expired before it started", True
+            else:
+                session.execute(
+                    update(Payment).where(Payment.id == payment_id)
+                    .values(updated_at=func.now(), **fields)
+                    .execution_options(synchronize_session=False))
+                record_event(session, "payment_started", payment_id=payment_id,
+                             actor=WORKER_ACTOR, provider=provider.name,
+                             provider_reference=created.reference)
         else:
             outcome, close = f"no longer active ({status.value if status else 'gone'})", True
         uow.commit()

@@ -96,8 +96,8 @@ def test_authorization_matrix(api, clean_db, worker_if_paying, name, caller):
     assert response.status_code == expected, response.text
     if name == "pay" and expected == 202:
         wait_until(lambda: api.as_key(keys["admin"]).get(
-            f"/api/v1/payments/{payment_id}/status").json()["status"] == "processing",
-            timeout=30, message="payment processing")
+            f"/api/v1/payments/{payment_id}").json()["pay_url"],
+            timeout=30, message="the worker's provider payment")
         wait_until(lambda: _drained(clean_db), timeout=30, message="payments queue drained")
     if expected >= 400:
         body = response.json()

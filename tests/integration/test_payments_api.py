@@ -346,8 +346,12 @@ def test_bad_list_parameters_are_400(api, admin_key, clean_db, query):
 def wait_for_worker(res, payment_id: int) -> None:
     """The queued start has run and no message is left in flight for a later test to meet
     (ids restart with every test's TRUNCATE, so a leftover task would hit a stranger)."""
-    wait_until(lambda: status_of(res, payment_id) == "processing", timeout=30,
-               message="payment processing")
+    def provider_reference():
+        with res.uow() as uow:
+            return uow.session.execute(select(Payment.provider_reference).where(
+                Payment.id == payment_id)).scalar_one()
+
+    wait_until(provider_reference, timeout=30, message="the worker's provider payment")
     wait_until(lambda: res.redis.llen("payments") == 0 and res.redis.hlen("unacked") == 0,
                timeout=30, message="payments queue drained")
 
@@ -359,7 +363,7 @@ def test_pay_accepts_init_with_202_and_a_worker_starts_it(user, clean_db, celery
     assert response.status_code == 202
     assert response.json()["id"] == payment_id
     wait_for_worker(clean_db, payment_id)
-    assert events(clean_db, payment_id) == ["payment_started"]
+    assert events(clean_db, payment_id) == ["payment_start_requested", "payment_started"]
 
 
 def test_pay_on_processing_is_an_idempotent_202(user, clean_db):

@@ -152,17 +152,17 @@ def test_pay_is_started_once_by_a_real_worker_even_when_sent_twice(
     assert clean_db.queue.send("payments.initiate", payment_id)
     assert clean_db.queue.send("payments.initiate", payment_id)
 
-    def status():
-        return client.get(f"/api/v1/payments/{payment_id}/status").json()["status"]
-
-    wait_until(lambda: status() == "processing", timeout=30, message="payment processing")
+    assert first.json()["status"] == "processing"  # accepted; the provider payment follows
+    wait_until(lambda: client.get(f"/api/v1/payments/{payment_id}").json()["pay_url"],
+               timeout=30, message="the worker's provider payment")
     wait_until(lambda: _queue_drained(clean_db), timeout=30, message="payments queue drained")
     again = client.post(f"/api/v1/payments/{payment_id}/pay")
     assert (again.status_code, again.json()["status"]) == (202, "processing")
     assert event_count(clean_db, "payment_started", payment_id) == 1
     logs = client.get(f"/api/v1/payments/{payment_id}").json()["logs"]
-    assert [e["event"] for e in logs] == ["payment_created", "payment_started"]
-    assert logs[1]["actor"] == "worker"
+    assert [e["event"] for e in logs] == [
+        "payment_created", "payment_start_requested", "payment_started"]
+    assert [e["actor"] for e in logs[1:]] == ["user:1", "worker"]
 
 
 @pytest.mark.slow
