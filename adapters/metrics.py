@@ -53,6 +53,11 @@ REFUNDS = Counter("payments_refunds_total",
 TASK_DURATION = Histogram("payments_task_seconds", "Celery task run time", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 TASK_FAILURES = Counter("payments_task_failures_total", "Celery task failures", ["task"])
+ENQUEUE_FAILURES = Counter("payments_enqueue_failures_total",
+                           "Task messages that could not be published (broker unreachable); "
+                           "the work is stored and a sweep sends it again", ["task"])
+AFTER_COMMIT_FAILURES = Counter("payments_after_commit_failures_total",
+                                "After-commit hooks that raised (the transaction is committed)")
 
 # Final payment statuses (domain.statuses values) counted by PAYMENTS_FINAL.
 FINAL_PAYMENT_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired", "refunded"})

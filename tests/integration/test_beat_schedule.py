@@ -11,6 +11,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy import func, select
 
 from beat_schedule import build_beat_schedule
@@ -26,10 +28,12 @@ JOBS = {  # task name -> interval with SWEEP_INTERVAL_SECONDS = 7
     "maintenance.expire_orders": 300.0,
     "maintenance.redeliver_callbacks": 7.0,
     "maintenance.sync_pending": 300.0,
+    "maintenance.resend_refunds": 7.0,
+    "maintenance.resend_payment_starts": 7.0,
 }
 
 
-def test_the_schedule_has_the_four_jobs_with_intervals_from_settings(settings: Settings):
+def test_the_schedule_has_the_six_jobs_with_intervals_from_settings(settings: Settings):
     schedule = build_beat_schedule(replace(settings, sweep_interval_seconds=7))
 
     assert {entry["task"]: entry["schedule"] for entry in schedule.values()} == JOBS
@@ -47,23 +51,43 @@ celery.loader.import_default_modules()
 print(json.dumps({
     "tasks": {name: {"acks_late": t.acks_late, "ignore_result": t.ignore_result}
               for name, t in celery.tasks.items() if not name.startswith("celery.")},
+    "retries": {name: [getattr(t, option, None) for option in (
+                    "max_retries", "retry_backoff", "retry_backoff_max", "retry_jitter")]
+                for name, t in celery.tasks.items() if not name.startswith("celery.")},
     "beat": {key: entry["task"] for key, entry in celery.conf.beat_schedule.items()},
 }))
 """
 
 
-def test_every_scheduled_task_is_registered_in_the_celery_app(stack_env):
+def _describe_app(stack_env) -> dict:
     done = subprocess.run([sys.executable, "-c", DESCRIBE_APP], env=stack_env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    app = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_every_scheduled_task_is_registered_in_the_celery_app(stack_env):
+    app = _describe_app(stack_env)
 
     assert sorted(app["beat"].values()) == sorted(JOBS)
     missing = set(JOBS) - set(app["tasks"])
     assert not missing, f"scheduled but not registered: {missing}"
-    for name in ("maintenance.expire_payments", "maintenance.expire_orders",
-                 "maintenance.sync_pending"):
+    for name in JOBS:
         assert app["tasks"][name] == {"acks_late": True, "ignore_result": True}
+
+
+@pytest.mark.parametrize(("task", "longest", "readme"), [
+    ("payments.initiate", 183, "at most about 3\n   minutes"),
+    ("refunds.execute", 1411, "at most about 23 minutes"),
+])
+def test_the_retry_schedules_are_the_ones_readme_states(stack_env, task, longest, readme):
+    """Each countdown at its maximum, as Celery computes it; full jitter then picks each
+    between 0 and that, so the average is about half."""
+    max_retries, factor, maximum, jitter = _describe_app(stack_env)["retries"][task]
+    assert jitter is True
+    assert sum(get_exponential_backoff_interval(int(factor), n, maximum, full_jitter=False)
+               for n in range(max_retries)) == longest
+    assert readme in (Path(__file__).parents[2] / "README.md").read_text()
 
 
 # What "within one interval" allows on top of the interval: the worker taking the message

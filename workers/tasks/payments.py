@@ -14,8 +14,9 @@ from workers.runtime import resources
 log = logging.getLogger(__name__)
 
 # Provider or database trouble is retried with exponential backoff (1 s, 2 s ... 60 s,
-# jittered): about four minutes in all. After that the payment is still init, and the
-# customer's next `pay` queues a fresh start; nothing is failed for an outage.
+# full jitter): at most about three minutes of waits (1+2+...+32+60+60 s), usually half
+# that. After that the payment is still processing without a provider payment, and
+# maintenance.resend_payment_starts sends a fresh start; nothing is failed for an outage.
 MAX_RETRIES = 8
 
 

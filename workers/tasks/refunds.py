@@ -14,7 +14,9 @@ from workers.runtime import resources
 log = logging.getLogger(__name__)
 
 # Provider or database trouble is retried with exponential backoff (1 s, 2 s ... capped
-# at 5 min, jittered): about forty minutes in all, since money is waiting to go back.
+# at 5 min, full jitter): at most about 23 minutes of waits (1+2+...+256+3x300 s), about
+# 12 on average. After that the refund is still pending, and maintenance.resend_refunds
+# sends it again, since money is waiting to go back.
 MAX_RETRIES = 12
 
 
