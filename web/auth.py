@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -25,16 +26,37 @@ def current_principal() -> Principal:
     return principal
 
 
+@dataclass(frozen=True)
+class _Caller:
+    key_sent: bool
+    principal: Principal | None  # None: no key, or not a valid one
+
+
+def request_principal() -> Principal | None:
+    """Who the request's Bearer key belongs to (None: no key or an invalid one). Parsed
+    and looked up once per request, however many hooks and views ask."""
+    return _caller().principal
+
+
+def _caller() -> _Caller:
+    caller: _Caller | None = g.get("_caller")
+    if caller is None:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        key = key.strip()
+        sent = scheme.lower() == "bearer" and bool(key)
+        caller = _Caller(sent, authenticate(resources().uow(), key) if sent else None)
+        g._caller = caller
+    return caller
+
+
 def _authenticate_request() -> Principal:
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    caller = _caller()
+    if not caller.key_sent:
         raise Unauthorized("Missing API key: send Authorization: Bearer <key>",
                            code="missing_api_key")
-    principal = authenticate(resources().uow(), key.strip())
-    if principal is None:
+    if caller.principal is None:
         raise Unauthorized("Invalid API key", code="invalid_api_key")
-    return principal
+    return caller.principal
 
 
 def require_key(admin: bool = False) -> Callable[[F], F]:

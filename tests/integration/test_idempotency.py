@@ -10,12 +10,13 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 import requests
 from flask import Blueprint, jsonify
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, event, func, insert, select, update
 
 from adapters.resources import Resources
 from config import Settings
@@ -348,3 +349,30 @@ def test_an_abandoned_claim_is_taken_over_by_the_same_request(api, admin_key, cl
 
     assert ran.status_code == 201 and _order_count(clean_db) == 1
     assert (again.json(), again.headers["Idempotent-Replayed"]) == (ran.json(), "true")
+
+
+# --- one key lookup per request ---------------------------------------------------------
+
+@contextmanager
+def api_key_lookups(res: Resources) -> Iterator[list[str]]:
+    """The SELECTs on api_keys the live server (this process, this engine) runs meanwhile."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *_):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM api_keys" in statement:
+            seen.append(statement)
+
+    event.listen(res.db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(res.db.engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_a_post_looks_its_api_key_up_once(api, admin_key, resources, clean_db, with_key):
+    headers = {"Idempotency-Key": _key()} if with_key else {}
+    with api_key_lookups(resources) as lookups:
+        response = api.as_key(admin_key).post("/api/v1/orders", json=ORDER, headers=headers)
+    assert response.status_code == 201
+    assert len(lookups) == 1, lookups
