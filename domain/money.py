@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from domain.errors import InvalidInput
 
+ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
 # NUMERIC(14, 2) in the database: twelve digits before the point.
 MAX_AMOUNT = Decimal("999999999999.99")

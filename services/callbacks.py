@@ -28,6 +28,7 @@ from adapters.resources import Resources
 from config import Settings
 from domain.callback_events import decode_callback_body, parse_callback_event
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from domain.ids import MAX_BIGINT
 from domain.models import Base, Payment, ProviderCallback
 from domain.signatures import SIGNATURE_HEADER, SignatureRejected, verify_signature
 from domain.statuses import CallbackStatus
@@ -54,7 +55,6 @@ REDELIVER_BATCH_SIZE = 1000
 REDELIVER_RUN_LOCK = "sweep-lock:redeliver-callbacks"
 
 MAX_ERROR_LENGTH = 2000
-MAX_BIGINT = 2**63 - 1
 MAX_PAGE_SIZE = 200
 
 

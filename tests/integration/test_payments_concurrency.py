@@ -174,5 +174,5 @@ def test_initiate_for_a_payment_that_no_longer_exists_is_dropped(clean_db, celer
     wait_until(lambda: _queue_drained(clean_db), timeout=30, message="payments queue drained")
     log = (tmp_run_dir / "worker.log").read_text()
     assert "payment 987654321 does not exist" in log
-    assert "non-integer payment id 'not-an-id'" in log
+    assert "payments.initiate: ignoring a message with a non-integer id 'not-an-id'" in log
     assert celery_worker.poll() is None

@@ -15,6 +15,7 @@ from services.maintenance import (
 )
 from workers.app import celery
 from workers.runtime import resources
+from workers.task_ids import seconds_argument
 
 
 @celery.task(name="maintenance.expire_payments", acks_late=True, ignore_result=True)
@@ -44,6 +45,5 @@ def resend_payment_starts(older_than_seconds: object = None) -> None:
 
 
 def _quiet_period(value: object) -> dict[str, float]:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return {"older_than_seconds": max(float(value), 0.0)}
-    return {}
+    seconds = seconds_argument(value)
+    return {} if seconds is None else {"older_than_seconds": seconds}
