@@ -13,7 +13,7 @@ COPY web/ web/
 COPY workers/ workers/
 COPY cli/ cli/
 COPY devstack/ devstack/
-COPY sandbox_provider/ sandbox_provider/
+COPY standins/ standins/
 COPY migrations/ migrations/
 RUN pip install . && useradd --system --uid 10001 payments
 USER payments

@@ -41,7 +41,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy domain services adapters web workers cli devstack sandbox_provider bench \
+	$(BIN)/mypy domain services adapters web workers cli devstack standins bench \
 		config.py beat_schedule.py
 
 clean:

@@ -57,6 +57,61 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = (env.get(name) or "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class WechatPaySettings:
+    """WeChat Pay API v3 (DESIGN.md §6b), as given; its connector loads and checks the
+    keys when it is routed (adapters/providers/wechatpay), naming any variable missing."""
+
+    mchid: str | None = None
+    appid: str | None = None
+    apiv3_key: str | None = None
+    merchant_private_key_file: str | None = None
+    merchant_serial_no: str | None = None
+    public_key_file: str | None = None
+    public_key_id: str | None = None
+    platform_certs_dir: str | None = None
+    base_url: str = "https://api.mch.weixin.qq.com"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WechatPaySettings:
+        return cls(
+            mchid=_optional(env, "WECHATPAY_MCHID"),
+            appid=_optional(env, "WECHATPAY_APPID"),
+            apiv3_key=_optional(env, "WECHATPAY_APIV3_KEY"),
+            merchant_private_key_file=_optional(env, "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE"),
+            merchant_serial_no=_optional(env, "WECHATPAY_MERCHANT_SERIAL_NO"),
+            public_key_file=_optional(env, "WECHATPAY_PUBLIC_KEY_FILE"),
+            public_key_id=_optional(env, "WECHATPAY_PUBLIC_KEY_ID"),
+            platform_certs_dir=_optional(env, "WECHATPAY_PLATFORM_CERTS_DIR"),
+            base_url=(_optional(env, "WECHATPAY_BASE_URL")
+                      or cls.base_url).rstrip("/"),
+        )
+
+
+@dataclass(frozen=True)
+class AlipaySettings:
+    """Alipay open platform (DESIGN.md §6b), as given; checked by its connector."""
+
+    app_id: str | None = None
+    app_private_key_file: str | None = None
+    alipay_public_key_file: str | None = None
+    gateway_url: str = "https://openapi.alipay.com/gateway.do"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AlipaySettings:
+        return cls(
+            app_id=_optional(env, "ALIPAY_APP_ID"),
+            app_private_key_file=_optional(env, "ALIPAY_APP_PRIVATE_KEY_FILE"),
+            alipay_public_key_file=_optional(env, "ALIPAY_PUBLIC_KEY_FILE"),
+            gateway_url=_optional(env, "ALIPAY_GATEWAY_URL") or cls.gateway_url,
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -72,6 +127,12 @@ class Settings:
     flower_basic_auth: str = DEV_FLOWER_AUTH
     # method=provider pairs; empty means the sandbox serves every method.
     payment_providers: str = ""
+    # Prepended to every out_trade_no / out_refund_no (domain/references.py).
+    out_trade_no_prefix: str = ""
+    wechatpay: WechatPaySettings = WechatPaySettings()
+    alipay: AlipaySettings = AlipaySettings()
+    # The provider doubles' retry schedules are multiplied by this (tests: 0.01).
+    standin_retry_scale: float = 1.0
     run_dir: Path = PROJECT_ROOT / ".run"
 
     @property
@@ -112,5 +173,30 @@ class Settings:
             public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or DEV_FLOWER_AUTH,
             payment_providers=env.get("PAYMENT_PROVIDERS", ""),
+            out_trade_no_prefix=_out_trade_no_prefix(env),
+            wechatpay=WechatPaySettings.from_env(env),
+            alipay=AlipaySettings.from_env(env),
+            standin_retry_scale=_scale(env, "STANDIN_RETRY_SCALE"),
             run_dir=run_dir,
         )
+
+
+def _out_trade_no_prefix(env: Mapping[str, str]) -> str:
+    from domain.references import PREFIX_PATTERN
+
+    prefix = (env.get("OUT_TRADE_NO_PREFIX") or "").strip()
+    if not PREFIX_PATTERN.fullmatch(prefix):
+        raise ConfigError("OUT_TRADE_NO_PREFIX must be at most 12 of A-Z, a-z, 0-9 and _, "
+                          f"got {prefix!r}")
+    return prefix
+
+
+def _scale(env: Mapping[str, str], name: str) -> float:
+    raw = (env.get(name) or "").strip()
+    try:
+        value = float(raw) if raw else 1.0
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 < value <= 1000:
+        raise ConfigError(f"{name} must be above 0 and at most 1000, got {raw!r}")
+    return value

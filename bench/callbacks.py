@@ -7,9 +7,9 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from adapters.providers.sandbox.signature import SIGNATURE_HEADER, build_signature_header
 from config import Settings
-from domain.signatures import SIGNATURE_HEADER, build_signature_header
-from sandbox_provider.events import PAYMENT_SUCCEEDED, event_body, new_id
+from standins.sandbox.events import PAYMENT_SUCCEEDED, event_body, new_id
 
 CALLBACK_PATH = "/callbacks/sandbox"
 

@@ -1,12 +1,18 @@
-"""The JSON body of a provider callback (DESIGN.md §6), parsed into a typed event. Pure.
+"""The normalised provider event (DESIGN.md §6), and its JSON form. Pure.
+
+Every connector turns its provider's callback into a CallbackEvent; the inbox stores
+it in this JSON form (provider_callbacks.payload) beside the raw bytes, and the worker
+reads it back with parse_callback_event, whichever provider sent it:
 
     {"id": "evt_...", "type": "payment.succeeded" | "payment.failed"
-                              | "refund.succeeded" | "refund.failed",
+                              | "refund.succeeded" | "refund.failed" | "refund.abnormal",
      "data": {"payment_id": 123, "transaction_id": "txn_...", "amount": "100.00",
               "currency": "CNY", "refund_id": 7, "occurred_at": "<ISO 8601>"}}
 
-Anything else is a 400 at the door, so the inbox only ever holds bodies the
-worker can read. Amounts go through parse_amount: Decimal, never float.
+It is also the sandbox provider's own callback body. `payment_id` is null when a real
+provider names a merchant reference we never issued (the callback is kept, unmatched).
+Anything else is a 400 at the door, so the inbox only ever holds events the worker can
+read. Amounts go through parse_amount: Decimal, never float.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from typing import Any
 
 from domain.errors import InvalidInput
 from domain.ids import parse_positive_id
-from domain.money import parse_amount, parse_currency
+from domain.money import format_amount, parse_amount, parse_currency
 
 MAX_EVENT_ID_LENGTH = 128  # provider_callbacks.event_id
 MAX_TRANSACTION_ID_LENGTH = 128  # payments.transaction_id
+MAX_REFERENCE_LENGTH = 64  # payments.out_trade_no, refunds.out_refund_no
 
 
 class CallbackEventType(StrEnum):
@@ -31,22 +38,31 @@ class CallbackEventType(StrEnum):
     PAYMENT_FAILED = "payment.failed"
     REFUND_SUCCEEDED = "refund.succeeded"
     REFUND_FAILED = "refund.failed"
+    # The provider accepted the refund but could not pay it out (WeChat Pay's
+    # REFUND.ABNORMAL: the buyer's card was closed, say): neither done nor failed,
+    # it needs a person.
+    REFUND_ABNORMAL = "refund.abnormal"
 
     @property
     def is_refund(self) -> bool:
-        return self in (CallbackEventType.REFUND_SUCCEEDED, CallbackEventType.REFUND_FAILED)
+        return self in (CallbackEventType.REFUND_SUCCEEDED, CallbackEventType.REFUND_FAILED,
+                        CallbackEventType.REFUND_ABNORMAL)
 
 
 @dataclass(frozen=True)
 class CallbackEvent:
     event_id: str
     type: CallbackEventType
-    payment_id: int
+    payment_id: int | None  # None: the provider named a payment we never issued
     amount: Decimal
     currency: str
     transaction_id: str | None = None
     refund_id: int | None = None
     occurred_at: datetime | None = None
+    # Real providers name our payment and refund by the merchant references we sent
+    # them (domain/references.py); the inbox resolves these to payment_id / refund_id.
+    out_trade_no: str | None = None
+    out_refund_no: str | None = None
 
 
 def _invalid(detail: str, field: str | None = None) -> InvalidInput:
@@ -108,7 +124,9 @@ def parse_callback_event(body: dict[str, Any]) -> CallbackEvent:
         raise _invalid("data must be a JSON object", "data")
 
     payment_id = _positive_id(data.get("payment_id"), "data.payment_id")
-    if payment_id is None:
+    out_trade_no = _optional_str(data, "out_trade_no", MAX_REFERENCE_LENGTH)
+    # A real provider's event names our out_trade_no, which may resolve to no payment.
+    if payment_id is None and out_trade_no is None:
         raise _invalid("data.payment_id is required", "data.payment_id")
     transaction_id = _optional_str(data, "transaction_id", MAX_TRANSACTION_ID_LENGTH)
     if event_type is CallbackEventType.PAYMENT_SUCCEEDED and transaction_id is None:
@@ -121,14 +139,35 @@ def parse_callback_event(body: dict[str, Any]) -> CallbackEvent:
         raise _invalid("data.currency is required", "data.currency")
     currency = parse_currency(data.get("currency"))
     refund_id = _positive_id(data.get("refund_id"), "data.refund_id")
-    if event_type.is_refund and refund_id is None:
+    out_refund_no = _optional_str(data, "out_refund_no", MAX_REFERENCE_LENGTH)
+    if event_type.is_refund and refund_id is None and out_refund_no is None:
         raise _invalid(f"data.refund_id is required for {event_type.value}", "data.refund_id")
     return CallbackEvent(
         event_id=event_id, type=event_type, payment_id=payment_id, amount=amount,
         currency=currency, transaction_id=transaction_id,
         refund_id=refund_id if event_type.is_refund else None,
         occurred_at=_optional_datetime(data.get("occurred_at"), "data.occurred_at"),
+        out_trade_no=out_trade_no,
+        out_refund_no=out_refund_no if event_type.is_refund else None,
     )
+
+
+def event_payload(event: CallbackEvent) -> dict[str, Any]:
+    """The event in its JSON form (what parse_callback_event reads back)."""
+    data: dict[str, Any] = {"payment_id": event.payment_id,
+                            "amount": format_amount(event.amount),
+                            "currency": event.currency}
+    if event.transaction_id is not None:
+        data["transaction_id"] = event.transaction_id
+    if event.refund_id is not None:
+        data["refund_id"] = event.refund_id
+    if event.occurred_at is not None:
+        data["occurred_at"] = event.occurred_at.isoformat()
+    if event.out_trade_no is not None:
+        data["out_trade_no"] = event.out_trade_no
+    if event.out_refund_no is not None:
+        data["out_refund_no"] = event.out_refund_no
+    return {"id": event.event_id, "type": event.type.value, "data": data}
 
 
 def _required_str(body: dict[str, Any], field: str, max_len: int) -> str:

@@ -66,3 +66,24 @@ def parse_currency(value: object) -> str:
 
 def format_amount(amount: Decimal) -> str:
     return str(amount.quantize(CENT))
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """Decimal places of the currency's minor unit. Every currency we accept today
+    has two (CNY: yuan and fen)."""
+    return 2
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """An amount in the currency's minor unit (yuan 88.80 -> 8880 fen), exactly:
+    an amount finer than the unit is a bug upstream, never silently rounded."""
+    scaled = amount.scaleb(minor_unit_exponent(currency))
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{amount} {currency} is not a whole number of minor units")
+    return int(scaled)
+
+
+def from_minor_units(units: int, currency: str) -> Decimal:
+    """Minor units (fen) as an amount (yuan), with the currency's places."""
+    places = minor_unit_exponent(currency)
+    return Decimal(units).scaleb(-places).quantize(Decimal(1).scaleb(-places))

@@ -52,6 +52,7 @@ class Action(StrEnum):
     LATE_SUCCEED = "late_succeed"  # failed/cancelled/expired -> succeeded (late_payment_received)
     FAIL = "fail"                  # active payment -> failed; refund -> failed
     REFUND_SUCCEED = "refund_succeed"
+    FLAG_REFUND = "flag_refund"    # refund stays in flight, flagged for a person (abnormal)
     IGNORE = "ignore"              # nothing changes; inbox `processed` with a note
     REJECT = "reject"              # never applied; inbox `rejected`, payment needs review
     UNMATCHED = "unmatched"        # no such payment/refund here; inbox `unmatched`
@@ -144,9 +145,15 @@ def decide_refund_event(refund: RefundFacts | None, payment: PaymentFacts | None
     mismatch = _amount_differs(refund.amount, refund.currency, event, "refund")
     if mismatch is not None:
         return mismatch
+    in_flight = refund.status in (RefundStatus.PENDING, RefundStatus.PROCESSING)
     if event.type is CallbackEventType.REFUND_FAILED:
-        if refund.status in (RefundStatus.PENDING, RefundStatus.PROCESSING):
+        if in_flight:
             return Decision(Action.FAIL)
+        return Decision(Action.IGNORE, note=f"ignored: refund already {refund.status.value}")
+    if event.type is CallbackEventType.REFUND_ABNORMAL:
+        if in_flight:
+            return Decision(Action.FLAG_REFUND, audit_event="refund_abnormal",
+                            note="the provider could not pay the refund out; needs review")
         return Decision(Action.IGNORE, note=f"ignored: refund already {refund.status.value}")
     if refund.status is RefundStatus.SUCCEEDED:
         return Decision(Action.IGNORE, note="refund already succeeded")

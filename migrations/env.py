@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import sandbox_provider.models  # noqa: F401 - its tables are on the same metadata
+import standins.models  # noqa: F401 - the doubles' tables are on the same metadata
+import standins.sandbox.models  # noqa: F401 - its tables are on the same metadata
 from domain.models import Base
 
 config = context.config

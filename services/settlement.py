@@ -53,6 +53,7 @@ INBOX_STATUS = {
     Action.LATE_SUCCEED: CallbackStatus.PROCESSED,
     Action.FAIL: CallbackStatus.PROCESSED,
     Action.REFUND_SUCCEED: CallbackStatus.PROCESSED,
+    Action.FLAG_REFUND: CallbackStatus.PROCESSED,
     Action.IGNORE: CallbackStatus.PROCESSED,
     Action.REJECT: CallbackStatus.REJECTED,
     Action.UNMATCHED: CallbackStatus.UNMATCHED,
@@ -117,14 +118,16 @@ def settle_callback(session: Session, callback_id: int, event: CallbackEvent, *,
 
 def settle_provider_report(session: Session, event: CallbackEvent, *, provider: str,
                            actor: str) -> Settlement:
-    """A payment's outcome learned by asking its provider (the janitor's status query)
-    instead of from a callback: the same rules, row locks, compare-and-set and audit, with
-    no inbox row. Its callback arriving later (or earlier) is then a no-op; the caller
-    holds the payment's Redis lock, as the callback worker does."""
-    if event.type.is_refund:
-        raise ValueError("a provider status report is about a payment, not a refund")
+    """A payment's (or refund's) outcome learned from the provider's answer (the
+    janitor's status query, a synchronous refund) instead of from a callback: the same
+    rules, row locks, compare-and-set and audit, with no inbox row. Its callback arriving
+    later (or earlier) is then a no-op; the caller holds the payment's Redis lock, as
+    the callback worker does."""
     _bound_waits(session)
-    return _settle_payment_event(session, _Context(provider, event, actor=actor[:64]))
+    ctx = _Context(provider, event, actor=actor[:64])
+    if event.type.is_refund:  # a refund's outcome in the provider's answer (Alipay)
+        return _settle_refund_event(session, ctx)
+    return _settle_payment_event(session, ctx)
 
 
 # --- payment.succeeded / payment.failed --------------------------------------------------
@@ -212,6 +215,20 @@ def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
         settle_order_after_refund(session, payment.order_id, actor=ctx.actor,
                                   reason=f"refund callback {ctx.event.event_id}")
         return Settlement(CallbackStatus.PROCESSED)
+    if decision.action is Action.FLAG_REFUND:
+        assert refund is not None and payment is not None
+        # Still in flight (the money has not reached the buyer, nor come back to us):
+        # a person decides, with the payment listed for review.
+        session.execute(update(Refund).where(Refund.id == refund.id)
+                        .values(needs_review=True, updated_at=func.now())
+                        .execution_options(synchronize_session=False))
+        session.execute(update(Payment).where(Payment.id == payment.id)
+                        .values(needs_review=True, updated_at=func.now())
+                        .execution_options(synchronize_session=False))
+        record_event(session, decision.audit_event or "refund_abnormal",
+                     payment_id=payment.id, actor=ctx.actor, refund_id=refund.id,
+                     amount=refund.amount, reason=decision.note, **ctx.detail)
+        return Settlement(CallbackStatus.PROCESSED, decision.note)
     return _record_non_application(session, ctx, decision, payment)
 
 
@@ -297,11 +314,13 @@ def _cas_payment(session: Session, payment: PaymentFacts, to: PaymentStatus, ctx
                                  f"{payment.status.value} -> {to.value}")
 
 
-def _lock_payment(session: Session, payment_id: int
+def _lock_payment(session: Session, payment_id: int | None
                   ) -> tuple[PaymentFacts | None, OrderStatus | None]:
     """The payment, locked, after its order: every writer takes the order before its
     payments (the order sweep, the payments API), so none waits on another in a cycle.
     Also the order's status as locked, which holds until the transaction ends."""
+    if payment_id is None:  # a merchant reference we never issued
+        return None, None
     order_id = session.execute(_PAYMENTS_ORDER, {"id": payment_id}).scalar_one_or_none()
     if order_id is None:
         return None, None

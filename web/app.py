@@ -11,7 +11,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from adapters.resources import Resources
 from config import Settings
-from sandbox_provider.web import bp as sandbox_bp
+from standins.sandbox.web import bp as sandbox_bp
 from web.errors import register_error_handlers
 from web.idempotency import install_idempotency
 from web.request_context import install_request_context
@@ -39,7 +39,10 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app = Flask(__name__)
     app.json = PaymentsJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    app.extensions["payments"] = resources or Resources(settings)
+    app.extensions["payments"] = res = resources or Resources(settings)
+    # Every routed provider's keys are loaded and checked now: a missing or unreadable
+    # one stops the start with the variable's name, not the first payment.
+    res.providers  # noqa: B018
 
     install_request_context(app)  # first: every later hook and log line has the id
     register_error_handlers(app)

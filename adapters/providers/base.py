@@ -1,20 +1,26 @@
-"""What every payment provider adapter offers, in our terms (DESIGN.md §6a).
+"""What every payment provider connector offers, in our terms (DESIGN.md §6a, §6b).
 
-Services call these methods and handle exactly two failures:
-- ProviderUnavailable: transient (connection refused, timeout, 5xx, 429); the same
-  call may succeed later, so the caller retries with backoff.
-- ProviderRejected: permanent (the provider understood and said no: 4xx); retrying
-  the same call would get the same answer.
-Callbacks are not part of this interface: their signature and body are checked
-where they arrive (domain/signatures.py, domain/callback_events.py).
+A connector owns both sides of one provider's protocol:
+- the calls we make (create, query, close, refund). Services handle exactly two
+  failures: ProviderUnavailable, transient (connection refused, timeout, 5xx, 429,
+  an answer whose signature does not verify), where the same call may succeed later,
+  so the caller retries with backoff; and ProviderRejected, permanent (the provider
+  understood and said no), where retrying would get the same answer.
+- the callbacks it sends: `parse_callback` verifies the raw request and turns it into
+  our normalised CallbackEvent (domain/callback_events.py), and the answer_* methods
+  give the answer in the provider's own format. Everything after that (inbox,
+  exactly-once apply, every §6 rule) is shared by all providers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Protocol
+
+from domain.callback_events import CallbackEvent
 
 
 class ProviderPaymentStatus(StrEnum):
@@ -24,6 +30,13 @@ class ProviderPaymentStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CLOSED = "closed"
+
+
+class ProviderRefundStatus(StrEnum):
+    """A refund's outcome when the provider gives it in its answer (Alipay does)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 class ProviderError(Exception):
@@ -47,8 +60,21 @@ class ProviderRejected(ProviderError):
 
 
 @dataclass(frozen=True)
+class PaymentRequest:
+    """What a connector needs to create a payment at its provider."""
+
+    payment_id: int
+    out_trade_no: str  # our stable merchant reference (domain/references.py)
+    amount: Decimal
+    currency: str
+    method: str
+    description: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
 class ProviderPayment:
-    reference: str  # the provider's id for the payment (the sandbox's ticket)
+    reference: str  # what later calls name the payment by (stored as provider_reference)
     pay_url: str
     qr_payload: str | None = None  # for QR-capable methods: what the QR code encodes
 
@@ -61,16 +87,54 @@ class ProviderStatus:
     currency: str
 
 
-@runtime_checkable
+@dataclass(frozen=True)
+class RefundRequest:
+    """What a connector needs to refund (part of) a payment."""
+
+    refund_id: int
+    out_refund_no: str  # our stable refund reference (domain/references.py)
+    payment_reference: str  # the payment's provider_reference
+    out_trade_no: str
+    amount: Decimal  # this refund
+    payment_amount: Decimal  # the whole payment (WeChat Pay wants both)
+    currency: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    reference: str  # the provider's id for the refund
+    # None: the outcome arrives later as a refund callback (WeChat Pay, the sandbox).
+    # Set: the provider decided in its answer (Alipay), applied as that callback would be.
+    outcome: ProviderRefundStatus | None = None
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """A provider's callback exactly as it arrived: verified on these bytes."""
+
+    headers: Mapping[str, str]  # case-insensitive lookups (werkzeug's Headers)
+    body: bytes
+
+
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """What we answer a provider's callback with, in its own format."""
+
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+
+
 class Provider(Protocol):
-    """A payment provider adapter. Every call is safe to repeat (idempotent at the
+    """A payment provider connector. Every call is safe to repeat (idempotent at the
     provider), so a redelivered task never creates a second payment or refund."""
 
     name: str  # stored in payments.provider, so later calls reach the same provider
+    signature_header: str  # the header its callbacks are signed in (for the audit trail)
 
-    def create_payment(self, payment_id: int, amount: Decimal, currency: str, method: str,
-                       idempotency_key: str) -> ProviderPayment:
-        """Create (or find again, for the same payment_id) the payment at the provider."""
+    def create_payment(self, request: PaymentRequest) -> ProviderPayment:
+        """Create (or find again, for the same payment) the payment at the provider."""
         ...
 
     def query_status(self, reference: str) -> ProviderStatus:
@@ -82,7 +146,24 @@ class Provider(Protocol):
         ProviderRejected with code "already_paid" (the money is real; §6 late payment)."""
         ...
 
-    def refund(self, reference: str, refund_id: int, amount: Decimal) -> str:
-        """Ask for a refund; returns the provider's refund reference once accepted.
-        The outcome arrives later as a refund.succeeded / refund.failed callback."""
+    def refund(self, request: RefundRequest) -> ProviderRefund:
+        """Ask for a refund; the same refund asked twice is one refund at the provider."""
+        ...
+
+    def parse_callback(self, request: CallbackRequest, *, now: float) -> CallbackEvent:
+        """The verified callback as our event. Raises domain.signatures.SignatureRejected
+        (not authentic: answered 401) or domain.errors.InvalidInput (authentic but not
+        understood: 400). Never logs the body or anything decrypted from it."""
+        ...
+
+    def answer_stored(self, duplicate: bool) -> CallbackAnswer:
+        """The answer once the callback is committed to the inbox (or was already)."""
+        ...
+
+    def answer_refused(self, status: int, code: str, detail: str,
+                       extra: Mapping[str, object]) -> CallbackAnswer:
+        """The answer for a callback not stored: `status` is 4xx (refused: retrying the
+        same request will not help) or 5xx (not stored now: the provider must retry).
+        `code`, `detail` and `extra` are ours (the JSON error format's); a provider with
+        a format of its own may keep only what it has room for."""
         ...

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 from sqlalchemy import func, select
 
 from devstack.embedded import free_port
-from sandbox_provider.delivery import attempt_delivery
-from sandbox_provider.events import MAX_ATTEMPTS
-from sandbox_provider.models import SandboxDelivery, SandboxPayment
+from standins.sandbox.delivery import attempt_delivery
+from standins.sandbox.events import MAX_ATTEMPTS
+from standins.sandbox.models import SandboxDelivery, SandboxPayment
 
 
 def insert_deliveries(res, *, attempts=0, due_in_seconds=0, url=None):

@@ -10,8 +10,8 @@ import pytest
 
 from domain.callback_events import parse_callback_body
 from domain.errors import InvalidInput
-from sandbox_provider.events import backoff_seconds, event_body, new_id
-from sandbox_provider.options import TestOptions, apply_test_options
+from standins.sandbox.events import backoff_seconds, event_body, new_id
+from standins.sandbox.options import TestOptions, apply_test_options
 
 
 def test_options_change_only_the_fields_sent():

@@ -1,6 +1,6 @@
 """The sandbox provider's callback deliveries, on the payments queue.
 
-Id in, one attempt (sandbox_provider.delivery), a retry decision: the service
+Id in, one attempt (standins.sandbox.delivery), a retry decision: the service
 says when the next attempt is due (the backoff, delay_seconds) and the task
 reschedules itself for then. The attempt counter lives in the database row, so
 a message redelivered after a worker died neither loses nor repeats the count.
@@ -13,7 +13,7 @@ import random
 
 from celery import Task
 
-from sandbox_provider.delivery import DELIVER_TASK, attempt_delivery
+from standins.sandbox.delivery import DELIVER_TASK, attempt_delivery
 from workers.app import celery
 from workers.runtime import resources
 from workers.task_ids import checked_id

@@ -1,4 +1,4 @@
-"""The Sandbox-Signature header of provider callbacks (DESIGN.md §6). Pure: no I/O.
+"""The sandbox's Sandbox-Signature header (DESIGN.md §6). Pure: no I/O.
 
     Sandbox-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>...]
     v1 = hex(HMAC-SHA256(secret, "<t>." + raw body bytes))
@@ -19,7 +19,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from domain.errors import Unauthenticated
+from domain.callback_auth import (
+    MalformedSignature,
+    MissingSignature,
+    SignatureMismatch,
+    check_timestamp,
+)
 
 SIGNATURE_HEADER = "Sandbox-Signature"
 SCHEME = "v1"
@@ -28,35 +33,6 @@ MAX_HEADER_LENGTH = 2048
 MAX_SIGNATURES = 8
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
-
-
-class SignatureRejected(Unauthenticated):
-    """The callback is not authentic; `reason` says why (logged and audited, also sent back)."""
-
-    reason = "invalid_signature"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, code="invalid_signature", reason=self.reason)
-
-
-class MissingSignature(SignatureRejected):
-    reason = "missing_signature"
-
-
-class MalformedSignature(SignatureRejected):
-    reason = "malformed_signature"
-
-
-class SignatureMismatch(SignatureRejected):
-    reason = "signature_mismatch"
-
-
-class TimestampTooOld(SignatureRejected):
-    reason = "timestamp_too_old"
-
-
-class TimestampInFuture(SignatureRejected):
-    reason = "timestamp_in_future"
 
 
 @dataclass(frozen=True)
@@ -121,10 +97,5 @@ def verify_signature(header: str | None, body: bytes, secrets: Sequence[str], *,
             matched |= hmac.compare_digest(expected, candidate)
     if not matched:
         raise SignatureMismatch("The callback signature does not match its body")
-    age = now - parsed.timestamp
-    if age > tolerance_seconds:
-        raise TimestampTooOld(f"The signature timestamp is older than {tolerance_seconds} s")
-    if -age > tolerance_seconds:
-        raise TimestampInFuture(
-            f"The signature timestamp is more than {tolerance_seconds} s in the future")
+    check_timestamp(parsed.timestamp, now=now, tolerance_seconds=tolerance_seconds)
     return parsed.timestamp

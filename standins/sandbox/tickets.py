@@ -19,10 +19,10 @@ from domain.errors import Conflict, InvalidInput, NotFound
 from domain.ids import parse_positive_id
 from domain.methods import ALIASES, CATALOG
 from domain.money import parse_amount, parse_currency
-from sandbox_provider import delivery, events
-from sandbox_provider.models import SandboxPayment
-from sandbox_provider.options import TestOptions, apply_test_options
 from services.transitions import utc_now
+from standins.sandbox import delivery, events
+from standins.sandbox.models import SandboxPayment
+from standins.sandbox.options import TestOptions, apply_test_options
 
 PAY_PATH = "/sandbox/pay/"
 MAX_TICKET_LENGTH = 64

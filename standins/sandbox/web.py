@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from sandbox_provider.api import api_bp
-from sandbox_provider.pages import pages_bp
+from standins.sandbox.api import api_bp
+from standins.sandbox.pages import pages_bp
 
 bp = Blueprint("sandbox", __name__, template_folder="templates")
 bp.register_blueprint(api_bp, url_prefix="/api")

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, jsonify, request
 
 from domain.errors import Unauthenticated
-from sandbox_provider import refunds, tickets
+from standins.sandbox import refunds, tickets
 from web.deps import resources
 from web.json_body import json_body
 

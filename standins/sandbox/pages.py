@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
 from domain.errors import DomainError
-from sandbox_provider import tickets
+from standins.sandbox import tickets
 from web.deps import resources
 from web.errors import STATUS_BY_KIND, error_response
 

@@ -7,17 +7,19 @@ import hmac
 
 import pytest
 
-from domain.signatures import (
+from adapters.providers.sandbox.signature import (
+    build_signature_header,
+    compute_signature,
+    parse_signature_header,
+    verify_signature,
+)
+from domain.callback_auth import (
     MalformedSignature,
     MissingSignature,
     SignatureMismatch,
     SignatureRejected,
     TimestampInFuture,
     TimestampTooOld,
-    build_signature_header,
-    compute_signature,
-    parse_signature_header,
-    verify_signature,
 )
 
 SECRET = "whsec_test"

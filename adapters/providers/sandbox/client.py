@@ -1,4 +1,4 @@
-"""The client for the built-in sandbox provider (DESIGN.md §6a), over HTTP only.
+"""The sandbox connector (DESIGN.md §6a): its calls over HTTP, and its callbacks.
 
 It talks to the sandbox exactly as it would to a real provider: JSON over HTTP at
 PUBLIC_BASE_URL + "/sandbox", authenticated with the merchant key (the sandbox's
@@ -8,19 +8,28 @@ shared secret), short timeouts, and every failure mapped to ProviderUnavailable
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests
 
 from adapters.providers.base import (
+    CallbackAnswer,
+    CallbackRequest,
+    PaymentRequest,
     ProviderPayment,
     ProviderPaymentStatus,
+    ProviderRefund,
     ProviderRejected,
     ProviderStatus,
     ProviderUnavailable,
+    RefundRequest,
 )
+from adapters.providers.sandbox.signature import SIGNATURE_HEADER, verify_signature
 from config import Settings
+from domain.callback_events import CallbackEvent, decode_callback_body, parse_callback_event
 from domain.money import format_amount
 
 SANDBOX_PATH = "/sandbox"
@@ -34,26 +43,34 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 class SandboxProvider:
     name = "sandbox"
+    signature_header = SIGNATURE_HEADER
 
     def __init__(self, base_url: str, api_key: str, *,
+                 webhook_secrets: tuple[str, ...] = (), tolerance_seconds: int = 300,
                  timeout: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS,
                                                  READ_TIMEOUT_SECONDS),
                  session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
+        self._webhook_secrets = webhook_secrets or (api_key,)
+        self._tolerance_seconds = tolerance_seconds
         self._timeout = timeout
         self._http = session or requests.Session()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxProvider:
-        return cls(settings.public_base_url + SANDBOX_PATH, settings.sandbox_webhook_secret)
+        return cls(settings.public_base_url + SANDBOX_PATH, settings.sandbox_webhook_secret,
+                   webhook_secrets=(settings.sandbox_webhook_secret,),
+                   tolerance_seconds=settings.callback_tolerance_seconds)
 
-    def create_payment(self, payment_id: int, amount: Decimal, currency: str, method: str,
-                       idempotency_key: str) -> ProviderPayment:
+    # --- calls ------------------------------------------------------------------------
+
+    def create_payment(self, request: PaymentRequest) -> ProviderPayment:
         body = self._call("POST", "/api/payments", json={
-            "merchant_payment_id": payment_id, "amount": format_amount(amount),
-            "currency": currency, "method": method,
-        }, headers={"Idempotency-Key": idempotency_key})
+            "merchant_payment_id": request.payment_id,
+            "amount": format_amount(request.amount),
+            "currency": request.currency, "method": request.method,
+        }, headers={"Idempotency-Key": request.idempotency_key})
         return ProviderPayment(reference=self._field(body, "reference", str),
                                pay_url=self._field(body, "pay_url", str),
                                qr_payload=body.get("qr_payload") or None)
@@ -72,11 +89,30 @@ class SandboxProvider:
     def close(self, reference: str) -> None:
         self._call("POST", f"/api/payments/{_segment(reference)}/close")
 
-    def refund(self, reference: str, refund_id: int, amount: Decimal) -> str:
+    def refund(self, request: RefundRequest) -> ProviderRefund:
+        # The outcome arrives later, as a refund.succeeded / refund.failed callback.
         body = self._call("POST", "/api/refunds", json={
-            "reference": reference, "refund_id": refund_id, "amount": format_amount(amount),
+            "reference": request.payment_reference, "refund_id": request.refund_id,
+            "amount": format_amount(request.amount),
         })
-        return self._field(body, "reference", str)
+        return ProviderRefund(self._field(body, "reference", str))
+
+    # --- callbacks --------------------------------------------------------------------
+
+    def parse_callback(self, request: CallbackRequest, *, now: float) -> CallbackEvent:
+        verify_signature(request.headers.get(SIGNATURE_HEADER), request.body,
+                         self._webhook_secrets, now=now,
+                         tolerance_seconds=self._tolerance_seconds)
+        # Our own format is already the normalised event.
+        return parse_callback_event(decode_callback_body(request.body))
+
+    def answer_stored(self, duplicate: bool) -> CallbackAnswer:
+        return _json_answer(200, {"received": True, "duplicate": duplicate})
+
+    def answer_refused(self, status: int, code: str, detail: str,
+                       extra: Mapping[str, object]) -> CallbackAnswer:
+        # Our own JSON error format (web/errors.py), as every API answer.
+        return _json_answer(status, {"detail": detail, "code": code, **extra})
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json",
@@ -117,6 +153,10 @@ class SandboxProvider:
     def _garbled(self, detail: str) -> ProviderUnavailable:
         # A 2xx we cannot read (a proxy's page, a truncated body) is no answer either.
         return ProviderUnavailable(self.name, f"unexpected response: {detail}")
+
+
+def _json_answer(status: int, body: dict[str, Any]) -> CallbackAnswer:
+    return CallbackAnswer(status, json.dumps(body).encode(), "application/json")
 
 
 def _segment(reference: str) -> str:
