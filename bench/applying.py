@@ -9,6 +9,7 @@ tasks on the same queue, same broker, and times a worker with the same settings.
 from __future__ import annotations
 
 import json
+import struct
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,7 +161,10 @@ def _drain(settings: Settings, progress: Progress, tag: str, task: str, size: in
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{tag}: only {done:,} of {size:,} {task} ran")
             time.sleep(0.02)
-            done = _tasks_done(metrics_dir, task)
+            try:
+                done = _tasks_done(metrics_dir, task)
+            except struct.error:  # a worker process is creating its metric file: next poll
+                continue
             now = time.monotonic()
             for mark in (low, high):
                 if done >= mark and mark not in marks:
