@@ -18,9 +18,8 @@ from tests.support.live_server import Api
 from tests.support.processes import wait_until
 
 PAYMENT_FIELDS = {"id", "order_id", "amount", "currency", "method", "status", "provider",
-                  "transaction_id", "pay_url", "attempt", "fee", "refunded_amount",
-                  "created_at", "updated_at", "expires_at", "paid_at", "checkout_url",
-                  "out_trade_no"}
+                  "transaction_id", "out_trade_no", "pay_url", "attempt", "fee", "refunded_amount",
+                  "created_at", "updated_at", "expires_at", "paid_at", "checkout_url"}
 
 
 def ago(**kwargs) -> datetime:
