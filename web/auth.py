@@ -28,8 +28,10 @@ def current_principal() -> Principal:
 
 @dataclass(frozen=True)
 class _Caller:
-    key_sent: bool
-    principal: Principal | None  # None: no key, or not a valid one
+    header: str  # the Authorization header, stripped
+    scheme: str
+    key: str
+    principal: Principal | None  # None: no key, not a Bearer one, or not a valid one
 
 
 def request_principal() -> Principal | None:
@@ -41,17 +43,27 @@ def request_principal() -> Principal | None:
 def _caller() -> _Caller:
     caller: _Caller | None = g.get("_caller")
     if caller is None:
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        header = request.headers.get("Authorization", "").strip()
+        scheme, _, key = header.partition(" ")
         key = key.strip()
-        sent = scheme.lower() == "bearer" and bool(key)
-        caller = _Caller(sent, authenticate(resources().uow(), key) if sent else None)
+        principal = (authenticate(resources().uow(), key)
+                     if scheme.lower() == "bearer" and key else None)
+        caller = _Caller(header, scheme, key, principal)
         g._caller = caller
     return caller
 
 
 def _authenticate_request() -> Principal:
     caller = _caller()
-    if not caller.key_sent:
+    if not caller.header:
+        raise Unauthorized("Missing API key: send Authorization: Bearer <key>",
+                           code="missing_api_key")
+    if caller.scheme.lower() != "bearer":
+        # Someone sent a credential, just not ours (Basic, a bare key, a token scheme).
+        what = "a bare value" if not caller.key else f"the {caller.scheme[:20]!r} scheme"
+        raise Unauthorized(f"Authorization must be \"Bearer <key>\" with an API key; got "
+                           f"{what}", code="invalid_api_key", expected="Bearer <key>")
+    if not caller.key:
         raise Unauthorized("Missing API key: send Authorization: Bearer <key>",
                            code="missing_api_key")
     if caller.principal is None:

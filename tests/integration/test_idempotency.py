@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import Row, event, func, insert, select, update
 
 from adapters.resources import Resources
@@ -67,7 +67,8 @@ def test_same_key_and_body_replays_the_first_response(api, admin_key, clean_db):
     again = admin.post("/api/v1/orders", json=ORDER, headers={"Idempotency-Key": key})
 
     assert first.status_code == again.status_code == 201
-    assert again.json() == first.json()
+    assert again.content == first.content  # byte for byte, as the README promises
+    assert again.headers["Content-Type"] == first.headers["Content-Type"]
     assert "Idempotent-Replayed" not in first.headers
     assert again.headers["Idempotent-Replayed"] == "true"
     assert _order_count(clean_db) == 1
@@ -159,7 +160,7 @@ def test_a_key_older_than_24_hours_can_be_used_again(api, admin_key, clean_db):
     assert reused.json()["id"] != first.json()["id"]
     assert _order_count(clean_db) == 2
     [claim] = _claims(clean_db)  # the old claim was taken over, not duplicated
-    assert claim.response_body["id"] == reused.json()["id"]
+    assert json.loads(claim.response_body)["id"] == reused.json()["id"]
     again = admin.post("/api/v1/orders", json={**ORDER, "total_amount": "20.00"},
                        headers={"Idempotency-Key": key})
     assert again.headers["Idempotent-Replayed"] == "true"
@@ -275,10 +276,11 @@ def flaky_api(settings: Settings, resources: Resources, clean_db) -> Iterator[Ap
 
     @bp.post("/test-only/unstorable")
     def unstorable():
-        # Valid JSON that PostgreSQL's jsonb refuses (a NUL character): the view's answer
-        # is sent, but storing it for replays fails.
+        # An answer whose text PostgreSQL refuses (a NUL character): it is sent, but
+        # storing it for replays fails.
         calls.append(1)
-        return jsonify({"calls": len(calls), "note": "\u0000"}), 201
+        return Response(f'{{"calls": {len(calls)}, "note": "\0"}}', status=201,
+                        mimetype="application/json")
 
     app = create_app(settings, resources)
     app.register_blueprint(bp, url_prefix="/api/v1")
@@ -305,6 +307,10 @@ def test_a_server_error_frees_the_key_for_a_retry(flaky_api, admin_key, clean_db
 
 # --- an answer that could not be stored: the claim is abandoned after a while ----------
 
+def _calls(response: requests.Response) -> int:
+    return json.loads(response.text, strict=False)["calls"]  # the NUL is a raw character
+
+
 def _age_claims(res: Resources, by: timedelta) -> None:
     with res.uow() as uow:
         uow.session.execute(update(IdempotencyKey).values(
@@ -318,7 +324,7 @@ def test_a_claim_whose_answer_could_not_be_stored_is_abandoned_after_five_minute
 
     first = client.post("/api/v1/test-only/unstorable", json={},
                         headers={"Idempotency-Key": key})
-    assert (first.status_code, first.json()["calls"]) == (201, 1)  # the answer was sent
+    assert (first.status_code, _calls(first)) == (201, 1)  # the answer was sent
     [claim] = _claims(clean_db)
     assert claim.completed_at is None  # ...but not stored
     # Soon after, a retry must not run the request a second time.
@@ -332,7 +338,7 @@ def test_a_claim_whose_answer_could_not_be_stored_is_abandoned_after_five_minute
     _age_claims(clean_db, timedelta(seconds=20))  # now past CLAIM_TIMEOUT: abandoned
     retried = client.post("/api/v1/test-only/unstorable", json={},
                           headers={"Idempotency-Key": key})
-    assert (retried.status_code, retried.json()["calls"]) == (201, 2)
+    assert (retried.status_code, _calls(retried)) == (201, 2)
     assert "Idempotent-Replayed" not in retried.headers
     assert len(_claims(clean_db)) == 1  # taken over, not duplicated
 
@@ -376,3 +382,25 @@ def test_a_post_looks_its_api_key_up_once(api, admin_key, resources, clean_db, w
         response = api.as_key(admin_key).post("/api/v1/orders", json=ORDER, headers=headers)
     assert response.status_code == 201
     assert len(lookups) == 1, lookups
+
+
+def test_an_error_answer_is_replayed_byte_for_byte_too(api, admin_key, clean_db):
+    admin, key = api.as_key(admin_key), _key()
+    bad = {"total_amount": "1.001", "user_id": 1}
+    first = admin.post("/api/v1/orders", json=bad, headers={"Idempotency-Key": key})
+    again = admin.post("/api/v1/orders", json=bad, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 400
+    assert again.content == first.content
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_claim_stored_as_parsed_json_before_the_upgrade_still_replays(api, admin_key,
+                                                                       clean_db):
+    admin, key = api.as_key(admin_key), _key()
+    first = admin.post("/api/v1/orders", json=ORDER, headers={"Idempotency-Key": key})
+    with clean_db.uow() as uow:  # as older versions stored it: the parsed object
+        uow.session.execute(update(IdempotencyKey).values(response_body=first.json()))
+        uow.commit()
+    again = admin.post("/api/v1/orders", json=ORDER, headers={"Idempotency-Key": key})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()

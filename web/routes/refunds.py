@@ -17,7 +17,7 @@ bp = Blueprint("refunds", __name__)
 @bp.post("/payments/<int:payment_id>/refunds")
 @require_key(admin=True)
 def request_refund(payment_id: int):
-    body = json_body()
+    body = json_body(("amount", "reason"))
     view = refunds.request_refund(resources(), current_principal(), payment_id,
                                   amount=body.get("amount"),
                                   reason=body_str(body, "reason", max_len=REASON_MAX))
