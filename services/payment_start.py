@@ -3,8 +3,10 @@
 The provider call runs outside any transaction or lock; only its answer is
 written, in one short transaction. Everything here is safe to run twice for one
 payment: the provider is asked with the payment's own idempotency key (the same
-provider payment comes back), and the move out of init is a compare-and-set, so
-payment_started is written once.
+provider payment comes back), and its answer is stored under the payment's row lock
+only while none is stored yet, so payment_started is written once. `pay` has usually
+moved the payment to processing already (payment_start_requested); a start queued
+while it was still init moves it itself.
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ WORKER_ACTOR = "worker"
 
 
 def start_payment_processing(res: Resources, payment_id: int) -> str:
-    """The `payments.initiate` task's work: the payment at its provider, then init -> processing.
+    """The `payments.initiate` task's work: the payment at its provider, then its answer
+    stored on the payment (processing).
 
     The provider call runs outside any transaction or lock; the idempotency key is
     the payment's own, so a redelivered task gets the same provider payment back,
-    never a second one. payment_started is written once: the move out of init is a
-    compare-and-set. ProviderUnavailable propagates (the task retries with backoff);
+    never a second one. payment_started is written once (see the module docstring).
+    ProviderUnavailable propagates (the task retries with backoff);
     ProviderRejected fails the payment. Returns what happened, for the log.
     """
     target = _initiation_target(res, payment_id)
@@ -118,7 +121,7 @@ def _fix_out_trade_no(uow: UnitOfWork, res: Resources, payment_id: int) -> str:
 
 def _record_provider_payment(res: Resources, payment_id: int, provider: Provider,
                              created: ProviderPayment) -> str:
-    """One transaction: the provider's answer stored and init -> processing (audited once)."""
+    """One transaction: the provider's answer stored on the payment (audited once)."""
     fields = {"provider": provider.name, "provider_reference": created.reference,
               "pay_url": created.pay_url, "qr_payload": created.qr_payload}
     with res.uow() as uow:

@@ -1,4 +1,4 @@
-"""Sending again the tasks whose message was lost (DESIGN.md §7): the two start sweeps.
+"""Sending again the tasks whose message was lost (DESIGN.md §7): the two resend sweeps.
 
 A task is sent after its transaction commits (adapters/db.py); a broker that is down
 at that moment loses the message, and nothing else would ever send it:
