@@ -39,7 +39,7 @@ def receiver():
 @pytest.fixture
 def merchant(api, settings, celery_worker):
     """The merchant side of the sandbox's API (authenticated with the shared secret)."""
-    return api.as_key(settings.sandbox_webhook_secret)
+    return api.as_key(settings.sandbox_api_key)
 
 
 def create(merchant, payment_id, amount="100.00", method="wechat", **test_options):
