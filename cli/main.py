@@ -13,7 +13,7 @@ from typing import Any
 from config import ConfigError, Settings
 from domain.errors import DomainError
 
-SWEEPS = ("expire-payments", "expire-orders", "redeliver", "sync")
+SWEEPS = ("expire-payments", "expire-orders", "redeliver", "sync", "purge-idempotency-keys")
 
 
 def _resources() -> Any:
@@ -58,6 +58,7 @@ def _sweep_function(job: str) -> Callable[..., Any]:
         "expire-orders": maintenance.expire_stale_orders,
         "redeliver": maintenance.redeliver_stuck_callbacks,
         "sync": maintenance.sync_processing_payments,
+        "purge-idempotency-keys": maintenance.purge_idempotency_keys,
     }[job]
 
 

@@ -27,10 +27,11 @@ JOBS = {  # task name -> interval with SWEEP_INTERVAL_SECONDS = 7
     "maintenance.expire_orders": 300.0,
     "maintenance.redeliver_callbacks": 7.0,
     "maintenance.sync_pending": 300.0,
+    "maintenance.purge_idempotency_keys": 3600.0,
 }
 
 
-def test_the_schedule_has_the_four_jobs_with_intervals_from_settings(settings: Settings):
+def test_the_schedule_has_every_job_with_intervals_from_settings(settings: Settings):
     schedule = build_beat_schedule(replace(settings, sweep_interval_seconds=7))
 
     assert {entry["task"]: entry["schedule"] for entry in schedule.values()} == JOBS
@@ -63,7 +64,7 @@ def test_every_scheduled_task_is_registered_in_the_celery_app(stack_env):
     missing = set(JOBS) - set(app["tasks"])
     assert not missing, f"scheduled but not registered: {missing}"
     for name in ("maintenance.expire_payments", "maintenance.expire_orders",
-                 "maintenance.sync_pending"):
+                 "maintenance.sync_pending", "maintenance.purge_idempotency_keys"):
         assert app["tasks"][name] == {"acks_late": True, "ignore_result": True}
 
 

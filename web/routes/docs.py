@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, jsonify, render_template
 from markupsafe import Markup, escape
 
+from web.deps import resources
 from web.openapi import openapi_spec
 
 bp = Blueprint("docs", __name__)
@@ -21,12 +22,12 @@ METHOD_ORDER = ("get", "post", "put", "patch", "delete")
 
 @bp.get("/openapi.json")
 def openapi_json():
-    return jsonify(openapi_spec())
+    return jsonify(openapi_spec(resources().settings.is_dev))
 
 
 @bp.get("/docs")
 def docs_page():
-    spec = openapi_spec()
+    spec = openapi_spec(resources().settings.is_dev)
     reader = _SpecReader(spec)
     return render_template("docs.html", info=spec["info"], operations=reader.operations(),
                            schemas=reader.schemas(), code=inline_code)

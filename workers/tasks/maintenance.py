@@ -9,6 +9,7 @@ from __future__ import annotations
 from services.maintenance import (
     expire_stale_orders,
     expire_stale_payments,
+    purge_idempotency_keys,
     sync_processing_payments,
 )
 from workers.app import celery
@@ -28,3 +29,8 @@ def expire_orders() -> None:
 @celery.task(name="maintenance.sync_pending", acks_late=True, ignore_result=True)
 def sync_pending() -> None:
     sync_processing_payments(resources())
+
+
+@celery.task(name="maintenance.purge_idempotency_keys", acks_late=True, ignore_result=True)
+def purge_idempotency_keys_task() -> None:
+    purge_idempotency_keys(resources())
