@@ -98,7 +98,7 @@ def test_missing_urls_without_a_stack_file_are_a_clear_error(tmp_path):
 
 
 def test_supported_currencies_default_to_cny_and_are_iso_4217(tmp_path):
-    base = {**BASE, "RUN_DIR": str(tmp_path)}
+    base = {**DEV, "RUN_DIR": str(tmp_path)}
     assert Settings.from_env(base).supported_currencies == ("CNY",)
     assert Settings.from_env({**base, "SUPPORTED_CURRENCIES": "cny, jpy,KRW"}
                              ).supported_currencies == ("CNY", "JPY", "KRW")
@@ -109,11 +109,11 @@ def test_supported_currencies_default_to_cny_and_are_iso_4217(tmp_path):
 def test_three_decimal_currencies_are_refused_at_start(tmp_path):
     # Amounts are NUMERIC(14, 2): a fils of BHD could not be stored.
     with pytest.raises(ConfigError, match="BHD has 3 decimal places"):
-        Settings.from_env({**BASE, "RUN_DIR": str(tmp_path), "SUPPORTED_CURRENCIES": "BHD"})
+        Settings.from_env({**DEV, "RUN_DIR": str(tmp_path), "SUPPORTED_CURRENCIES": "BHD"})
 
 
 def test_the_shop_name_and_logo_file_are_read_and_checked(tmp_path):
-    base = {**BASE, "RUN_DIR": str(tmp_path)}
+    base = {**DEV, "RUN_DIR": str(tmp_path)}
     assert Settings.from_env(base).shop_name == "Demo shop"
     assert Settings.from_env(base).shop_logo_file is None
     logo = tmp_path / "logo.png"
@@ -128,7 +128,7 @@ def test_the_shop_name_and_logo_file_are_read_and_checked(tmp_path):
 
 
 def test_worker_metrics_address_is_off_unless_set_and_checked(tmp_path):
-    env = {**BASE, "RUN_DIR": str(tmp_path)}
+    env = {**DEV, "RUN_DIR": str(tmp_path)}
     assert Settings.from_env(env).worker_metrics_address is None
     assert Settings.from_env({**env, "WORKER_METRICS_ADDRESS": "127.0.0.1:9808"}
                              ).worker_metrics_address == ("127.0.0.1", 9808)
