@@ -39,6 +39,7 @@ from domain.callback_events import (
     parse_callback_event,
 )
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from domain.ids import MAX_BIGINT
 from domain.models import Base, CallbackAuthFailure, Payment, ProviderCallback, Refund
 from domain.statuses import CallbackStatus
 from services.audit import record_event
@@ -64,7 +65,6 @@ REDELIVER_BATCH_SIZE = 1000
 REDELIVER_RUN_LOCK = "sweep-lock:redeliver-callbacks"
 
 MAX_ERROR_LENGTH = 2000
-MAX_BIGINT = 2**63 - 1
 MAX_PAGE_SIZE = 200
 
 
