@@ -185,6 +185,23 @@ class ProviderCallback(Base):
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class CallbackAuthFailure(Base):
+    """Refused callback signatures, one row per provider and minute (anonymous junk must
+    not write a row per request): how many, the first and last reason, and when."""
+
+    __tablename__ = "callback_auth_failures"
+    __table_args__ = (UniqueConstraint("provider", "minute"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    count: Mapped[int] = mapped_column(Integer)
+    first_reason: Mapped[str] = mapped_column(String(32))
+    last_reason: Mapped[str] = mapped_column(String(32))
+    first_at: Mapped[datetime] = _now()
+    last_at: Mapped[datetime] = _now()
+
+
 class ApiKey(Base):
     """Only the SHA-256 of a key is stored; the key itself is shown once at creation."""
 

@@ -75,7 +75,7 @@ def create_payment(res: Resources, principal: Principal, *, order_id: int, metho
     with res.uow() as uow:
         session = uow.session
         order = find_order(session, principal, order_id, lock=True)
-        chosen = resolve_method(method)
+        chosen = resolve_method(method, res.providers.available_methods)
         requested = (order.total_amount if amount is None
                      else parse_amount(amount, currency=order.currency))
         if requested != order.total_amount:
@@ -116,7 +116,7 @@ def retry_payment(res: Resources, principal: Principal,
         if active_id is not None:  # a concurrent retry (or create) won: that attempt, 200
             return payment_detail(session, active_id), False
         _check_retry_allowed(session, order.id, now)
-        method = resolve_method(previous.method)
+        method = resolve_method(previous.method, res.providers.available_methods)
         new_id = insert_payment_attempt(session, order, method, now, res.settings,
                                         actor=principal.actor, retry_of=previous.id,
                                         provider=res.providers.for_method(method.code).name)

@@ -276,8 +276,6 @@ PATHS: dict[str, dict[str, Schema]] = {
         "docs", "This API's documentation as a web page (works offline)", "operations",
         auth="none", ok={200: _ok("HTML", string(), media="text/html")})},
 }
-# The built-in sandbox provider's merchant API and pay page (mounted under /sandbox).
-PATHS.update(SANDBOX_PATHS)
 # The customer's cashier page (web/routes/checkout.py).
 PATHS.update(CHECKOUT_PATHS)
 # WeChat Pay's and Alipay's notifications, each in its own protocol (DESIGN.md §6b).
@@ -285,9 +283,12 @@ PATHS.update(PROVIDER_PATHS)
 
 
 @cache
-def openapi_spec(currencies: tuple[str, ...] = ("CNY",)) -> dict[str, Any]:
+def openapi_spec(currencies: tuple[str, ...] = ("CNY",),
+                 with_standins: bool = True) -> dict[str, Any]:
     """The document for a deployment that takes `currencies` (SUPPORTED_CURRENCIES), with
-    a request and a response example for every operation."""
+    a request and a response example for every operation; `with_standins`: the sandbox's
+    routes too (dev and test only, where it is mounted under /sandbox)."""
+    paths = {**PATHS, **SANDBOX_PATHS} if with_standins else PATHS
     return with_examples({
         "openapi": "3.1.0",
         "info": {
@@ -306,7 +307,7 @@ def openapi_spec(currencies: tuple[str, ...] = ("CNY",)) -> dict[str, Any]:
         "tags": [{"name": name} for name in
                  ("orders", "payments", "refunds", "callbacks", "providers", "checkout",
                   "operations")],
-        "paths": PATHS,
+        "paths": paths,
         "components": {
             "schemas": {**SCHEMAS, "Currency": currency_schema(currencies)},
             "parameters": PARAMETERS,

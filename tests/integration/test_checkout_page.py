@@ -24,7 +24,7 @@ EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|@import|url\
 
 @pytest.fixture
 def flow(api, admin_key, settings, clean_db) -> PaymentFlow:
-    return PaymentFlow(api, admin_key, settings.sandbox_webhook_secret, clean_db)
+    return PaymentFlow(api, admin_key, settings.sandbox_api_key, clean_db)
 
 
 def path_of(url: str) -> str:
