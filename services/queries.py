@@ -126,6 +126,7 @@ def order_detail(session: Session, order_id: int) -> dict[str, Any]:
         "total_amount": order.total_amount,
         "currency": order.currency,
         "status": order.status,
+        "purpose": order.purpose,
         "amount_paid": Decimal(totals.paid).quantize(ZERO),
         "amount_refunded": Decimal(totals.refunded).quantize(ZERO),
         "created_at": order.created_at,
