@@ -38,6 +38,7 @@ LABELS: dict[str, dict[str, str]] = {
         "status_expired": "Expired",
         "status_partially_refunded": "Partly refunded",
         "status_refunded": "Refunded",
+        "wallet_balance": "balance",
     },
     "zh": {
         "title": "收银台",
@@ -72,10 +73,12 @@ LABELS: dict[str, dict[str, str]] = {
         "status_expired": "已过期",
         "status_partially_refunded": "部分退款",
         "status_refunded": "已退款",
+        "wallet_balance": "余额",
     },
 }
 
-METHOD_NAMES_ZH = {"wechat": "微信支付", "alipay": "支付宝", "bank_card": "银行卡"}
+METHOD_NAMES_ZH = {"wechat": "微信支付", "alipay": "支付宝", "bank_card": "银行卡",
+                   "balance": "余额支付"}
 
 
 def language(request: Request) -> str:

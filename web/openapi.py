@@ -16,6 +16,7 @@ from standins.sandbox.openapi import SANDBOX_PATHS
 from web.openapi_checkout import CHECKOUT_PATHS
 from web.openapi_providers import PROVIDER_PATHS
 from web.openapi_schemas import ID, SCHEMAS, TIMESTAMP, Schema, ref, string
+from web.openapi_wallets import WALLET_SCHEMAS, wallet_paths
 
 API = "/api/v1"
 JSON = "application/json"
@@ -117,7 +118,9 @@ PATHS: dict[str, dict[str, Schema]] = {
         errors={400: "Invalid input (`invalid_amount`, `invalid_currency`, "
                      "`user_id_required`, `invalid_field`)",
                 403: "A user key naming another user (`user_id_not_allowed`)",
-                409: "`duplicate_order_number`"})},
+                409: "`duplicate_order_number`"},
+        description="`purpose: wallet_topup` (CNY only) makes an order that credits its "
+                    "user's wallet when paid by any method but the balance.")},
     f"{API}/orders/{{order_id}}": {"get": operation(
         "getOrder", "An order with its status history and paid/refunded totals", "orders",
         params=[p("OrderId")], ok={200: _ok("The order", ref("Order"))},
@@ -136,7 +139,8 @@ PATHS: dict[str, dict[str, Schema]] = {
             ok={201: _ok("The new payment", ref("PaymentDetail")),
                 200: _ok("The order already has an active payment: that one",
                          ref("PaymentDetail"))},
-            errors={400: "`unsupported_method`, `invalid_amount`, or `amount_mismatch` "
+            errors={400: "`unsupported_method` (also `balance` for a wallet top-up or "
+                         "a non-CNY order), `invalid_amount`, or `amount_mismatch` "
                          "(with `order_amount` and `payment_amount`)",
                     404: NOT_FOUND_ORDER,
                     409: "`order_not_payable` (order not pending), `order_expired`"}),
@@ -165,10 +169,15 @@ PATHS: dict[str, dict[str, Schema]] = {
         "payPayment", "Start paying: queue the provider call", "payments",
         params=[p("PaymentId")],
         description="The status becomes processing; `pay_url` appears once the worker "
-                    "has it from the provider (poll the payment).",
-        ok={202: _ok("Accepted; the payment as it is now", ref("PaymentDetail"))},
+                    "has it from the provider (poll the payment). A `balance` payment is "
+                    "settled at once from the owner's wallet instead: 200, succeeded, the "
+                    "order paid.",
+        ok={202: _ok("Accepted; the payment as it is now", ref("PaymentDetail")),
+            200: _ok("A balance payment, paid from the wallet", ref("PaymentDetail"))},
         errors={404: NOT_FOUND_PAYMENT,
-                409: "`payment_not_payable`, `payment_expired`, `order_not_payable`"})},
+                409: "`payment_not_payable`, `payment_expired`, `order_not_payable`, "
+                     "`insufficient_balance` (with `balance` and `amount`; nothing "
+                     "changed)"})},
     f"{API}/payments/{{payment_id}}/cancel": {"post": api_post(
         "cancelPayment", "Cancel a payment (idempotent)", "payments",
         params=[p("PaymentId")], body="Reason",
@@ -199,14 +208,18 @@ PATHS: dict[str, dict[str, Schema]] = {
                         "holds moves the order to refunding (then refunded, or back to paid "
                         "if it fails). The refund goes pending -> processing (the provider "
                         "accepted it) -> succeeded | failed (the provider's callback); the "
-                        "payment becomes partially_refunded or refunded.",
+                        "payment becomes partially_refunded or refunded. A balance "
+                        "payment's refund is credited to the wallet at once (already "
+                        "succeeded in this answer); a wallet top-up's takes its money out "
+                        "of the wallet now.",
             ok={202: _ok("Accepted (pending); a worker executes it with the provider",
                          ref("Refund"))},
             errors={400: "`invalid_amount`, `invalid_field` (reason), or "
                          "`refund_exceeds_remaining` (with `remaining`)",
                     404: NOT_FOUND_PAYMENT,
                     409: "`payment_not_refundable` (not succeeded/partially_refunded), "
-                         "`method_not_refundable`"}),
+                         "`method_not_refundable`, `topup_already_spent` (a wallet "
+                         "top-up whose money the wallet no longer holds)"}),
         "get": operation(
             "listRefunds", "A payment's refunds", "refunds", params=[p("PaymentId")],
             ok={200: _ok("Oldest first", ref("RefundList"))}, errors={404: NOT_FOUND_PAYMENT})},
@@ -272,6 +285,8 @@ PATHS.update(SANDBOX_PATHS)
 PATHS.update(CHECKOUT_PATHS)
 # WeChat Pay's and Alipay's notifications, each in its own protocol (DESIGN.md §6b).
 PATHS.update(PROVIDER_PATHS)
+# Wallets and their ledgers (DESIGN.md §10).
+PATHS.update(wallet_paths(operation=operation, api_post=api_post, ok=_ok))
 
 
 @cache
@@ -291,11 +306,11 @@ def openapi_spec() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": name} for name in
-                 ("orders", "payments", "refunds", "callbacks", "providers", "checkout",
-                  "operations")],
+                 ("orders", "payments", "refunds", "wallets", "callbacks", "providers",
+                  "checkout", "operations")],
         "paths": PATHS,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **WALLET_SCHEMAS},
             "parameters": PARAMETERS,
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",

@@ -42,6 +42,9 @@ def page(payment_id: int):
     view = checkout.checkout_page(resources(), payment_id, _token())
     lang = language(request)
     methods = [{**m, "label": method_name(lang, m["code"], m["name"])} for m in view["methods"]]
+    for m in methods:
+        if "balance" in m:  # the wallet's, shown beside it
+            m["balance"] = format_amount(m["balance"])
     urls = {
         "status": url_for(".status", payment_id=payment_id, token=view["token"]),
         "pay": url_for(".pay", payment_id=payment_id, token=view["token"]),

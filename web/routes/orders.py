@@ -23,7 +23,7 @@ def create_order():
         resources(), current_principal(),
         total_amount=body.get("total_amount"), currency=body.get("currency"),
         order_number=body_str(body, "order_number", max_len=64),
-        user_id=body_id(body, "user_id", required=False))
+        user_id=body_id(body, "user_id", required=False), purpose=body.get("purpose"))
     return jsonify(view), 201
 
 
