@@ -153,3 +153,17 @@ def test_a_negative_balance_is_refused_by_the_database(admin, owner, clean_db):
         with clean_db.uow() as uow:
             uow.session.execute(text("UPDATE wallets SET balance = -0.01"))
     assert balance(clean_db, USER) == Decimal("10.00")
+
+
+def test_malformed_pages_and_ids_beyond_bigint(admin, owner, clean_db):
+    for query in ("page=0", "page=x", "page_size=101", "page_size=-1"):
+        response = owner.get(f"/api/v1/wallets/{USER}/ledger?{query}")
+        assert response.status_code == 400, query
+        assert response.json()["code"] == "invalid_field"
+    for path in ("/api/v1/wallets/99999999999999999999",
+                 "/api/v1/wallets/99999999999999999999/ledger"):
+        assert admin.get(path).status_code == 404
+    response = admin.post("/api/v1/wallets/99999999999999999999/credits",
+                          json={"amount": "1.00", "reason": "x"})
+    assert (response.status_code, response.json()["code"]) == (404, "wallet_not_found")
+    assert counts(clean_db)["wallets"] == 0
