@@ -9,22 +9,19 @@ ledger agrees. Its own Redis and worker, as tests/faults/test_worker_killed.py.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-import psutil
 import pytest
-import requests
 from sqlalchemy import func, select, update
 
 from domain.models import Order, OrderStatusHistory, ProviderCallback
 from domain.wallet_models import WalletEntry
 from services.wallet.verification import verify_wallets
-from tests.support.callbacks import event_body, post_callback, signed_headers
+from tests.support.callbacks import event_body
 from tests.support.factories import make_order, make_payment
+from tests.support.pool_kills import kill_pool_in_rounds, post_callbacks
 from tests.support.private_stack import env_with, serve_app, settings_with
 from tests.support.processes import stop_process_group, wait_until
 from tests.support.wallets import balance
@@ -64,38 +61,18 @@ def test_every_topup_is_credited_once_while_pool_processes_are_killed(
     log_path = tmp_path / "worker.log"
     worker = start_worker(env_with(stack_env, private), log_path, concurrency=2,
                           queues="callbacks")
-    kills: list[int] = []
     try:
         with serve_app(private) as (url, res):
 
+            kills: list[int] = []
+
             def killer() -> None:
-                done = 0
-                for _ in range(KILL_ROUNDS):
-                    wait_until(lambda: len(psutil.Process(worker.pid).children()) == 2,
-                               timeout=60, message="the pool restarted")
-                    wait_until(lambda d=done: _processed(res) >= d + 20, timeout=60,
-                               message="the new pool at work")
-                    children = psutil.Process(worker.pid).children()
-                    for child in children:
-                        try:
-                            os.kill(child.pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                    kills.append(len(children))
-                    done = _processed(res)
-
-            local = threading.local()
-
-            def send(body: bytes) -> requests.Response:
-                if not hasattr(local, "http"):
-                    local.http = requests.Session()
-                return post_callback(url, body, headers=signed_headers(body),
-                                     session=local.http)
+                kills.extend(kill_pool_in_rounds(worker.pid, KILL_ROUNDS,
+                                                 lambda: _processed(res), step=20))
 
             kill_thread = threading.Thread(target=killer, daemon=True)
             kill_thread.start()
-            with ThreadPoolExecutor(max_workers=6) as pool:
-                responses = list(pool.map(send, bodies))
+            responses = post_callbacks(url, bodies)
             kill_thread.join(timeout=180)
             assert [r.status_code for r in responses] == [200] * len(bodies)
             assert len(kills) == KILL_ROUNDS, kills
