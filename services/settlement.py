@@ -43,7 +43,11 @@ from domain.statuses import (
 )
 from services.audit import record_event
 from services.transitions import lock_order_status, transition_order, transition_payment
-from services.wallet.topups import credit_topup, restore_after_failed_refund
+from services.wallet.topups import (
+    credit_topup,
+    restore_after_failed_refund,
+    review_if_given_back,
+)
 
 # Bounds on one settlement, so the task's worst case (and so the lock TTL) is bounded.
 LOCK_TIMEOUT = "5s"
@@ -208,6 +212,9 @@ def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
                      values={"refunded_amount": refunded_after}, refund_id=refund.id,
                      amount=refund.amount, refunded_amount=refunded_after)
         _finish_refund(session, refund, RefundStatus.SUCCEEDED, ctx.event.transaction_id)
+        if refund.status is RefundStatus.FAILED:  # a top-up given back is now paid twice
+            review_if_given_back(session, refund_id=refund.id, payment_id=payment.id,
+                                 actor=ctx.actor)
         settle_order_after_refund(session, payment.order_id, actor=ctx.actor,
                                   reason=f"refund callback {ctx.event.event_id}")
         return Settlement(CallbackStatus.PROCESSED)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from adapters.metrics import WALLET_REFUSALS
-from domain.models import Order
+from domain.models import Order, Payment
 from domain.wallet import EntryKind, OrderPurpose, TopupAlreadySpent
 from domain.wallet_models import WalletEntry
+from services.audit import record_event
 from services.wallet.ledger import Entry, lock_wallet, post_entry
 
 _ORDER_PURPOSE = select(Order.purpose, Order.user_id).where(Order.id == bindparam("id"))
@@ -72,3 +73,20 @@ def restore_after_failed_refund(session: Session, refund_id: int, *,
     return post_entry(session, taken.user_id, EntryKind.REFUND, -taken.amount,
                       actor=actor, refund_id=refund_id,
                       reason=f"refund {refund_id} failed: the top-up is back in the wallet")
+
+
+def review_if_given_back(session: Session, *, refund_id: int, payment_id: int,
+                         actor: str) -> bool:
+    """A refund reported succeeded after it had failed (the money did leave us, §6): if
+    its top-up had been given back to the wallet, the user now has it twice. Taking it
+    out again could overdraw the wallet, so a person decides: the payment is flagged for
+    review with an audit row. True when flagged."""
+    if not session.execute(_GIVEN_BACK_FOR_REFUND, {"refund_id": refund_id}).scalar_one():
+        return False
+    session.execute(update(Payment).where(Payment.id == payment_id)
+                    .values(needs_review=True, updated_at=func.now())
+                    .execution_options(synchronize_session=False))
+    record_event(session, "topup_refund_succeeded_after_give_back", payment_id=payment_id,
+                 actor=actor, refund_id=refund_id,
+                 reason="the refund succeeded after its top-up was put back in the wallet")
+    return True

@@ -8,9 +8,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
+from domain.models import Payment
 from services.wallet.verification import verify_wallets
+from tests.support.callbacks import event_body, post_callback, signed_headers
 from tests.support.payment_flow import PaymentFlow
+from tests.support.processes import wait_until
 from tests.support.wallets import balance, balance_order, counts, entries
 
 USER = 41
@@ -78,7 +82,7 @@ def test_refunding_a_spent_topup_is_409_and_writes_nothing(flow, clean_db):
     assert verify_wallets(clean_db).ok
 
 
-def test_a_failed_topup_refund_puts_the_money_back(flow, clean_db):
+def test_a_failed_topup_refund_puts_the_money_back(flow, clean_db, settings):
     order, payment, pay_url = paid_topup(flow, "50.00", fail_refunds=True)
 
     refund = flow.admin.post(f"/api/v1/payments/{payment['id']}/refunds", json={})
@@ -90,6 +94,23 @@ def test_a_failed_topup_refund_puts_the_money_back(flow, clean_db):
                                        ("refund", D("-50.00"), D("0.00")),
                                        ("refund", D("50.00"), D("50.00"))]
     assert flow.get_order(order["id"])["status"] == "paid"
+    assert verify_wallets(clean_db).ok
+
+    # The provider then reports the refund succeeded after all (§6: money that left us):
+    # the user would hold the top-up twice, so the payment goes to a person, and the
+    # wallet is not overdrawn behind anyone's back.
+    late = event_body(payment["id"], event_type="refund.succeeded", amount="50.00",
+                      refund_id=refund.json()["id"], transaction_id="rf_late")
+    assert post_callback(flow.admin.base_url, late,
+                         headers=signed_headers(late, secret=settings.sandbox_webhook_secret)
+                         ).status_code == 200
+    wait_until(lambda: ("topup_refund_succeeded_after_give_back", "provider:sandbox")
+               in flow.events(payment["id"]), timeout=30, message="the late refund applied")
+    with clean_db.uow() as uow:
+        assert uow.session.execute(select(Payment.needs_review)
+                                   .where(Payment.id == payment["id"])).scalar_one()
+    assert flow.get(payment["id"])["status"] == "refunded"
+    assert balance(clean_db, USER) == D("50.00")
     assert verify_wallets(clean_db).ok
 
 
