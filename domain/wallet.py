@@ -100,6 +100,14 @@ def parse_purpose(value: object, currency: str) -> OrderPurpose:
     return purpose
 
 
+def check_manual_order_transition(purpose: str, target: str) -> None:
+    """A top-up order becomes paid only by its payment's settlement, which credits the
+    wallet in the same transaction; moved to paid by hand it would be paid uncredited."""
+    if purpose == OrderPurpose.WALLET_TOPUP and target == "paid":
+        raise Conflict("A wallet top-up order becomes paid only when its payment succeeds",
+                       code="topup_paid_by_payment_only")
+
+
 def check_not_self_credit(actor_user_id: int | None, wallet_user_id: int) -> None:
     """An admin key that belongs to a user may not credit that user's own wallet."""
     if actor_user_id is not None and actor_user_id == wallet_user_id:

@@ -16,7 +16,7 @@ from domain.errors import Conflict, Forbidden, InvalidInput
 from domain.models import Order, OrderStatusHistory, Payment
 from domain.money import parse_amount, parse_currency
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
-from domain.wallet import parse_purpose
+from domain.wallet import check_manual_order_transition, parse_purpose
 from services.api_keys import Principal
 from services.queries import find_order, order_detail
 from services.transitions import transition_order, transition_payment, utc_now
@@ -59,7 +59,8 @@ def change_order_status(res: Resources, principal: Principal, order_id: int, *,
     """Admin move through the §4 state machine; an illegal move is 409 and changes nothing."""
     target = _known_order_status(to)
     with res.uow() as uow:
-        find_order(uow.session, principal, order_id, lock=True)
+        order = find_order(uow.session, principal, order_id, lock=True)
+        check_manual_order_transition(order.purpose, target)
         transition_order(uow.session, order_id, target, actor=principal.actor, reason=reason,
                          strict=True)
         if target in CLOSING_STATUSES:

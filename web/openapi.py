@@ -130,7 +130,8 @@ PATHS: dict[str, dict[str, Schema]] = {
         auth="admin", params=[p("OrderId")], body="OrderTransition", body_required=True,
         ok={200: _ok("The order after the change", ref("Order"))},
         errors={400: "Unknown status (`invalid_status`)", 404: NOT_FOUND_ORDER,
-                409: "Not allowed from the current status (`invalid_transition`); "
+                409: "Not allowed from the current status (`invalid_transition`), or a "
+                     "wallet top-up moved to paid by hand (`topup_paid_by_payment_only`); "
                      "nothing changed"})},
     f"{API}/payments": {
         "post": api_post(

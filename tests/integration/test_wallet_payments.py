@@ -148,3 +148,13 @@ def test_a_paid_balance_payment_is_never_expired_by_the_sweep(admin, owner, clea
     expire_stale_payments(clean_db)
     assert owner.get(f"/api/v1/payments/{payment['id']}").json()["status"] == "succeeded"
     assert balance(clean_db, USER) == D("0.00")
+
+
+def test_an_admin_cannot_mark_a_topup_paid_by_hand(admin, owner, clean_db):
+    order = admin.post("/api/v1/orders", json={"total_amount": "5.00", "user_id": USER,
+                                               "purpose": "wallet_topup"}).json()
+    response = admin.post(f"/api/v1/orders/{order['id']}/transitions", json={"to": "paid"})
+    assert response.status_code == 409
+    assert response.json()["code"] == "topup_paid_by_payment_only"
+    assert owner.get(f"/api/v1/orders/{order['id']}").json()["status"] == "pending"
+    assert balance(clean_db, USER) is None

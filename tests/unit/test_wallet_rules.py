@@ -7,13 +7,14 @@ from decimal import Decimal
 
 import pytest
 
-from domain.errors import Forbidden, InvalidInput
+from domain.errors import Conflict, Forbidden, InvalidInput
 from domain.money import MAX_AMOUNT
 from domain.wallet import (
     InsufficientBalance,
     OrderPurpose,
     balance_after,
     check_balance_method_allowed,
+    check_manual_order_transition,
     check_not_self_credit,
     parse_purpose,
 )
@@ -70,3 +71,11 @@ def test_an_admin_key_of_a_user_cannot_credit_that_user():
     with pytest.raises(Forbidden) as err:
         check_not_self_credit(7, 7)
     assert err.value.code == "self_credit_not_allowed"
+
+
+def test_a_topup_is_paid_only_by_its_payment():
+    check_manual_order_transition("purchase", "paid")
+    check_manual_order_transition("wallet_topup", "cancelled")
+    with pytest.raises(Conflict) as err:
+        check_manual_order_transition("wallet_topup", "paid")
+    assert err.value.code == "topup_paid_by_payment_only"
