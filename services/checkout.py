@@ -185,7 +185,7 @@ def _change_method(res: Resources, customer: CheckoutCustomer, payment_id: int,
         session = uow.session
         status = lock_payment_status(session, payment_id)
         current = session.execute(
-            select(Payment.method, Payment.amount, Order.purpose, Order.currency)
+            select(Payment.method, Payment.amount, Payment.currency, Order.purpose)
             .join(Order, Order.id == Payment.order_id).where(Payment.id == payment_id)).one()
         check_balance_method_allowed(chosen.code, purpose=current.purpose,
                                      currency=current.currency)
@@ -197,7 +197,7 @@ def _change_method(res: Resources, customer: CheckoutCustomer, payment_id: int,
         session.execute(
             update(Payment).where(Payment.id == payment_id,
                                   Payment.status == PaymentStatus.INIT.value)
-            .values(method=chosen.code, fee=chosen.fee_for(current.amount),
+            .values(method=chosen.code, fee=chosen.fee_for(current.amount, current.currency),
                     provider=payments.provider_name_for(res, chosen.code),
                     updated_at=func.now())
             .execution_options(synchronize_session=False))

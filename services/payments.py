@@ -79,9 +79,11 @@ def create_payment(res: Resources, principal: Principal, *, order_id: int, metho
         chosen = resolve_method(method)
         check_balance_method_allowed(chosen.code, purpose=order.purpose,
                                      currency=order.currency)
-        requested = order.total_amount if amount is None else parse_amount(amount)
+        requested = (order.total_amount if amount is None
+                     else parse_amount(amount, currency=order.currency))
         if requested != order.total_amount:
-            raise AmountMismatch(format_amount(order.total_amount), format_amount(requested))
+            raise AmountMismatch(format_amount(order.total_amount, order.currency),
+                                 format_amount(requested, order.currency))
         now = utc_now(session)
         _check_payable(order, now, res.settings)
         active_id = _live_active_payment(session, order.id, now, actor=principal.actor)
@@ -255,7 +257,7 @@ def insert_payment_attempt(session: Session, order: Order, method: PaymentMethod
     payment_id = session.execute(_INSERT_ATTEMPT, {
         "order_id": order.id, "user_id": order.user_id, "amount": amount,
         "currency": order.currency, "method": method.code, "status": PaymentStatus.INIT.value,
-        "provider": provider, "attempt": attempt, "fee": method.fee_for(amount),
+        "provider": provider, "attempt": attempt, "fee": method.fee_for(amount, order.currency),
         "created_at": now, "updated_at": now, "expires_at": expires_at,
     }).scalar_one_or_none()
     if payment_id is None:

@@ -103,7 +103,7 @@ def transition_payment(session: Session, payment_id: int, to: PaymentStatus, *, 
         return None
     record_event(session, event, payment_id=payment_id, actor=actor,
                  from_status=current.value, to_status=to.value, **detail)
-    count_payment_final(session, to.value)
+    count_payment_final(session, to.value, from_status=current.value)
     return current
 
 

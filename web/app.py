@@ -14,6 +14,7 @@ from config import Settings
 from standins.sandbox.web import bp as sandbox_bp
 from web.errors import register_error_handlers
 from web.idempotency import install_idempotency
+from web.json_body import install_body_limit
 from web.request_context import install_request_context
 from web.routes import callbacks, checkout, docs, health, metrics
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
 
     install_request_context(app)  # first: every later hook and log line has the id
     register_error_handlers(app)
+    install_body_limit(app)  # before anything reads a body
     install_idempotency(app, API_PREFIX)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)

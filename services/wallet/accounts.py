@@ -53,7 +53,7 @@ def credit_wallet(res: Resources, principal: Principal, user_id: int, *, amount:
                   reason: str) -> dict[str, Any]:
     """An admin puts money in: one `credit` entry. Every check runs before anything is
     written: the amount (400), the user (404), not one's own wallet (403)."""
-    credit = parse_amount(amount)
+    credit = parse_amount(amount, currency=WALLET_CURRENCY)
     with res.uow() as uow:
         session = uow.session
         _check_known_user(session, user_id)

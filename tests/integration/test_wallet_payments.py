@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 
 from domain.models import PaymentEvent
 from services.maintenance import expire_stale_orders, expire_stale_payments
+from tests.support.factories import make_order
 from tests.support.wallets import balance, balance_order, counts, credit, entries
 
 USER = 31
@@ -89,11 +90,13 @@ def test_another_users_balance_payment_is_404(admin, api, make_user_key, owner, 
 
 def test_a_topup_or_a_foreign_currency_order_cannot_use_the_balance(admin, owner, clean_db):
     credit(admin, USER, "10.00")
-    for order_body in ({"total_amount": "5.00", "purpose": "wallet_topup"},
-                       {"total_amount": "5.00", "currency": "USD"}):
-        order = admin.post("/api/v1/orders", json={**order_body, "user_id": USER}).json()
+    topup = admin.post("/api/v1/orders", json={"total_amount": "5.00", "user_id": USER,
+                                               "purpose": "wallet_topup"}).json()["id"]
+    # Made directly: a deployment that accepts USD (SUPPORTED_CURRENCIES) could hold one.
+    in_usd = make_order(clean_db, user_id=USER, total="5.00", currency="USD")
+    for order_id in (topup, in_usd):
         response = admin.post("/api/v1/payments",
-                              json={"order_id": order["id"], "method": "balance"})
+                              json={"order_id": order_id, "method": "balance"})
         assert response.status_code == 400, response.text
         assert response.json()["code"] == "unsupported_method"
     assert counts(clean_db)["payments"] == 0

@@ -35,7 +35,7 @@ def get_ledger(user_id: int):
 @bp.post("/wallets/<int:user_id>/credits")
 @require_key(admin=True)
 def credit(user_id: int):
-    body = json_body()
+    body = json_body(("amount", "reason"))
     entry = accounts.credit_wallet(
         resources(), current_principal(), user_id, amount=body.get("amount"),
         reason=body_str(body, "reason", max_len=REASON_MAX, required=True) or "")
