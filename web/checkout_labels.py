@@ -42,7 +42,7 @@ LABELS: dict[str, dict[str, str]] = {
         "status_expired": "Expired",
         "status_partially_refunded": "Partly refunded",
         "status_refunded": "Refunded",
-        "wallet_balance": "balance",
+        "wallet_balance": "Balance",
     },
     "zh": {
         "title": "收银台",

@@ -43,7 +43,7 @@ def test_the_wallet_is_offered_with_its_balance_and_pays_at_once(flow, clean_db)
     credit(flow.admin, USER, "45.50")
     html = page(flow, pid, token)
     assert 'value="balance"' in html
-    assert '<span class="wallet-balance" id="wallet-balance">(balance 45.50 CNY)</span>' in html
+    assert '<span class="wallet-balance" id="wallet-balance">Balance 45.50 CNY</span>' in html
     assert "余额支付" in page(flow, pid, token, lang="zh-CN") and "余额 45.50" in page(
         flow, pid, token, lang="zh-CN")
 
