@@ -33,6 +33,16 @@ def normalize_database_url(url: str) -> str:
     raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got {url.split(':', 1)[0]}://")
 
 
+def parse_listen_address(name: str, raw: str) -> tuple[str, int] | None:
+    """`host:port` (or `:port`, all interfaces) -> (host, port); empty -> None."""
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name} must be host:port, got {raw!r}")
+    return host or "0.0.0.0", int(port)
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines, as written by the dev supervisor."""
     values: dict[str, str] = {}
@@ -163,6 +173,9 @@ class Settings:
     flower_basic_auth: str = DEV_FLOWER_AUTH
     # method=provider pairs; empty means the sandbox serves every method.
     payment_providers: str = ""
+    # host:port where a worker serves its own /metrics (workers/metrics_endpoint.py); off
+    # when unset, as under `make up`, where the web's /metrics already shows the worker's.
+    worker_metrics_address: tuple[str, int] | None = None
     # Prepended to every out_trade_no / out_refund_no (domain/references.py).
     out_trade_no_prefix: str = ""
     wechatpay: WechatPaySettings = WechatPaySettings()
@@ -215,6 +228,8 @@ class Settings:
             public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or DEV_FLOWER_AUTH,
             payment_providers=env.get("PAYMENT_PROVIDERS", ""),
+            worker_metrics_address=parse_listen_address(
+                "WORKER_METRICS_ADDRESS", env.get("WORKER_METRICS_ADDRESS", "")),
             out_trade_no_prefix=_out_trade_no_prefix(env),
             wechatpay=WechatPaySettings.from_env(env),
             alipay=AlipaySettings.from_env(env),

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from adapters.metrics import PAYMENTS_CREATED, count_on_commit
 from adapters.providers.base import Provider, ProviderRejected, ProviderUnavailable
 from adapters.providers.registry import DEFAULT_PROVIDER
 from adapters.resources import Resources
@@ -266,6 +267,7 @@ def insert_payment_attempt(session: Session, order: Order, method: PaymentMethod
     record_event(session, "payment_created", payment_id=payment_id, actor=actor,
                  method=method.code, amount=amount, currency=order.currency, attempt=attempt,
                  expires_at=expires_at, retry_of=retry_of)
+    count_on_commit(session, PAYMENTS_CREATED)
     return int(payment_id)
 
 

@@ -83,3 +83,15 @@ def test_the_shop_name_and_logo_file_are_read_and_checked(tmp_path):
     (tmp_path / "logo.txt").write_text("not an image")
     with pytest.raises(ConfigError, match="must be an image"):
         Settings.from_env({**base, "SHOP_LOGO_FILE": str(tmp_path / "logo.txt")})
+
+
+def test_worker_metrics_address_is_off_unless_set_and_checked(tmp_path):
+    env = {**BASE, "RUN_DIR": str(tmp_path)}
+    assert Settings.from_env(env).worker_metrics_address is None
+    assert Settings.from_env({**env, "WORKER_METRICS_ADDRESS": "127.0.0.1:9808"}
+                             ).worker_metrics_address == ("127.0.0.1", 9808)
+    assert Settings.from_env({**env, "WORKER_METRICS_ADDRESS": ":9808"}
+                             ).worker_metrics_address == ("0.0.0.0", 9808)
+    for bad in ("9808x", "host:", "host:70000"):
+        with pytest.raises(ConfigError, match="WORKER_METRICS_ADDRESS"):
+            Settings.from_env({**env, "WORKER_METRICS_ADDRESS": bad})
