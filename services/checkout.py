@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from adapters.resources import Resources
 from config import Settings
 from domain.errors import Conflict, NotFound
+from domain.ids import MAX_BIGINT
 from domain.methods import CATALOG, resolve_method
 from domain.models import Order, Payment
 from domain.statuses import RETRYABLE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
@@ -28,7 +29,6 @@ from domain.wallet import BALANCE_METHOD, check_balance_method_allowed
 from services import payments
 from services.api_keys import Principal
 from services.audit import record_event
-from services.queries import MAX_BIGINT
 from services.transitions import lock_payment_status, utc_now
 from services.wallet.checkout_offer import wallet_offer
 
