@@ -26,10 +26,12 @@ from domain.methods import CATALOG, resolve_method, usable_methods
 from domain.models import Order, Payment
 from domain.pay_links import linkable_pay_url
 from domain.statuses import RETRYABLE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
+from domain.wallet import BALANCE_METHOD, check_balance_method_allowed
 from services import payments
 from services.api_keys import Principal
 from services.audit import record_event
 from services.transitions import lock_payment_status, utc_now
+from services.wallet.checkout_offer import wallet_offer
 
 CHECKOUT_PATH = "/checkout/{payment_id}"
 TOKEN_HEX_CHARS = 32  # 128 bits of the HMAC: unguessable, and a short URL
@@ -75,8 +77,12 @@ def checkout_page(res: Resources, payment_id: int, token: str) -> dict[str, Any]
         view = {**_status_view(uow.session, payment, res.settings.public_base_url),
                 "order_number": order_number, "amount": payment.amount,
                 "currency": payment.currency, "expires_at": payment.expires_at}
+        wallet = wallet_offer(uow.session, payment)
     methods = [{"code": m.code, "name": m.name, "supports_qr": m.supports_qr}
-               for m in usable_methods(res.providers.available_methods)]
+               for m in usable_methods(res.providers.available_methods)
+               if m.code != BALANCE_METHOD]
+    if wallet is not None:  # the owner's wallet, with what it holds
+        methods.append(wallet)
     return {**view, "methods": methods, "token": token}
 
 
@@ -184,8 +190,10 @@ def _change_method(res: Resources, customer: CheckoutCustomer, payment_id: int,
         session = uow.session
         status = lock_payment_status(session, payment_id)
         current = session.execute(
-            select(Payment.method, Payment.amount, Payment.currency)
-            .where(Payment.id == payment_id)).one()
+            select(Payment.method, Payment.amount, Payment.currency, Order.purpose)
+            .join(Order, Order.id == Payment.order_id).where(Payment.id == payment_id)).one()
+        check_balance_method_allowed(chosen.code, purpose=current.purpose,
+                                     currency=current.currency)
         if current.method == chosen.code:
             return
         if status != PaymentStatus.INIT:
@@ -195,7 +203,7 @@ def _change_method(res: Resources, customer: CheckoutCustomer, payment_id: int,
             update(Payment).where(Payment.id == payment_id,
                                   Payment.status == PaymentStatus.INIT.value)
             .values(method=chosen.code, fee=chosen.fee_for(current.amount, current.currency),
-                    provider=res.providers.for_method(chosen.code).name,
+                    provider=payments.provider_name_for(res, chosen.code),
                     updated_at=func.now())
             .execution_options(synchronize_session=False))
         record_event(session, "payment_method_changed", payment_id=payment_id,

@@ -125,6 +125,7 @@ def order_detail(session: Session, order_id: int) -> dict[str, Any]:
         "total_amount": in_units(order.total_amount, order.currency),
         "currency": order.currency,
         "status": order.status,
+        "purpose": order.purpose,
         "amount_paid": in_units(Decimal(totals.paid), order.currency),
         "amount_refunded": in_units(Decimal(totals.refunded), order.currency),
         "created_at": order.created_at,

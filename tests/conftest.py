@@ -30,7 +30,8 @@ from devstack.scratch_servers import (
     stop_process_group,
 )
 
-TABLES = ("idempotency_keys", "payment_events", "refunds", "order_status_history",
+TABLES = ("idempotency_keys", "wallet_entries", "wallets", "payment_events", "refunds",
+          "order_status_history",
           "provider_callbacks", "payments", "orders", "api_keys",
           # the sandbox provider's own tables (its tickets are keyed by our payment ids)
           "sandbox_deliveries", "sandbox_refunds", "sandbox_payments",

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
 
 def _api_blueprints() -> list[Any]:
     """API blueprints, one module per resource (see web/routes/)."""
-    from web.routes import methods, orders, payments, refunds  # noqa: PLC0415
+    from web.routes import methods, orders, payments, refunds, wallets  # noqa: PLC0415
 
-    return [orders.bp, payments.bp, refunds.bp, methods.bp, callbacks.admin_bp]
+    return [orders.bp, payments.bp, refunds.bp, methods.bp, callbacks.admin_bp,
+            wallets.bp]

@@ -26,6 +26,7 @@ from adapters.providers.instrumented import InstrumentedProvider
 from adapters.providers.sandbox import SandboxProvider
 from config import ConfigError, Settings
 from domain.methods import ALIASES, CATALOG
+from domain.wallet import BALANCE_METHOD
 
 DEFAULT_PROVIDER = SandboxProvider.name
 SETTING = "PAYMENT_PROVIDERS"
@@ -104,8 +105,9 @@ class ProviderRegistry:
 
     @property
     def available_methods(self) -> frozenset[str]:
-        """The methods a provider serves here; any other is disabled."""
-        return frozenset(self._routes)
+        """The methods this deployment can take: those a provider serves here, and the
+        wallet's balance, which no provider ever sees; any other is disabled."""
+        return frozenset(self._routes) | {BALANCE_METHOD}
 
     def for_method(self, method: str) -> Provider:
         code = ALIASES.get(method, method)

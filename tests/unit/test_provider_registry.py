@@ -75,7 +75,8 @@ def test_outside_dev_the_sandbox_cannot_be_routed_and_unrouted_methods_are_disab
     with pytest.raises(ConfigError, match="sandbox.*dev or test"):
         build_registry(PRODUCTION, "wechat=sandbox")
     registry = build_registry(PRODUCTION, "")
-    assert registry.available_methods == frozenset()  # nothing silently to the sandbox
+    # Nothing silently to the sandbox: only the wallet's balance, which needs no provider.
+    assert registry.available_methods == frozenset({"balance"})
     assert registry.for_callbacks("sandbox") is None
     with pytest.raises(KeyError):
         registry.for_method("wechat")

@@ -64,8 +64,9 @@ def get_payment_status(payment_id: int):
 @require_key()
 def pay(payment_id: int):
     json_body(())  # no fields, but a body that is not a JSON object is still refused
-    return jsonify(_linked(payments.request_payment_start(resources(), current_principal(),
-                                                          payment_id))), 202
+    view = payments.request_payment_start(resources(), current_principal(), payment_id)
+    # A balance payment is settled within the request (DESIGN.md §10): 200, not accepted.
+    return jsonify(_linked(view)), 200 if view["status"] == "succeeded" else 202
 
 
 @bp.post("/payments/<int:payment_id>/cancel")
