@@ -247,7 +247,7 @@ def test_network_failures_are_unavailable():
 # --- settings ---------------------------------------------------------------------------
 
 def settings(**env: str) -> Settings:
-    base = {"DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://x",
+    base = {"APP_ENV": "test", "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://x",
             "ALIPAY_APP_ID": keys.APP_ID,
             "ALIPAY_APP_PRIVATE_KEY_FILE": str(keys.APP_PRIVATE_KEY_FILE),
             "ALIPAY_PUBLIC_KEY_FILE": str(keys.ALIPAY_PUBLIC_KEY_FILE)}

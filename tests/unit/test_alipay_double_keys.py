@@ -20,7 +20,8 @@ def test_keys_are_made_once_and_point_our_connector_at_the_double(tmp_path):
                         "ALIPAY_PUBLIC_KEY_FILE", "ALIPAY_GATEWAY_URL"}
     assert (key_dir(tmp_path) / "app_private_key.pem").stat().st_mode & 0o077 == 0
 
-    settings = Settings.from_env({"DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://x",
+    settings = Settings.from_env({"APP_ENV": "test", "DATABASE_URL": "postgresql://x/y",
+                                  "REDIS_URL": "redis://x",
                                   **env})
     ours = AlipayProvider.from_settings(settings).credentials
     theirs = load_double_keys(tmp_path)

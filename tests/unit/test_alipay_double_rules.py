@@ -43,7 +43,8 @@ def test_amounts_are_yuan_with_two_places(value, ok):
 
 def test_each_attempt_is_stamped_and_signed_afresh(tmp_path):
     ensure_keys(tmp_path, "http://127.0.0.1:1")
-    settings = Settings.from_env({"DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://x",
+    settings = Settings.from_env({"APP_ENV": "test", "DATABASE_URL": "postgresql://x/y",
+                                  "REDIS_URL": "redis://x",
                                   "RUN_DIR": str(tmp_path)})
     headers, body = render(settings, {"notify_id": "n1", "trade_status": "TRADE_SUCCESS",
                                       "subject": "中文"})
