@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from domain.models import Payment, PaymentEvent, ProviderCallback
+from domain.models import CallbackAuthFailure, Payment, ProviderCallback
 from standins.models import StandinOrder
 from tests.support.alipay_double import AlipayDouble
 from tests.support.payment_flow import PaymentFlow
@@ -100,10 +100,11 @@ def test_a_notification_that_is_not_alipays_for_us_is_answered_fail(flow, alipay
     response = alipay.post(form)
     assert (response.status_code, response.text) == (401, "fail")
     assert inbox(flow) == []
-    with flow.res.uow() as uow:
-        audited = uow.session.execute(select(PaymentEvent.detail).where(
-            PaymentEvent.event == "signature_verification_failed")).scalars().all()
-    assert [(d["provider"], d["reason"]) for d in audited] == [("alipay", reason)]
+    with flow.res.uow() as uow:  # counted per provider and minute, with its reason
+        counted = uow.session.execute(select(
+            CallbackAuthFailure.provider, CallbackAuthFailure.count,
+            CallbackAuthFailure.last_reason)).all()
+    assert [tuple(row) for row in counted] == [("alipay", 1, reason)]
     assert flow.get(payment["id"])["status"] == "processing"
 
 
