@@ -114,8 +114,12 @@ class AlipayProvider:
     def close(self, reference: str) -> None:
         method = "alipay.trade.close"
         answer = self._gateway.call(method, {"out_trade_no": reference})
-        if answer.ok or answer.sub_code == TRADE_NOT_EXIST:
-            return  # closed now, or never scanned: it can no longer be paid either way
+        if answer.ok:
+            return
+        if answer.sub_code == TRADE_NOT_EXIST:
+            # Never scanned: Alipay has no trade to close. Its code stays payable until
+            # timeout_express; a payment made meanwhile is a late success (§6), refunded.
+            return
         if answer.sub_code in PAID_SUB_CODES:
             raise _already_paid(method, answer)
         if answer.sub_code == "ACQ.TRADE_STATUS_ERROR":
