@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from domain.models import CallbackAuthFailure, Payment, ProviderCallback
 from standins.models import StandinOrder
-from tests.support.alipay_double import AlipayDouble
+from tests.support.alipay_double import start_alipay_payment
 from tests.support.payment_flow import PaymentFlow
 
 pytestmark = pytest.mark.slow
@@ -20,13 +20,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def flow(alipay_flow) -> PaymentFlow:
     return alipay_flow
-
-
-def started(flow: PaymentFlow, alipay: AlipayDouble, total: str = "88.80"):
-    order = flow.order(total)
-    payment = flow.payment(order["id"], "alipay")
-    pay_url = flow.pay(payment["id"])
-    return order, flow.get(payment["id"]), pay_url
 
 
 def inbox(flow: PaymentFlow) -> list[tuple[str, str]]:
@@ -38,7 +31,7 @@ def inbox(flow: PaymentFlow) -> list[tuple[str, str]]:
 
 
 def test_pay_approve_notify_pays_the_order(flow, alipay, doubles):
-    order, payment, pay_url = started(flow, alipay)
+    order, payment, pay_url = start_alipay_payment(flow)
     assert payment["provider"] == "alipay"
     assert pay_url.startswith(doubles.live_url + "/doubles/alipay/pay/")
     trade = alipay.trade(payment["out_trade_no"])
@@ -58,7 +51,7 @@ def test_pay_approve_notify_pays_the_order(flow, alipay, doubles):
 
 
 def test_a_notification_delivered_twice_and_concurrently_applies_once(flow, alipay):
-    _, payment, pay_url = started(flow, alipay)
+    _, payment, pay_url = start_alipay_payment(flow)
     alipay.scan(pay_url)
     alipay.press(pay_url, "approve", notify="0")
     fields = alipay.fields(alipay.trade(payment["out_trade_no"]))
@@ -86,7 +79,7 @@ def test_a_notification_delivered_twice_and_concurrently_applies_once(flow, alip
     ("missing_sign", "missing_signature")])
 def test_a_notification_that_is_not_alipays_for_us_is_answered_fail(flow, alipay, forgery,
                                                                     reason):
-    _, payment, pay_url = started(flow, alipay)
+    _, payment, pay_url = start_alipay_payment(flow)
     alipay.scan(pay_url)
     alipay.press(pay_url, "approve", notify="0")
     trade = alipay.trade(payment["out_trade_no"])
@@ -110,7 +103,7 @@ def test_a_notification_that_is_not_alipays_for_us_is_answered_fail(flow, alipay
 
 def test_an_authentic_notification_with_another_amount_is_stored_but_never_paid(flow,
                                                                                 alipay):
-    order, payment, pay_url = started(flow, alipay)
+    order, payment, pay_url = start_alipay_payment(flow)
     alipay.scan(pay_url)
     fields = alipay.fields(alipay.trade(payment["out_trade_no"]), total_amount="0.01")
     response = alipay.post(alipay.sign(fields))
@@ -123,7 +116,7 @@ def test_an_authentic_notification_with_another_amount_is_stored_but_never_paid(
 
 
 def test_a_decline_closes_the_trade_and_fails_the_payment(flow, alipay):
-    _, payment, pay_url = started(flow, alipay)
+    _, payment, pay_url = start_alipay_payment(flow)
     alipay.scan(pay_url)
     alipay.press(pay_url, "decline")
     flow.wait_status(payment["id"], "failed")
@@ -132,7 +125,7 @@ def test_a_decline_closes_the_trade_and_fails_the_payment(flow, alipay):
 
 @pytest.mark.parametrize("scanned", [True, False])
 def test_cancel_closes_the_trade_at_alipay(flow, alipay, scanned):
-    _, payment, pay_url = started(flow, alipay)
+    _, payment, pay_url = start_alipay_payment(flow)
     if scanned:
         alipay.scan(pay_url)
     response = flow.admin.post(f"/api/v1/payments/{payment['id']}/cancel", json={})
@@ -147,7 +140,7 @@ def test_cancel_closes_the_trade_at_alipay(flow, alipay, scanned):
 
 def test_the_janitor_finds_a_payment_paid_at_alipay_whose_notification_never_came(
         flow, alipay, doubles):
-    order, payment, pay_url = started(flow, alipay)
+    order, payment, pay_url = start_alipay_payment(flow)
     alipay.scan(pay_url)
     alipay.press(pay_url, "approve", notify="0")
     with flow.res.uow() as uow:  # quiet long enough for the janitor to ask
@@ -167,7 +160,7 @@ def test_the_janitor_finds_a_payment_paid_at_alipay_whose_notification_never_cam
 
 
 def test_a_trade_past_our_timeout_express_closes_at_alipay_and_fails_the_payment(flow, alipay):
-    _, payment, pay_url = started(flow, alipay)
+    _, payment, pay_url = start_alipay_payment(flow)
     assert alipay.trade(payment["out_trade_no"])["request_body"]["timeout_express"] == "30m"
     alipay.scan(pay_url)
     with flow.res.uow() as uow:  # the double's clock: the trade was made 31 minutes ago
@@ -181,8 +174,11 @@ def test_a_trade_past_our_timeout_express_closes_at_alipay_and_fails_the_payment
 
 
 def test_the_pay_page_shows_the_amount_and_its_buttons(flow, alipay):
-    _, _, pay_url = started(flow, alipay, "12.30")
+    _, _, pay_url = start_alipay_payment(flow, "12.30")
     page = alipay.api.http.get(pay_url, timeout=30)
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     assert "12.30" in page.text and 'id="approve"' in page.text
     assert 'id="approve-silently"' in page.text and 'id="decline"' in page.text
+    # Styled from a file, not inline, so the Content-Security-Policy holds.
+    assert "<style" not in page.text
+    assert alipay.api.get("/doubles/alipay/static/alipay.css").status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.alipay_double import AlipayDouble
+from tests.support.alipay_double import AlipayDouble, start_alipay_payment
 from tests.support.payment_flow import PaymentFlow
 
 pytestmark = pytest.mark.slow
@@ -17,9 +17,7 @@ def flow(alipay_flow) -> PaymentFlow:
 
 
 def paid(flow: PaymentFlow, alipay: AlipayDouble, total: str = "88.80"):
-    order = flow.order(total)
-    payment = flow.payment(order["id"], "alipay")
-    pay_url = flow.pay(payment["id"])
+    order, payment, pay_url = start_alipay_payment(flow, total)
     alipay.scan(pay_url)
     alipay.press(pay_url, "approve")
     flow.wait_status(payment["id"], "succeeded")

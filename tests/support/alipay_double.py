@@ -14,10 +14,21 @@ import requests
 from standins.alipay.crypto import signed_notification
 from standins.alipay.keys import load_double_keys
 from tests.support.live_server import Api
+from tests.support.payment_flow import PaymentFlow
 from tests.support.processes import wait_until
 
 WAIT = 30
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+
+def start_alipay_payment(flow: PaymentFlow, total: str = "88.80"
+                         ) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """An order and its alipay payment, paid for at Alipay's precreate: (order, payment
+    as our API shows it, the pay_url that Alipay's qr_code leads to)."""
+    order = flow.order(total)
+    payment = flow.payment(order["id"], "alipay")
+    pay_url = flow.pay(payment["id"])
+    return order, flow.get(payment["id"]), pay_url
 
 
 class AlipayDouble:

@@ -81,7 +81,7 @@ def parse_notification(request: CallbackRequest, *, app_id: str,
 
 def decode_form(request: CallbackRequest) -> dict[str, str]:
     """The form's fields, decoded with the charset the form names for itself."""
-    content_type = request.headers.get("Content-Type", "")
+    content_type = request.headers.get("Content-Type") or ""
     if content_type.split(";")[0].strip().lower() != FORM_TYPE:
         raise InvalidInput(f"An Alipay notification is {FORM_TYPE}", code="malformed_body")
     try:
