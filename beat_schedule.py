@@ -25,4 +25,5 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "expire-orders": job("maintenance.expire_orders", FIVE_MINUTES),
         "redeliver-callbacks": job("maintenance.redeliver_callbacks", sweep),
         "sync-pending": job("maintenance.sync_pending", FIVE_MINUTES),
+        "redeliver-webhooks": job("maintenance.redeliver_webhooks", sweep),
     }

@@ -113,6 +113,35 @@ class AlipaySettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Merchant webhooks (DESIGN.md §9): the retry schedule (seconds after each failed
+    attempt; then the delivery is failed) and whether private networks may be targets."""
+
+    retry_schedule_seconds: tuple[int, ...] = (60, 300, 1800, 3600, 7200, 21600, 43200,
+                                               86400, 86400, 86400)
+    allow_private_networks: bool = False
+    # An endpoint whose every delivery failed for this long is disabled.
+    disable_after_seconds: int = 3 * 86400
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        from domain.webhooks import parse_schedule
+
+        raw = (env.get("WEBHOOK_RETRY_SCHEDULE_SECONDS") or "").strip()
+        try:
+            schedule = parse_schedule(raw) if raw else cls.retry_schedule_seconds
+        except ValueError as exc:
+            raise ConfigError(f"WEBHOOK_RETRY_SCHEDULE_SECONDS {exc}") from None
+        allow = (env.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS") or "").strip().lower()
+        if allow not in ("", "0", "1", "true", "false"):
+            raise ConfigError(f"WEBHOOK_ALLOW_PRIVATE_NETWORKS must be 0 or 1, got {allow!r}")
+        return cls(retry_schedule_seconds=schedule,
+                   allow_private_networks=allow in ("1", "true"),
+                   disable_after_seconds=_int(env, "WEBHOOK_DISABLE_AFTER_SECONDS",
+                                              cls.disable_after_seconds))
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     redis_url: str
@@ -131,6 +160,7 @@ class Settings:
     out_trade_no_prefix: str = ""
     wechatpay: WechatPaySettings = WechatPaySettings()
     alipay: AlipaySettings = AlipaySettings()
+    webhooks: WebhookSettings = WebhookSettings()
     # The provider doubles' retry schedules are multiplied by this (tests: 0.01).
     standin_retry_scale: float = 1.0
     run_dir: Path = PROJECT_ROOT / ".run"
@@ -176,6 +206,7 @@ class Settings:
             out_trade_no_prefix=_out_trade_no_prefix(env),
             wechatpay=WechatPaySettings.from_env(env),
             alipay=AlipaySettings.from_env(env),
+            webhooks=WebhookSettings.from_env(env),
             standin_retry_scale=_scale(env, "STANDIN_RETRY_SCALE"),
             run_dir=run_dir,
         )

@@ -35,7 +35,10 @@ TABLES = ("idempotency_keys", "payment_events", "refunds", "order_status_history
           # the sandbox provider's own tables (its tickets are keyed by our payment ids)
           "sandbox_deliveries", "sandbox_refunds", "sandbox_payments",
           # the provider doubles' tables
-          "standin_notifications", "standin_refunds", "standin_orders")
+          "standin_notifications", "standin_refunds", "standin_orders",
+          # merchant webhooks and the events feed (migration 0004)
+          "webhook_attempts", "webhook_deliveries", "webhook_endpoints", "notifications",
+          "events")
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,15 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
 
 def _api_blueprints() -> list[Any]:
     """API blueprints, one module per resource (see web/routes/)."""
-    from web.routes import methods, orders, payments, refunds  # noqa: PLC0415
+    from web.routes import (  # noqa: PLC0415
+        events,  # §9, with notifications and webhooks
+        methods,
+        notifications,
+        orders,
+        payments,
+        refunds,
+        webhooks,
+    )
 
-    return [orders.bp, payments.bp, refunds.bp, methods.bp, callbacks.admin_bp]
+    return [orders.bp, payments.bp, refunds.bp, methods.bp, callbacks.admin_bp,
+            webhooks.bp, events.bp, notifications.bp]

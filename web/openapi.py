@@ -16,6 +16,7 @@ from standins.sandbox.openapi import SANDBOX_PATHS
 from web.openapi_checkout import CHECKOUT_PATHS
 from web.openapi_providers import PROVIDER_PATHS
 from web.openapi_schemas import ID, SCHEMAS, TIMESTAMP, Schema, ref, string
+from web.openapi_webhooks import WEBHOOK_PARAMETERS, WEBHOOK_SCHEMAS, webhook_paths
 
 API = "/api/v1"
 JSON = "application/json"
@@ -272,6 +273,8 @@ PATHS.update(SANDBOX_PATHS)
 PATHS.update(CHECKOUT_PATHS)
 # WeChat Pay's and Alipay's notifications, each in its own protocol (DESIGN.md §6b).
 PATHS.update(PROVIDER_PATHS)
+# Merchant webhooks, the events feed and notifications (DESIGN.md §9).
+PATHS.update(webhook_paths())
 
 
 @cache
@@ -292,11 +295,11 @@ def openapi_spec() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "tags": [{"name": name} for name in
                  ("orders", "payments", "refunds", "callbacks", "providers", "checkout",
-                  "operations")],
+                  "webhooks", "notifications", "operations")],
         "paths": PATHS,
         "components": {
-            "schemas": SCHEMAS,
-            "parameters": PARAMETERS,
+            "schemas": {**SCHEMAS, **WEBHOOK_SCHEMAS},
+            "parameters": {**PARAMETERS, **WEBHOOK_PARAMETERS},
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
                 "description": "An API key from `payments keys create`"}},

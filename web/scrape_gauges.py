@@ -1,5 +1,5 @@
 """The gauges GET /metrics reads at scrape time, for one app: inbox backlog and
-queue depth per Celery queue (services/backlog.py)."""
+queue depth per Celery queue (services/backlog.py), pending webhook deliveries."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from adapters.metrics import ScrapeGauge, ScrapeGauges
 from adapters.redis_client import make_redis
 from adapters.resources import Resources
 from services.backlog import inbox_backlog, queue_depths
+from services.webhooks.delivery import pending_deliveries
 
 _EXTENSION = "payments_scrape_gauges"
 
@@ -25,7 +26,10 @@ def scrape_gauges(app: Flask, res: Resources) -> ScrapeGauges:
 def _gauges(res: Resources) -> list[ScrapeGauge]:
     gauges = [ScrapeGauge("payments_callback_inbox_backlog",
                           "Provider callbacks stored but not yet processed", (),
-                          lambda: {(): float(inbox_backlog(res))})]
+                          lambda: {(): float(inbox_backlog(res))}),
+              ScrapeGauge("payments_webhook_deliveries_pending",
+                          "Merchant webhook deliveries not yet delivered nor failed", (),
+                          lambda: {(): float(pending_deliveries(res))})]
     broker_url = res.settings.broker_url
     if broker_url.startswith(("redis://", "rediss://", "unix://")):
         broker = make_redis(broker_url)

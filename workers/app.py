@@ -21,6 +21,7 @@ celery.conf.include = [
     "workers.tasks.sandbox",
     "workers.tasks.standins",
     "workers.tasks.refunds",
+    "workers.tasks.webhooks",
 ]
 
 import workers.task_logging  # noqa: E402, F401 - JSON logs, each task's ids in its lines
