@@ -55,9 +55,9 @@ def list_events(res: Resources, *, event_type: str | None, after: str | None,
         if kind is not None:
             query = query.where(Event.type == kind)
         rows = session.scalars(query.order_by(Event.txid, Event.id).limit(limit + 1)).all()
-    page = rows[:limit]
-    return {"items": [event_payload(e) for e in page], "has_more": len(rows) > limit,
-            "next_after": public_event_id(page[-1].id) if page else after}
+        page = [event_payload(e) for e in rows[:limit]]
+    return {"items": page, "has_more": len(rows) > limit,
+            "next_after": page[-1]["id"] if page else after}
 
 
 def get_event(res: Resources, event_id: str) -> dict[str, Any]:
