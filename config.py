@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from domain.webhooks import DEFAULT_RETRY_SCHEDULE, DISABLE_AFTER_SECONDS, parse_schedule
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEV_WEBHOOK_SECRET = "dev-sandbox-secret"
 DEV_FLOWER_AUTH = "admin:admin"
@@ -117,16 +119,13 @@ class WebhookSettings:
     """Merchant webhooks (DESIGN.md §9): the retry schedule (seconds after each failed
     attempt; then the delivery is failed) and whether private networks may be targets."""
 
-    retry_schedule_seconds: tuple[int, ...] = (60, 300, 1800, 3600, 7200, 21600, 43200,
-                                               86400, 86400, 86400)
+    retry_schedule_seconds: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     allow_private_networks: bool = False
     # An endpoint whose every delivery failed for this long is disabled.
-    disable_after_seconds: int = 3 * 86400
+    disable_after_seconds: int = DISABLE_AFTER_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
-        from domain.webhooks import parse_schedule
-
         raw = (env.get("WEBHOOK_RETRY_SCHEDULE_SECONDS") or "").strip()
         try:
             schedule = parse_schedule(raw) if raw else cls.retry_schedule_seconds

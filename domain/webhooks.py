@@ -164,9 +164,10 @@ def refused_address(address: str) -> str | None:
         ip = ip.ipv4_mapped
     if any(ip in net for net in _METADATA) or str(ip) == "169.254.169.254":
         return f"{ip} is a cloud metadata address"
-    for flag, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
-                       ("is_private", "private"), ("is_multicast", "multicast"),
-                       ("is_unspecified", "unspecified"), ("is_reserved", "reserved")):
+    # The most telling name first (0.0.0.0 and fe80::1 count as "private" too).
+    for flag, what in (("is_loopback", "loopback"), ("is_unspecified", "unspecified"),
+                       ("is_link_local", "link-local"), ("is_multicast", "multicast"),
+                       ("is_private", "private"), ("is_reserved", "reserved")):
         if getattr(ip, flag):
             return f"{ip} is a {what} address"
     if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED:

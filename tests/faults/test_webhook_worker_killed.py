@@ -5,6 +5,9 @@ Redis until the broker's visibility timeout (15 min), and attempts it had claime
 half done. The redelivery sweep (run here as beat would, every few seconds) finds the
 overdue pending deliveries and sends them to a fresh worker. Counted at the receiver:
 every event arrives at least once, none is lost.
+
+Its own Redis (so its own broker): the killed worker's unacknowledged messages stay
+there, not in the session's broker where later tests would meet them.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from adapters.resources import Resources
 from domain.webhook_models import Event, WebhookDelivery
 from domain.webhooks import public_event_id
 from services.expiry import expire_due_payments
 from services.webhooks.delivery import redeliver_lost
 from tests.support.factories import make_order, make_payment
+from tests.support.private_stack import env_with, settings_with
 from tests.support.processes import stop_process_group, wait_until
 from tests.support.webhooks import delivery_statuses, receiver, register, start_webhooks_worker  # noqa: F401
 
@@ -29,9 +34,17 @@ pytestmark = pytest.mark.slow
 BURST = 200
 
 
-def test_sigkill_mid_burst_loses_no_delivery(api, admin_key, clean_db, stack_env, tmp_path,
-                                             receiver):  # noqa: F811
-    res = clean_db
+def test_sigkill_mid_burst_loses_no_delivery(api, admin_key, clean_db, settings, stack_env,
+                                             private_redis, tmp_path, receiver):  # noqa: F811
+    res = Resources(settings_with(settings, redis_url=private_redis.url))
+    env = env_with(stack_env, res.settings)
+    try:
+        _burst_and_kill(api, admin_key, res, env, tmp_path, receiver)
+    finally:
+        res.close()
+
+
+def _burst_and_kill(api, admin_key, res, env, tmp_path, receiver) -> None:  # noqa: F811
     # Each answer takes a little while, so the burst is still going when the kill lands.
     url, token = receiver.hook(hang_seconds=0.05)
     register(api.as_key(admin_key), url, ["payment.expired"])
@@ -40,7 +53,7 @@ def test_sigkill_mid_burst_loses_no_delivery(api, admin_key, clean_db, stack_env
         make_payment(res, make_order(res), created_at=past - timedelta(minutes=30),
                      expires_at=past)
 
-    worker = start_webhooks_worker(stack_env, tmp_path / "worker-1.log")
+    worker = start_webhooks_worker(env, tmp_path / "worker-1.log")
     try:
         # One sweep batch: 200 payment.expired events, 200 deliveries sent after its commit.
         assert expire_due_payments(res).changed == BURST
@@ -52,7 +65,7 @@ def test_sigkill_mid_burst_loses_no_delivery(api, admin_key, clean_db, stack_env
     assert at_kill < BURST, "the burst was over before the kill: nothing was tested"
     assert delivery_statuses(res).get("pending", 0) > 0
 
-    worker = start_webhooks_worker(stack_env, tmp_path / "worker-2.log")
+    worker = start_webhooks_worker(env, tmp_path / "worker-2.log")
     try:
         def all_delivered() -> bool:
             redeliver_lost(res, older_than_seconds=2)  # what beat's tick does, sooner
