@@ -27,10 +27,11 @@ JOBS = {  # task name -> interval with SWEEP_INTERVAL_SECONDS = 7
     "maintenance.expire_orders": 300.0,
     "maintenance.redeliver_callbacks": 7.0,
     "maintenance.sync_pending": 300.0,
+    "maintenance.redeliver_webhooks": 7.0,  # lost webhook deliveries (DESIGN.md §9)
 }
 
 
-def test_the_schedule_has_the_four_jobs_with_intervals_from_settings(settings: Settings):
+def test_the_schedule_has_its_jobs_with_intervals_from_settings(settings: Settings):
     schedule = build_beat_schedule(replace(settings, sweep_interval_seconds=7))
 
     assert {entry["task"]: entry["schedule"] for entry in schedule.values()} == JOBS
