@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from adapters import webhook_http
@@ -192,6 +192,3 @@ def live_secrets(endpoint: WebhookEndpoint, now: Any) -> list[str]:
         secrets.append(endpoint.previous_secret)
     return secrets
 
-
-def count_endpoints(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0)

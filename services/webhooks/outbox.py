@@ -15,13 +15,28 @@ row pending, and the redelivery sweep (delivery.py) sends it again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import BigInteger, String, TextClause, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    BindParameter,
+    String,
+    TextClause,
+    and_,
+    bindparam,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.orm import Session
 
 from adapters.db import defer_task
-from domain.webhooks import NOTIFICATION_TYPES, EventType
+from domain.webhook_models import Event, WebhookDelivery, WebhookEndpoint
+from domain.webhooks import ALL_EVENTS, NOTIFICATION_TYPES, EventType
 from services.webhooks.views import ORDER_VIEW, PAYMENT_VIEW, REFUND_VIEW
 
 DELIVER_TASK = "webhooks.deliver"
@@ -57,7 +72,8 @@ def _statement(object_type: str, notify: bool) -> TextClause:
                 ON e.enabled AND e.events && ARRAY[CAST(:type AS varchar), '*']
             RETURNING id)
         SELECT id FROM queued"""
-    binds = [bindparam("ids", type_=ARRAY(BigInteger)), bindparam("type", type_=String)]
+    binds: list[BindParameter[Any]] = [bindparam("ids", type_=ARRAY(BigInteger)),
+                                       bindparam("type", type_=String)]
     if notified:
         binds.append(bindparam("notification", type_=String))
     return text(sql).bindparams(*binds)
@@ -83,10 +99,37 @@ def record_events(session: Session, event_type: EventType, object_ids: Sequence[
     if notification is not None:
         params["notification"] = notification
     delivery_ids = session.execute(statement, params).scalars().all()
-    for delivery_id in delivery_ids:
-        defer_task(session, DELIVER_TASK, int(delivery_id))
+    defer_deliveries(session, delivery_ids)
     return len(delivery_ids)
 
 
 def record_event(session: Session, event_type: EventType, object_id: int) -> int:
     return record_events(session, event_type, (object_id,))
+
+
+def payment_events_from(rows: CTE, event_type: EventType) -> CTE:
+    """For a set-based writer whose statement already has the changed payments' rows
+    (an UPDATE ... RETURNING every column the view reads, as the CTE `rows`): the events
+    and their deliveries as CTEs of that same statement, so 100,000 payments are neither
+    read again nor sent back and forth (B4). Returns the deliveries' CTE (column `id`):
+    pass its ids to defer_deliveries. No notification: for the payment events with one
+    (succeeded, failed) use record_events."""
+    assert event_type not in NOTIFICATION_TYPES and object_type_of(event_type) == "payment"
+    p = rows.alias("p")
+    events = (insert(Event).from_select(
+        ["type", "object_type", "object_id", "data"],
+        select(literal(event_type.value), literal("payment"), p.c.id,
+               literal_column(f"jsonb_build_object('object', {PAYMENT_VIEW})")).select_from(p))
+        .returning(Event.id).cte("webhook_events"))
+    subscribed = and_(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.events.overlap(
+        array([literal(event_type.value, String), literal(ALL_EVENTS, String)])))
+    return (insert(WebhookDelivery).from_select(
+        ["event_id", "endpoint_id"],
+        select(events.c.id, WebhookEndpoint.id).select_from(events)
+        .join(WebhookEndpoint, subscribed), include_defaults=False)  # the server's defaults
+        .returning(WebhookDelivery.id).cte("webhook_deliveries_queued"))
+
+
+def defer_deliveries(session: Session, delivery_ids: Sequence[int]) -> None:
+    for delivery_id in delivery_ids:
+        defer_task(session, DELIVER_TASK, int(delivery_id))

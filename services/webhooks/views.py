@@ -5,15 +5,16 @@ in PostgreSQL, from the rows the change just wrote, lets a set-based sweep write
 100,000 events without loading a row into Python. The fields and formats are
 those of services/queries.py (payment_fields, order_detail) and
 services/refunds.py (refund_view): money as "100.00" strings, timestamps in ISO
-8601 (UTC); tests/integration/test_events_api.py compares the two.
+8601 with offset; tests/integration/test_events_api.py compares the two.
 """
 
 from __future__ import annotations
 
 
 def _ts(column: str) -> str:
-    return (f"to_char({column} AT TIME ZONE 'UTC', "
-            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')")
+    # PostgreSQL's own JSON form of a timestamptz: ISO 8601 with the offset. A third of
+    # the cost of to_char() per row, which counts in a 100,000-row sweep (B4).
+    return f"to_jsonb({column})"
 
 
 def _money(column: str) -> str:
