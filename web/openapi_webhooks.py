@@ -56,7 +56,8 @@ WEBHOOK_SCHEMAS: dict[str, Schema] = {
     "WebhookEndpoint": obj(list(_ENDPOINT_FIELDS), **_ENDPOINT_FIELDS),
     "WebhookEndpointWithSecret": obj(
         [*_ENDPOINT_FIELDS, "secret"], **_ENDPOINT_FIELDS,
-        secret=string("whsec_...: shown only in this answer", pattern="^whsec_")),
+        secret=string("whsec_...: shown only in this answer", pattern="^whsec_",
+                      examples=["whsec_3q2-7wEXAMPLEsecretC0nJ8mYv1aZ"])),
     "WebhookEndpointList": obj(["items"], items=array(ref("WebhookEndpoint"))),
     "WebhookAttempt": obj(["number", "duration_ms", "at"], number={"type": "integer"},
                           status_code=nullable({"type": "integer"}),
