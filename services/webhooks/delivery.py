@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
 
 from adapters import webhook_http
 from adapters.locks import LockBusy, redis_lock
@@ -179,7 +180,7 @@ def _record(res: Resources, delivery_id: int, claim: _Claim,
     return AttemptOutcome(state, retry_in)
 
 
-def _note_failure(res: Resources, session: Any, endpoint_id: int, now: datetime,
+def _note_failure(res: Resources, session: Session, endpoint_id: int, now: datetime,
                   error: str | None) -> None:
     """Start the endpoint's failing streak, or end the endpoint if the streak is 3 days
     old: each write only when it changes something, so a burst of failures does not

@@ -35,8 +35,9 @@ from domain.webhooks import (
 from services.transitions import utc_now
 
 ROTATION_OVERLAP = timedelta(hours=24)
-CREATE_FIELDS = frozenset({"url", "events", "description"})
-UPDATE_FIELDS = frozenset({"url", "events", "enabled", "description"})
+# The body fields each takes (the views refuse any other: 400 unknown_field).
+CREATE_FIELDS = ("url", "events", "description")
+UPDATE_FIELDS = ("url", "events", "enabled", "description")
 MAX_BIGINT = 2**63 - 1
 
 View = dict[str, Any]
@@ -76,16 +77,7 @@ def endpoint_view(endpoint: WebhookEndpoint) -> View:
             "created_at": endpoint.created_at, "updated_at": endpoint.updated_at}
 
 
-def _unknown_fields(body: dict[str, Any], allowed: frozenset[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidInput(f"unknown field(s): {', '.join(unknown)}; allowed: "
-                           f"{', '.join(sorted(allowed))}", code="unknown_field",
-                           fields=unknown)
-
-
 def create_endpoint(res: Resources, body: dict[str, Any]) -> View:
-    _unknown_fields(body, CREATE_FIELDS)
     url = check_target(res.settings, body.get("url"))
     events = check_events(body.get("events"))
     description = check_description(body.get("description"))
@@ -126,7 +118,6 @@ def get_endpoint(res: Resources, endpoint_id: int) -> View:
 
 def update_endpoint(res: Resources, endpoint_id: int, body: dict[str, Any]) -> View:
     """PATCH: only the fields sent change; all are checked before anything is written."""
-    _unknown_fields(body, UPDATE_FIELDS)
     if not body:
         raise InvalidInput(f"send at least one of {', '.join(sorted(UPDATE_FIELDS))}",
                            code="empty_update")

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, insert, literal_column, select, text, tuple_, update
+from sqlalchemy import func, insert, literal_column, select, tuple_, update
 
-from adapters.db import defer_task
 from adapters.resources import Resources
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.webhook_models import Event, WebhookDelivery, WebhookEndpoint
 from domain.webhooks import EventType, parse_event_id, public_event_id
 from services.webhooks.delivery import event_payload
-from services.webhooks.outbox import DELIVER_TASK
+from services.webhooks.outbox import defer_deliveries, subscribes_to
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -84,10 +83,8 @@ def redeliver_event(res: Resources, event_id: str) -> dict[str, Any]:
         event = session.get(Event, _known_id(event_id))
         if event is None:
             raise NotFound("Event not found", code="event_not_found")
-        endpoints = select(WebhookEndpoint.id).where(
-            WebhookEndpoint.enabled.is_(True),
-            WebhookEndpoint.events.overlap(text("ARRAY[CAST(:type AS varchar), '*']")))
-        endpoint_ids = session.scalars(endpoints, {"type": event.type}).all()
+        endpoint_ids = session.scalars(
+            select(WebhookEndpoint.id).where(subscribes_to(event.type))).all()
         if not endpoint_ids:
             raise Conflict("No enabled webhook endpoint subscribes to this event",
                            code="no_subscribed_endpoint", event_type=event.type)
@@ -107,7 +104,6 @@ def redeliver_event(res: Resources, event_id: str) -> dict[str, Any]:
             select(WebhookDelivery.id).where(WebhookDelivery.event_id == event.id,
                                              WebhookDelivery.endpoint_id.in_(endpoint_ids))
         ).all()
-        for delivery_id in delivery_ids:
-            defer_task(session, DELIVER_TASK, delivery_id)
+        defer_deliveries(session, delivery_ids)
         uow.commit()
     return {"event_id": public_event_id(event.id), "deliveries": len(delivery_ids)}

@@ -21,6 +21,7 @@ from sqlalchemy import (
     CTE,
     BigInteger,
     BindParameter,
+    ColumnElement,
     String,
     TextClause,
     and_,
@@ -121,13 +122,18 @@ def payment_events_from(rows: CTE, event_type: EventType) -> CTE:
         select(literal(event_type.value), literal("payment"), p.c.id,
                literal_column(f"jsonb_build_object('object', {PAYMENT_VIEW})")).select_from(p))
         .returning(Event.id).cte("webhook_events"))
-    subscribed = and_(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.events.overlap(
-        array([literal(event_type.value, String), literal(ALL_EVENTS, String)])))
+    subscribed = subscribes_to(event_type.value)
     return (insert(WebhookDelivery).from_select(
         ["event_id", "endpoint_id"],
         select(events.c.id, WebhookEndpoint.id).select_from(events)
         .join(WebhookEndpoint, subscribed), include_defaults=False)  # the server's defaults
         .returning(WebhookDelivery.id).cte("webhook_deliveries_queued"))
+
+
+def subscribes_to(event_type: str) -> ColumnElement[bool]:
+    """An enabled endpoint that wants `event_type` (by name, or all with "*")."""
+    return and_(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.events.overlap(
+        array([literal(event_type, String), literal(ALL_EVENTS, String)])))
 
 
 def defer_deliveries(session: Session, delivery_ids: Sequence[int]) -> None:

@@ -127,7 +127,8 @@ def test_unknown_ids_are_404_and_user_keys_are_403(admin, clean_db, make_user_ke
                                 "event_not_found"),
                                ("POST", "/api/v1/notifications/999999/read",
                                 "notification_not_found")]:
-        response = admin.request(method, path, json={"enabled": True})
+        body = {"enabled": True} if method == "PATCH" else None
+        response = admin.request(method, path, json=body)
         assert response.status_code == 404, (method, path, response.text)
         assert response.json()["code"] == code
     user = admin.as_key(make_user_key(5))

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify
 from services.webhooks import feed
 from web.auth import require_key
 from web.deps import resources
+from web.json_body import json_body
 from web.routes.params import query_int, query_str
 
 bp = Blueprint("events", __name__)
@@ -31,4 +32,5 @@ def get_event(event_id: str):
 @bp.post("/events/<event_id>/redeliver")
 @require_key(admin=True)
 def redeliver_event(event_id: str):
+    json_body(())  # takes no fields
     return jsonify(feed.redeliver_event(resources(), event_id)), 202

@@ -8,6 +8,7 @@ from domain.errors import InvalidInput
 from services import notifications
 from web.auth import current_principal, require_key
 from web.deps import resources
+from web.json_body import json_body
 from web.routes.params import query_int
 
 bp = Blueprint("notifications", __name__)
@@ -28,4 +29,5 @@ def list_notifications():
 @bp.post("/notifications/<int:notification_id>/read")
 @require_key()
 def mark_read(notification_id: int):
+    json_body(())  # takes no fields
     return jsonify(notifications.mark_read(resources(), current_principal(), notification_id))

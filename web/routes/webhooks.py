@@ -19,7 +19,8 @@ BASE = "/webhook-endpoints"
 @bp.post(BASE)
 @require_key(admin=True)
 def create_endpoint():
-    return jsonify(endpoints.create_endpoint(resources(), json_body(allow_empty=False))), 201
+    body = json_body(endpoints.CREATE_FIELDS, allow_empty=False)
+    return jsonify(endpoints.create_endpoint(resources(), body)), 201
 
 
 @bp.get(BASE)
@@ -37,7 +38,7 @@ def get_endpoint(endpoint_id: int):
 @bp.patch(f"{BASE}/<int:endpoint_id>")
 @require_key(admin=True)
 def update_endpoint(endpoint_id: int):
-    body = json_body(allow_empty=False)
+    body = json_body(endpoints.UPDATE_FIELDS, allow_empty=False)
     return jsonify(endpoints.update_endpoint(resources(), endpoint_id, body))
 
 
@@ -51,6 +52,7 @@ def delete_endpoint(endpoint_id: int):
 @bp.post(f"{BASE}/<int:endpoint_id>/rotate-secret")
 @require_key(admin=True)
 def rotate_secret(endpoint_id: int):
+    json_body(())  # takes no fields
     return jsonify(endpoints.rotate_secret(resources(), endpoint_id))
 
 
