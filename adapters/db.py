@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.metrics import AFTER_COMMIT_FAILURES
+
 log = logging.getLogger(__name__)
 
 # Tasks asked for deep inside a transaction, by code that has the session but no unit of
@@ -35,6 +37,9 @@ def make_engine(database_url: str, pool_size: int = 5) -> Engine:
         pool_size=pool_size,
         max_overflow=10,
         pool_pre_ping=True,
+        # A database error's message must not carry the statement's values into the
+        # logs (tokens, amounts, callback bodies).
+        hide_parameters=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
@@ -72,7 +77,11 @@ class UnitOfWork:
         for hook in hooks:
             try:
                 hook()
-            except Exception:  # the data is committed; a sweep picks up what a hook missed
+            except Exception:
+                # The data is committed whatever a hook does; the hooks send tasks, whose
+                # lost messages the sweeps send again (README, Periodic jobs). Counted, so
+                # that hooks failing is seen, not only logged.
+                AFTER_COMMIT_FAILURES.inc()
                 log.exception("after-commit hook failed")
 
     def after_commit(self, hook: Callable[[], None]) -> None:

@@ -69,6 +69,12 @@ EXPIRATIONS = Counter("payments_expirations_total",
 REFUNDS = Counter("payments_refunds_total",
                   "Refunds by outcome: requested, succeeded, failed (counted at commit)",
                   ["outcome"])
+WALLET_ENTRIES = Counter("payments_wallet_entries_total",
+                         "Wallet ledger entries written (counted at commit), by kind: credit, "
+                         "payment, refund, topup", ["kind"])
+WALLET_REFUSALS = Counter("payments_wallet_refusals_total",
+                          "Wallet movements refused, by code: insufficient_balance (a balance "
+                          "payment), topup_already_spent (a top-up's refund)", ["code"])
 WEBHOOK_DELIVERIES = Counter("payments_webhook_deliveries_total",
                              "Merchant webhook delivery attempts by outcome: delivered (a 2xx), "
                              "retried (failed, tried again later), failed (the retry schedule "
@@ -83,6 +89,12 @@ WEBHOOK_ENDPOINTS_DISABLED = Counter("payments_webhook_endpoints_disabled_total"
 TASK_DURATION = Histogram("payments_task_seconds", "Celery task run time", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 TASK_FAILURES = Counter("payments_task_failures_total", "Celery task failures", ["task"])
+ENQUEUE_FAILURES = Counter("payments_enqueue_failures_total",
+                           "Task messages that could not be published (broker unreachable); "
+                           "the work is stored and a sweep sends it again", ["task"])
+AFTER_COMMIT_FAILURES = Counter("payments_after_commit_failures_total",
+                                "After-commit hooks that raised (the transaction is committed)")
+
 # A sweep that ran to its end (not one skipped because another run held its lock), so
 # an alert can tell "beat or the lock is stuck" from "the sweep ran and found nothing".
 # "max" across processes: the newest completion is what matters, whichever process ran it.
@@ -142,7 +154,7 @@ def count_payment_final(session: Session, status: str, amount: float = 1,
 
 def initialise_series(providers: Iterable[str], tasks: Iterable[str] = ()) -> None:
     """Export 0 for every callback outcome and call outcome of each provider, and for every
-    task's failures.
+    task's failures and failed sends.
 
     A labelled counter otherwise appears only at its first increment, already at 1, and
     Prometheus' increase() sees nothing move: the first failed callback would not page.
@@ -155,6 +167,7 @@ def initialise_series(providers: Iterable[str], tasks: Iterable[str] = ()) -> No
                 PROVIDER_CALLS.labels(provider, call, outcome)
     for task in tasks:
         TASK_FAILURES.labels(task)
+        ENQUEUE_FAILURES.labels(task)
 
 
 class _Observation:

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -30,8 +33,18 @@ from domain.models import IdempotencyKey
 log = logging.getLogger(__name__)
 
 KEY_MAX_LENGTH = 255
+# Visible ASCII only (letters, digits, punctuation; no spaces): UUIDs, ULIDs and
+# "order-42:pay" fit; nothing a log line, a header or a terminal could misread.
+KEY_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{KEY_MAX_LENGTH}}}")
+# Expired rows (they hold stored answers, checkout links included) are deleted in
+# batches of this many by maintenance.purge_idempotency_keys.
+PURGE_BATCH_SIZE = 5000
 # A stored answer is replayed for this long; after it the key may be used afresh.
 KEY_TTL = timedelta(hours=24)
+# A claim still unanswered after this is abandoned: its request died, or its answer could
+# not be stored. A retry with the key then runs (again). Far longer than any request
+# runs (gunicorn's worker timeout is 30 s), so a request still running is never doubled.
+CLAIM_TIMEOUT = timedelta(minutes=5)
 # A claim can disappear between our failed INSERT and our SELECT (its request failed
 # and released it). Trying again a few times settles that; more would mean a bug.
 _CLAIM_ATTEMPTS = 5
@@ -53,11 +66,32 @@ class Claim:
 
 
 def validate_key(key: str) -> str:
-    if not 1 <= len(key) <= KEY_MAX_LENGTH:
+    if not KEY_PATTERN.fullmatch(key):
         raise InvalidInput(
-            f"Idempotency-Key must be 1 to {KEY_MAX_LENGTH} characters long",
-            code="invalid_idempotency_key")
+            f"Idempotency-Key must be 1 to {KEY_MAX_LENGTH} visible ASCII characters "
+            "(letters, digits, punctuation; no spaces)", code="invalid_idempotency_key")
     return key
+
+
+def purge_expired_keys(new_uow: Callable[[], UnitOfWork], *,
+                       batch_size: int = PURGE_BATCH_SIZE,
+                       deadline: float | None = None) -> int:
+    """Delete claims older than KEY_TTL (they can no longer be replayed, and their stored
+    answers hold checkout tokens), a batch per transaction; returns how many."""
+    deleted = 0
+    while deadline is None or time.monotonic() < deadline:
+        due = (select(IdempotencyKey.id)
+               .where(IdempotencyKey.created_at < func.now() - KEY_TTL)
+               .limit(batch_size).with_for_update(skip_locked=True).scalar_subquery())
+        with new_uow() as uow:
+            count = len(uow.session.execute(
+                delete(IdempotencyKey).where(IdempotencyKey.id.in_(due))
+                .returning(IdempotencyKey.id)).all())
+            uow.commit()
+        deleted += count
+        if count < batch_size:
+            break
+    return deleted
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
@@ -94,15 +128,19 @@ def claim_key(uow: UnitOfWork, api_key_id: int, key: str, request_hash: str) -> 
                 select(IdempotencyKey.id, IdempotencyKey.request_hash,
                        IdempotencyKey.response_status, IdempotencyKey.response_body,
                        IdempotencyKey.completed_at,
-                       (IdempotencyKey.created_at < func.now() - KEY_TTL).label("expired"))
+                       (IdempotencyKey.created_at < func.now() - KEY_TTL).label("expired"),
+                       (IdempotencyKey.completed_at.is_(None)
+                        & (IdempotencyKey.created_at < func.now() - CLAIM_TIMEOUT)
+                        ).label("abandoned"))
                 .where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key)
                 .with_for_update()
             ).first()
             if existing is None:
                 continue  # released between our INSERT and SELECT: try to claim again
-            if existing.expired:
-                # Older than the TTL: as if it did not exist. Taken over in place, under
-                # the row lock, so two requests reusing an old key cannot both win.
+            if existing.expired or existing.abandoned:
+                # Older than the TTL, or a claim nobody will answer: as if it did not
+                # exist. Taken over in place, under the row lock, so two requests reusing
+                # an old key cannot both win.
                 session.execute(
                     update(IdempotencyKey)
                     .where(IdempotencyKey.id == existing.id)

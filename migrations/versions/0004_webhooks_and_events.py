@@ -2,7 +2,7 @@
 their attempts, and the customers' in-app notifications (DESIGN.md §9)
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-01 08:16:11
 """
 
@@ -13,7 +13,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0004'
-down_revision = '0003'
+# Chained after main's 0005 (wallets) and 0006 (security), which also followed 0003.
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

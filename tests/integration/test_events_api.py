@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def flow(api, admin_key, settings, clean_db, celery_worker) -> PaymentFlow:
-    return PaymentFlow(api, admin_key, settings.sandbox_webhook_secret, clean_db)
+    return PaymentFlow(api, admin_key, settings.sandbox_api_key, clean_db)
 
 
 def _all_pages(admin, **params: Any) -> tuple[list[dict], int]:
@@ -172,3 +172,21 @@ def test_a_transaction_still_running_holds_back_the_feed_so_no_cursor_skips_it(
     assert objects == [first, second]
     with clean_db.uow() as uow:
         assert uow.session.scalar(select(func.count()).select_from(Notification)) == 0
+
+
+def test_money_in_an_event_has_its_currency_s_decimals(clean_db):
+    """1000 JPY is "1000", as the API writes it (domain.money.in_units), 100 CNY "100.00"."""
+    payments = {currency: make_payment(clean_db, make_order(clean_db, total=total,
+                                                            currency=currency),
+                                       amount=total, currency=currency)
+                for currency, total in (("JPY", "1000"), ("CNY", "100.00"))}
+    with clean_db.uow() as uow:
+        for payment_id in payments.values():
+            transition_payment(uow.session, payment_id, PaymentStatus.CANCELLED, actor="test",
+                               event="payment_cancelled")
+        uow.commit()
+    with clean_db.uow() as uow:
+        views = {e["object"]["currency"]: e["object"]
+                 for e in uow.session.scalars(select(Event.data))}
+    assert (views["JPY"]["amount"], views["JPY"]["fee"]) == ("1000", "0")
+    assert (views["CNY"]["amount"], views["CNY"]["fee"]) == ("100.00", "0.00")

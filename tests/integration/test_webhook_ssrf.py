@@ -32,7 +32,9 @@ REFUSED_TARGETS = ["http://127.0.0.1:8080/hook", "http://10.0.0.1/hook",
 
 def _production(stack_env: dict[str, str], **extra: str) -> Settings:
     return Settings.from_env({**stack_env, "APP_ENV": "production",
-                              "SANDBOX_WEBHOOK_SECRET": "a-production-secret", **extra})
+                              "SANDBOX_WEBHOOK_SECRET": "s" * 32,
+                              "CHECKOUT_TOKEN_SECRET": "c" * 32,
+                              "FLOWER_BASIC_AUTH": "ops:" + "p" * 32, **extra})
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from domain.webhooks import (
     retry_delay,
 )
 
-ENV = {"DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://localhost"}
+ENV = {"DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://localhost", "APP_ENV": "dev"}
 
 
 @pytest.mark.parametrize("address, why", [
