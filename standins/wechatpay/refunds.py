@@ -25,9 +25,12 @@ def create_refund(res: Resources, keys: DoubleKeys, body: dict[str, Any]) -> dic
     out_trade_no, out_refund_no, refund, total = _fields(body)
     with res.uow() as uow:
         session = uow.session
+        # The original payment is named by out_trade_no or by WeChat Pay's transaction_id.
+        named = (StandinOrder.out_trade_no == out_trade_no if out_trade_no
+                 else StandinOrder.transaction_id == body.get("transaction_id"))
         order = session.scalars(select(StandinOrder).where(
             StandinOrder.provider == PROVIDER, StandinOrder.merchant == keys.mchid,
-            StandinOrder.out_trade_no == out_trade_no).with_for_update()).first()
+            named).with_for_update()).first()
         if order is None:
             raise WechatError(404, "RESOURCE_NOT_EXISTS", "订单不存在")
         existing = _find(session, keys, out_refund_no)
@@ -97,9 +100,11 @@ def refund_view(order: StandinOrder, refund: StandinRefund, status: str, *,
     return view
 
 
-def _fields(body: dict[str, Any]) -> tuple[str, str, int, int]:
+def _fields(body: dict[str, Any]) -> tuple[str | None, str, int, int]:
     out_trade_no, out_refund_no = body.get("out_trade_no"), body.get("out_refund_no")
-    if not isinstance(out_trade_no, str) or not OUT_TRADE_NO.fullmatch(out_trade_no):
+    if out_trade_no is None and isinstance(body.get("transaction_id"), str):
+        pass  # named by transaction_id instead
+    elif not isinstance(out_trade_no, str) or not OUT_TRADE_NO.fullmatch(out_trade_no):
         raise WechatError(400, "PARAM_ERROR", "out_trade_no 格式错误")
     if not isinstance(out_refund_no, str) or not OUT_TRADE_NO.fullmatch(out_refund_no):
         raise WechatError(400, "PARAM_ERROR", "out_refund_no 格式错误")
