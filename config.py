@@ -131,6 +131,8 @@ class Settings:
     out_trade_no_prefix: str = ""
     wechatpay: WechatPaySettings = WechatPaySettings()
     alipay: AlipaySettings = AlipaySettings()
+    # The provider doubles' retry schedules are multiplied by this (tests: 0.01).
+    standin_retry_scale: float = 1.0
     run_dir: Path = PROJECT_ROOT / ".run"
 
     @property
@@ -174,6 +176,7 @@ class Settings:
             out_trade_no_prefix=_out_trade_no_prefix(env),
             wechatpay=WechatPaySettings.from_env(env),
             alipay=AlipaySettings.from_env(env),
+            standin_retry_scale=_scale(env, "STANDIN_RETRY_SCALE"),
             run_dir=run_dir,
         )
 
@@ -186,3 +189,14 @@ def _out_trade_no_prefix(env: Mapping[str, str]) -> str:
         raise ConfigError("OUT_TRADE_NO_PREFIX must be at most 12 of A-Z, a-z, 0-9 and _, "
                           f"got {prefix!r}")
     return prefix
+
+
+def _scale(env: Mapping[str, str], name: str) -> float:
+    raw = (env.get(name) or "").strip()
+    try:
+        value = float(raw) if raw else 1.0
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 < value <= 1000:
+        raise ConfigError(f"{name} must be above 0 and at most 1000, got {raw!r}")
+    return value

@@ -19,6 +19,7 @@ TASK_ROUTES = {
     "refunds.*": {"queue": "payments"},
     "maintenance.*": {"queue": "maintenance"},
     "sandbox.*": {"queue": "payments"},  # the sandbox provider's callback deliveries
+    "standins.*": {"queue": "payments"},  # the provider doubles' notifications
 }
 
 # The longest task (a sweep batch loop) is capped well below this, so a message

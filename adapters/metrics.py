@@ -42,9 +42,11 @@ SIGNATURE_FAILURES = Counter("payments_callback_signature_failures_total",
 CALLBACK_LATENCY = Histogram("payments_callback_response_seconds",
                              "Time to answer a provider callback", ["provider"],
                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-PROVIDER_ANSWERS_UNVERIFIED = Counter(
-    "payments_provider_answers_unverified_total",
-    "Provider answers refused because their signature did not verify", ["provider"])
+PROVIDER_CALLS = Counter("payments_provider_calls_total",
+                         "Calls to payment providers by provider, call and outcome: ok, "
+                         "rejected (a definite no), unavailable (no answer, 5xx), unverified "
+                         "(an answer whose signature did not verify: not trusted)",
+                         ["provider", "call", "outcome"])
 PAYMENTS_FINAL = Counter("payments_payments_final_total",
                          "Payments reaching a final status (counted at commit), by status",
                          ["status"])

@@ -8,6 +8,7 @@ tasks on the same queue, same broker, and times a worker with the same settings.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,7 +134,7 @@ def _store_callbacks(res: Resources, payment_ids: list[int]) -> list[int]:
         body = success_body(payment_id)
         rows.append({"provider": "sandbox", "event_id": f"bench-{payment_id}",
                      "event_type": "payment.succeeded", "payment_id": payment_id,
-                     "raw_body": body, "payload": body.decode(),
+                     "raw_body": body, "payload": json.loads(body),
                      "status": CallbackStatus.RECEIVED.value})
     with res.db.engine.begin() as conn:
         conn.execute(insert(Base.metadata.tables[ProviderCallback.__tablename__]), rows)

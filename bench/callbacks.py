@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from config import Settings
 from adapters.providers.sandbox.signature import SIGNATURE_HEADER, build_signature_header
+from config import Settings
 from standins.sandbox.events import PAYMENT_SUCCEEDED, event_body, new_id
 
 CALLBACK_PATH = "/callbacks/sandbox"

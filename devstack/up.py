@@ -101,6 +101,8 @@ def run(web_port: int | None = None, flower_port: int | None = None) -> int:
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{web_port}")
     env.setdefault("FLOWER_BASIC_AUTH", DEV_FLOWER_AUTH)
     env["PYTHONUNBUFFERED"] = "1"
+    if env.get("PROVIDER_DOUBLES") == "1":
+        _use_provider_doubles(env, run_dir)
     # Web and worker processes write metric samples here; /metrics adds them up.
     metrics_dir = run_dir / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -113,6 +115,7 @@ def run(web_port: int | None = None, flower_port: int | None = None) -> int:
         _start_embedded_servers(sup, env, run_dir)
         _write_stack_env(run_dir, env)
         settings = Settings.from_env(env)
+        _check_providers(settings)
         from adapters.migrate import upgrade_to_head  # noqa: PLC0415 - after servers are up
 
         upgrade_to_head(settings.database_url)
@@ -129,6 +132,26 @@ def run(web_port: int | None = None, flower_port: int | None = None) -> int:
         raise
     sup.run_forever()
     return 0
+
+
+def _use_provider_doubles(env: dict[str, str], run_dir: Path) -> None:
+    """PROVIDER_DOUBLES=1: wechat and alipay go to the local WeChat Pay and Alipay doubles
+    (standins/), with keys made once under .run/doubles/. Settings already in the
+    environment win, so one variable can still be pointed elsewhere."""
+    from standins.keys import doubles_environment  # noqa: PLC0415
+
+    for key, value in doubles_environment(run_dir, env["PUBLIC_BASE_URL"]).items():
+        env.setdefault(key, value)
+    log.info("provider doubles: wechat -> wechatpay, alipay -> alipay (keys in %s)",
+             run_dir / "doubles")
+
+
+def _check_providers(settings: Settings) -> None:
+    """A routed provider with a missing or unreadable setting stops the start here, with
+    the variable's name, before any process is started that would crash on it."""
+    from adapters.providers.registry import build_registry  # noqa: PLC0415
+
+    build_registry(settings, settings.payment_providers)
 
 
 def _demo_keys(settings: Settings) -> tuple[str, str]:

@@ -123,9 +123,11 @@ def parse_callback_event(body: dict[str, Any]) -> CallbackEvent:
     if not isinstance(data, dict):
         raise _invalid("data must be a JSON object", "data")
 
-    if "payment_id" not in data:
-        raise _invalid("data.payment_id is required", "data.payment_id")
     payment_id = _positive_id(data.get("payment_id"), "data.payment_id")
+    out_trade_no = _optional_str(data, "out_trade_no", MAX_REFERENCE_LENGTH)
+    # A real provider's event names our out_trade_no, which may resolve to no payment.
+    if payment_id is None and out_trade_no is None:
+        raise _invalid("data.payment_id is required", "data.payment_id")
     transaction_id = _optional_str(data, "transaction_id", MAX_TRANSACTION_ID_LENGTH)
     if event_type is CallbackEventType.PAYMENT_SUCCEEDED and transaction_id is None:
         raise _invalid("data.transaction_id is required for payment.succeeded",
@@ -145,7 +147,7 @@ def parse_callback_event(body: dict[str, Any]) -> CallbackEvent:
         currency=currency, transaction_id=transaction_id,
         refund_id=refund_id if event_type.is_refund else None,
         occurred_at=_optional_datetime(data.get("occurred_at"), "data.occurred_at"),
-        out_trade_no=_optional_str(data, "out_trade_no", MAX_REFERENCE_LENGTH),
+        out_trade_no=out_trade_no,
         out_refund_no=out_refund_no if event_type.is_refund else None,
     )
 

@@ -30,8 +30,8 @@ CATALOG: dict[str, PaymentMethod] = {
         PaymentMethod("bank_card", "Bank card", True, False, True, Decimal("0.008")),
         # Enabled once a wallet exists; until then a balance payment cannot be funded.
         PaymentMethod("balance", "Wallet balance", False, False, True, Decimal("0")),
-        PaymentMethod("credit_card", "Credit card", False, False, True, Decimal("0.025")),
-        PaymentMethod("paypal", "PayPal", False, False, True, Decimal("0.034")),
+        PaymentMethod("credit_card", "Credit card", False, False, True, Decimal("0.008")),
+        PaymentMethod("paypal", "PayPal", False, False, True, Decimal("0.029")),
         PaymentMethod("crypto", "Crypto", False, False, False, Decimal("0.01")),
     )
 }

@@ -109,6 +109,8 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(String(24), default=PaymentStatus.INIT)
     provider: Mapped[str] = mapped_column(String(32))
     provider_reference: Mapped[str | None] = mapped_column(String(128))
+    # Our reference at the provider (domain/references.py), set when first sent there.
+    out_trade_no: Mapped[str | None] = mapped_column(String(64), unique=True)
     transaction_id: Mapped[str | None] = mapped_column(String(128))
     pay_url: Mapped[str | None] = mapped_column(Text)
     qr_payload: Mapped[str | None] = mapped_column(Text)
@@ -150,6 +152,7 @@ class Refund(Base):
     status: Mapped[str] = mapped_column(String(16), default=RefundStatus.PENDING)
     reason: Mapped[str | None] = mapped_column(Text)
     provider_refund_id: Mapped[str | None] = mapped_column(String(128))
+    out_refund_no: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

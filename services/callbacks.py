@@ -11,25 +11,27 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
 
 from adapters.locks import LockBusy, payment_lock, redis_lock
 from adapters.log_context import bind_log_context
 from adapters.metrics import CALLBACKS, SIGNATURE_FAILURES
+from adapters.providers.base import CallbackRequest, Provider
 from adapters.resources import Resources
-from config import Settings
-from domain.callback_events import decode_callback_body, parse_callback_event
+from domain.callback_auth import SignatureRejected
+from domain.callback_events import CallbackEvent, event_payload, parse_callback_event
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
-from domain.models import Base, Payment, ProviderCallback
-from adapters.providers.sandbox.signature import SIGNATURE_HEADER, SignatureRejected, verify_signature
+from domain.models import Base, Payment, ProviderCallback, Refund
 from domain.statuses import CallbackStatus
 from services.audit import record_event
 from services.settlement import Settlement, settle_callback
@@ -91,45 +93,45 @@ class IngestResult:
     duplicate: bool
 
 
-def provider_secrets(settings: Settings, provider: str) -> tuple[str, ...]:
-    """The secrets a provider's callbacks may be signed with; 404 for an unknown one."""
-    known = {"sandbox": (settings.sandbox_webhook_secret,)}
-    secrets = known.get(provider)
-    if secrets is None:
+def callback_connector(res: Resources, provider: str) -> Provider:
+    """The connector whose callbacks arrive at /callbacks/<provider>; 404 for any name
+    that is not a provider this deployment was configured for."""
+    connector = res.providers.for_callbacks(provider)
+    if connector is None:
         raise NotFound(f"Unknown payment provider {provider[:32]!r}", code="unknown_provider")
-    return secrets
+    return connector
 
 
 # --- ingest -------------------------------------------------------------------------------
 
-def ingest_callback(res: Resources, provider: str, raw_body: bytes,
-                    signature_header: str | None, *, now: float | None = None
-                    ) -> IngestResult:
-    """Verify, store (committed before returning), enqueue after commit when new."""
-    secrets = provider_secrets(res.settings, provider)
+def ingest_callback(res: Resources, provider: str, request: CallbackRequest, *,
+                    now: float | None = None) -> IngestResult:
+    """Verify, store (committed before returning), enqueue after commit when new.
+
+    The connector verifies and parses the provider's own format; what is stored is the
+    raw request body and the normalised event, with the provider's merchant references
+    resolved to our payment and refund ids.
+    """
+    connector = callback_connector(res, provider)
     CALLBACKS.labels(provider, "received").inc()
     try:
-        verify_signature(signature_header, raw_body, secrets,
-                         now=time.time() if now is None else now,
-                         tolerance_seconds=res.settings.callback_tolerance_seconds)
+        event = connector.parse_callback(request, now=time.time() if now is None else now)
     except SignatureRejected as exc:
         CALLBACKS.labels(provider, "rejected").inc()
         SIGNATURE_FAILURES.labels(provider, exc.reason).inc()
-        _audit_signature_failure(res, provider, exc, raw_body, signature_header)
+        _audit_signature_failure(res, connector, exc, request)
         raise
-    CALLBACKS.labels(provider, "verified").inc()
-    try:
-        body = decode_callback_body(raw_body)
-        event = parse_callback_event(body)
     except DomainError:
         CALLBACKS.labels(provider, "invalid").inc()
         raise
-    bind_log_context(payment_id=event.payment_id)
+    CALLBACKS.labels(provider, "verified").inc()
     with res.uow() as uow:
+        event = resolve_references(uow.session, event)
+        bind_log_context(payment_id=event.payment_id)
         callback_id = uow.session.execute(_STORE_CALLBACK, {
             "provider": provider, "event_id": event.event_id, "event_type": event.type.value,
-            "payment_id": event.payment_id, "raw_body": raw_body,
-            "payload": raw_body.decode("utf-8")}).scalar_one_or_none()
+            "payment_id": event.payment_id, "raw_body": request.body,
+            "payload": json.dumps(event_payload(event))}).scalar_one_or_none()
         if callback_id is not None:
             new_id = int(callback_id)
             bind_log_context(callback_id=new_id)
@@ -142,15 +144,33 @@ def ingest_callback(res: Resources, provider: str, raw_body: bytes,
     return IngestResult(callback_id, duplicate=callback_id is None)
 
 
-def _audit_signature_failure(res: Resources, provider: str, exc: SignatureRejected,
-                             raw_body: bytes, signature_header: str | None) -> None:
-    log.warning("callback from %s refused: %s", provider, exc.reason)
+_PAYMENT_BY_REFERENCE = select(Payment.id).where(Payment.out_trade_no == bindparam("ref"))
+_REFUND_BY_REFERENCE = select(Refund.id).where(Refund.out_refund_no == bindparam("ref"))
+
+
+def resolve_references(session: Session, event: CallbackEvent) -> CallbackEvent:
+    """Our ids for the merchant references a real provider's event names. A reference we
+    never issued resolves to None: the callback is kept, and settles as unmatched."""
+    changes: dict[str, int | None] = {}
+    if event.payment_id is None and event.out_trade_no is not None:
+        changes["payment_id"] = session.execute(
+            _PAYMENT_BY_REFERENCE, {"ref": event.out_trade_no}).scalar_one_or_none()
+    if event.refund_id is None and event.out_refund_no is not None:
+        changes["refund_id"] = session.execute(
+            _REFUND_BY_REFERENCE, {"ref": event.out_refund_no}).scalar_one_or_none()
+    return replace(event, **changes) if changes else event
+
+
+def _audit_signature_failure(res: Resources, connector: Provider, exc: SignatureRejected,
+                             request: CallbackRequest) -> None:
+    log.warning("callback from %s refused: %s", connector.name, exc.reason)
+    header = request.headers.get(connector.signature_header) or ""
     with res.uow() as uow:
         record_event(uow.session, "signature_verification_failed", payment_id=None,
-                     actor=f"provider:{provider}", reason=exc.reason, provider=provider,
-                     body_bytes=len(raw_body),
-                     signature_header=(signature_header or "")[:200] or None,
-                     header_name=SIGNATURE_HEADER)
+                     actor=f"provider:{connector.name}", reason=exc.reason,
+                     provider=connector.name, body_bytes=len(request.body),
+                     signature_header=header[:200] or None,
+                     header_name=connector.signature_header)
         uow.commit()
 
 
@@ -180,7 +200,7 @@ def process_callback(res: Resources, callback_id: int) -> str:
     if row.status != CallbackStatus.RECEIVED:
         return f"already {row.status}"
     try:
-        event = parse_callback_event(decode_callback_body(row.raw_body))
+        event = parse_callback_event(row.payload)
     except DomainError as exc:  # only reachable for rows stored by hand or by old code
         _give_up(res, callback_id, f"unreadable callback body: {exc.detail}")
         CALLBACKS.labels(row.provider, "failed").inc()
@@ -220,7 +240,7 @@ def _settle(res: Resources, callback_id: int, event: Any, provider: str) -> Sett
 
 
 _LOAD_CALLBACK = (select(ProviderCallback.provider, ProviderCallback.status,
-                         ProviderCallback.raw_body, ProviderCallback.last_error)
+                         ProviderCallback.payload, ProviderCallback.last_error)
                   .where(ProviderCallback.id == bindparam("callback_id")))
 _COUNT_ATTEMPT = (update(ProviderCallback)
                   .where(ProviderCallback.id == bindparam("callback_id"),

@@ -16,9 +16,17 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from adapters.providers.base import Provider, ProviderError, ProviderPayment, ProviderRejected
+from adapters.db import UnitOfWork
+from adapters.providers.base import (
+    PaymentRequest,
+    Provider,
+    ProviderError,
+    ProviderPayment,
+    ProviderRejected,
+)
 from adapters.resources import Resources
-from domain.models import Payment
+from domain.models import Order, Payment
+from domain.references import MerchantReferences
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
 from services.transitions import lock_payment_status, transition_payment, utc_now
 
@@ -42,8 +50,11 @@ def start_payment_processing(res: Resources, payment_id: int) -> str:
         return "nothing to do"
     provider = res.providers.for_method(target.method)
     try:
-        created = provider.create_payment(target.id, target.amount, target.currency,
-                                          target.method, idempotency_key=f"payment-{target.id}")
+        created = provider.create_payment(PaymentRequest(
+            payment_id=target.id, out_trade_no=target.out_trade_no, amount=target.amount,
+            currency=target.currency, method=target.method,
+            description=f"Order {target.order_number}",
+            idempotency_key=f"payment-{target.id}"))
     except ProviderRejected as exc:
         return _fail_rejected_start(res, payment_id, provider.name, exc)
     return _record_provider_payment(res, payment_id, provider, created)
@@ -55,14 +66,23 @@ class _Target:
     amount: Decimal
     currency: str
     method: str
+    out_trade_no: str
+    order_number: str
 
 
 def _initiation_target(res: Resources, payment_id: int) -> _Target | None:
-    """What to ask the provider for, if the payment still needs it; else None (logged)."""
+    """What to ask the provider for, if the payment still needs it; else None (logged).
+
+    The payment's out_trade_no is fixed here, before the provider hears of it: a retry
+    sends the same one even if OUT_TRADE_NO_PREFIX changed meanwhile, and a callback
+    naming it finds the payment whenever it arrives.
+    """
     with res.uow() as uow:
         payment = uow.session.execute(
             select(Payment.id, Payment.status, Payment.provider, Payment.provider_reference,
-                   Payment.amount, Payment.currency, Payment.method, Payment.expires_at)
+                   Payment.amount, Payment.currency, Payment.method, Payment.expires_at,
+                   Payment.out_trade_no, Order.order_number)
+            .join(Order, Order.id == Payment.order_id)
             .where(Payment.id == payment_id)).first()
         if payment is None:
             log.warning("%s: payment %s does not exist; nothing to do", INITIATE_TASK,
@@ -80,7 +100,19 @@ def _initiation_target(res: Resources, payment_id: int) -> _Target | None:
             log.info("%s: payment %s expired before it started; the expiry sweep closes it",
                      INITIATE_TASK, payment_id)
             return None
-        return _Target(payment.id, payment.amount, payment.currency, payment.method)
+        out_trade_no = payment.out_trade_no or _fix_out_trade_no(uow, res, payment_id)
+        return _Target(payment.id, payment.amount, payment.currency, payment.method,
+                       out_trade_no, payment.order_number)
+
+
+def _fix_out_trade_no(uow: UnitOfWork, res: Resources, payment_id: int) -> str:
+    reference = MerchantReferences(res.settings.out_trade_no_prefix).out_trade_no(payment_id)
+    uow.session.execute(update(Payment).where(Payment.id == payment_id,
+                                              Payment.out_trade_no.is_(None))
+                        .values(out_trade_no=reference)
+                        .execution_options(synchronize_session=False))
+    uow.commit()
+    return reference
 
 
 def _record_provider_payment(res: Resources, payment_id: int, provider: Provider,

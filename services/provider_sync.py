@@ -25,6 +25,8 @@ from adapters.locks import LockBusy, payment_lock
 from adapters.providers.base import (
     ProviderError,
     ProviderPaymentStatus,
+    ProviderRefund,
+    ProviderRefundStatus,
     ProviderStatus,
     ProviderUnavailable,
 )
@@ -32,7 +34,7 @@ from adapters.resources import Resources
 from domain.callback_events import CallbackEvent, CallbackEventType
 from domain.models import Payment
 from services.callbacks import LOCK_TTL_SECONDS, LOCK_WAIT_SECONDS
-from services.refunds import EXECUTE_TASK
+from services.callbacks import REFUND_TASK as EXECUTE_TASK
 from services.settlement import settle_provider_report
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,31 @@ def apply_answer(res: Resources, query: ProviderQuery, answer: ProviderAnswer, *
              answer.verdict.value, status,
              f" ({settlement.note})" if settlement.note else "")
     return status
+
+
+_REFUND_EVENTS = {ProviderRefundStatus.SUCCEEDED: CallbackEventType.REFUND_SUCCEEDED,
+                  ProviderRefundStatus.FAILED: CallbackEventType.REFUND_FAILED}
+
+
+def apply_refund_outcome(res: Resources, payment_id: int, refund_id: int, provider: str,
+                         answer: ProviderRefund, *, amount: Decimal, currency: str) -> str:
+    """A refund's outcome given in the provider's answer (Alipay's refunds are
+    synchronous), applied as its refund callback would be: same lock, rules and audit.
+    A callback for the same refund arriving as well is then a no-op."""
+    assert answer.outcome is not None
+    event = CallbackEvent(event_id=f"refund-answer:{answer.reference}",
+                          type=_REFUND_EVENTS[answer.outcome], payment_id=payment_id,
+                          amount=amount, currency=currency, transaction_id=answer.reference,
+                          refund_id=refund_id)
+    with payment_lock(res.redis, payment_id, ttl_seconds=LOCK_TTL_SECONDS,
+                      blocking_timeout=LOCK_WAIT_SECONDS):
+        with res.uow() as uow:
+            settlement = settle_provider_report(uow.session, event, provider=provider,
+                                                actor=f"provider:{provider}")
+            uow.commit()
+    log.info("refund %s at %s: %s -> %s%s", refund_id, provider, answer.outcome.value,
+             settlement.status.value, f" ({settlement.note})" if settlement.note else "")
+    return answer.outcome.value
 
 
 def _refund_sender(res: Resources, refund_id: int) -> Callable[[], None]:

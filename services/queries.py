@@ -72,6 +72,7 @@ def payment_fields(payment: Payment) -> dict[str, Any]:
         "status": payment.status,
         "provider": payment.provider,
         "transaction_id": payment.transaction_id,
+        "out_trade_no": payment.out_trade_no,
         "pay_url": payment.pay_url,
         "attempt": payment.attempt,
         "fee": payment.fee,

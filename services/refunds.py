@@ -21,17 +21,20 @@ from typing import Any
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from adapters.db import UnitOfWork
 from adapters.metrics import REFUNDS, count_on_commit
-from adapters.providers.base import ProviderRejected
+from adapters.providers.base import ProviderRejected, RefundRequest
 from adapters.resources import Resources
 from domain.errors import Conflict, InvalidInput
 from domain.methods import ALIASES, CATALOG
 from domain.models import Payment, Refund
 from domain.money import format_amount, parse_amount
+from domain.references import MerchantReferences
 from domain.settlement import REFUNDABLE_PAYMENT_STATUSES
 from domain.statuses import PAID_PAYMENT_STATUSES, OrderStatus, PaymentStatus, RefundStatus
 from services.api_keys import Principal
 from services.audit import record_event
+from services.provider_sync import apply_refund_outcome
 from services.queries import find_payment
 from services.settlement import settle_order_after_refund
 from services.transitions import lock_order_status, transition_order
@@ -50,6 +53,7 @@ def refund_view(refund: Refund) -> RefundView:
     return {"id": refund.id, "payment_id": refund.payment_id, "amount": refund.amount,
             "currency": refund.currency, "status": refund.status, "reason": refund.reason,
             "provider_refund_id": refund.provider_refund_id,
+            "out_refund_no": refund.out_refund_no, "needs_review": refund.needs_review,
             "created_at": refund.created_at, "updated_at": refund.updated_at,
             "completed_at": refund.completed_at}
 
@@ -155,6 +159,12 @@ class _Execution:
     amount: Decimal
     provider: str
     provider_reference: str
+    payment_id: int
+    payment_amount: Decimal
+    currency: str
+    out_trade_no: str
+    out_refund_no: str
+    reason: str | None
 
 
 def execute_refund(res: Resources, refund_id: int) -> str:
@@ -170,9 +180,14 @@ def execute_refund(res: Resources, refund_id: int) -> str:
         return "nothing to do"
     provider = res.providers.by_name(target.provider)
     try:
-        reference = provider.refund(target.provider_reference, refund_id, target.amount)
+        answer = provider.refund(RefundRequest(
+            refund_id=refund_id, out_refund_no=target.out_refund_no,
+            payment_reference=target.provider_reference, out_trade_no=target.out_trade_no,
+            amount=target.amount, payment_amount=target.payment_amount,
+            currency=target.currency, reason=target.reason))
     except ProviderRejected as exc:
         return _fail_refused(res, refund_id, exc)
+    reference = answer.reference
     with res.uow() as uow:
         # The provider's refund reference is stored whatever the status: its callback
         # may already have finished the refund while we waited for this answer.
@@ -185,16 +200,24 @@ def execute_refund(res: Resources, refund_id: int) -> str:
         uow.commit()
     log.info("%s: refund %s accepted by %s as %s", EXECUTE_TASK, refund_id, provider.name,
              reference)
+    if answer.outcome is not None:
+        # The provider decided in its answer (Alipay): applied as its callback would be.
+        return apply_refund_outcome(res, target.payment_id, refund_id, provider.name,
+                                    answer, amount=target.amount, currency=target.currency)
     return "accepted"
 
 
 def _execution_target(res: Resources, refund_id: int) -> _Execution | None:
     with res.uow() as uow:
         row = uow.session.execute(
-            select(Refund.status, Refund.amount, Refund.provider_refund_id, Payment.id,
-                   Payment.provider, Payment.provider_reference)
+            select(Refund.status, Refund.amount, Refund.provider_refund_id, Refund.reason,
+                   Refund.out_refund_no, Payment.id, Payment.provider,
+                   Payment.provider_reference, Payment.amount.label("payment_amount"),
+                   Payment.currency, Payment.out_trade_no)
             .join(Payment, Payment.id == Refund.payment_id)
             .where(Refund.id == refund_id)).first()
+        out_refund_no = (row.out_refund_no or _fix_out_refund_no(uow, res, refund_id)
+                         if row is not None else "")
     if row is None:
         log.warning("%s: refund %s does not exist; nothing to do", EXECUTE_TASK, refund_id)
         return None
@@ -208,7 +231,23 @@ def _execution_target(res: Resources, refund_id: int) -> _Execution | None:
         log.error("%s: refund %s cannot be executed: payment %s has no provider "
                   "reference; left pending for an operator", EXECUTE_TASK, refund_id, row.id)
         return None
-    return _Execution(refund_id, row.amount, row.provider, row.provider_reference)
+    return _Execution(refund_id, row.amount, row.provider, row.provider_reference,
+                      payment_id=row.id, payment_amount=row.payment_amount,
+                      currency=row.currency,
+                      # Sandbox payments started before references existed have none.
+                      out_trade_no=row.out_trade_no or row.provider_reference,
+                      out_refund_no=out_refund_no, reason=row.reason)
+
+
+def _fix_out_refund_no(uow: UnitOfWork, res: Resources, refund_id: int) -> str:
+    """Fixed before the provider hears of it, so every retry names the same refund."""
+    reference = MerchantReferences(res.settings.out_trade_no_prefix).out_refund_no(refund_id)
+    uow.session.execute(update(Refund).where(Refund.id == refund_id,
+                                             Refund.out_refund_no.is_(None))
+                        .values(out_refund_no=reference)
+                        .execution_options(synchronize_session=False))
+    uow.commit()
+    return reference
 
 
 def _fail_refused(res: Resources, refund_id: int, exc: ProviderRejected) -> str:

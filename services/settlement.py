@@ -118,14 +118,16 @@ def settle_callback(session: Session, callback_id: int, event: CallbackEvent, *,
 
 def settle_provider_report(session: Session, event: CallbackEvent, *, provider: str,
                            actor: str) -> Settlement:
-    """A payment's outcome learned by asking its provider (the janitor's status query)
-    instead of from a callback: the same rules, row locks, compare-and-set and audit, with
-    no inbox row. Its callback arriving later (or earlier) is then a no-op; the caller
-    holds the payment's Redis lock, as the callback worker does."""
-    if event.type.is_refund:
-        raise ValueError("a provider status report is about a payment, not a refund")
+    """A payment's (or refund's) outcome learned from the provider's answer (the
+    janitor's status query, a synchronous refund) instead of from a callback: the same
+    rules, row locks, compare-and-set and audit, with no inbox row. Its callback arriving
+    later (or earlier) is then a no-op; the caller holds the payment's Redis lock, as
+    the callback worker does."""
     _bound_waits(session)
-    return _settle_payment_event(session, _Context(provider, event, actor=actor[:64]))
+    ctx = _Context(provider, event, actor=actor[:64])
+    if event.type.is_refund:  # a refund's outcome in the provider's answer (Alipay)
+        return _settle_refund_event(session, ctx)
+    return _settle_payment_event(session, ctx)
 
 
 # --- payment.succeeded / payment.failed --------------------------------------------------

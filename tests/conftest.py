@@ -33,7 +33,9 @@ from devstack.scratch_servers import (
 TABLES = ("idempotency_keys", "payment_events", "refunds", "order_status_history",
           "provider_callbacks", "payments", "orders", "api_keys",
           # the sandbox provider's own tables (its tickets are keyed by our payment ids)
-          "sandbox_deliveries", "sandbox_refunds", "sandbox_payments")
+          "sandbox_deliveries", "sandbox_refunds", "sandbox_payments",
+          # the provider doubles' tables
+          "standin_notifications", "standin_refunds", "standin_orders")
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +46,16 @@ def tmp_run_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_run_dir: Path) -> Iterator[str]:
+def postgres_url(tmp_run_dir: Path) -> Iterator[str]:
+    """The PostgreSQL server of this run (its maintenance database)."""
+    with postgres_server(tmp_run_dir) as server_url:
+        yield server_url
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_url: str) -> Iterator[str]:
     """A fresh database at migration head, dropped after the run."""
-    with postgres_server(tmp_run_dir) as server_url, \
-            fresh_database(server_url, "payments_test") as url:
+    with fresh_database(postgres_url, "payments_test") as url:
         yield url
 
 
@@ -95,16 +103,20 @@ def clean_db(resources: Resources) -> Iterator[Resources]:
     worker may still be running it) can never act on this test's rows. TRUNCATE can
     deadlock with such a task; it is simply tried again.
     """
+    _truncate(resources)
+    yield resources
+
+
+def _truncate(resources: Resources) -> None:
     for attempt in range(5):
         try:
             with resources.db.engine.begin() as conn:
                 conn.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
-            break
+            return
         except DBAPIError as exc:
             if attempt == 4 or not isinstance(exc.orig, psycopg.errors.DeadlockDetected):
                 raise
             time.sleep(0.2)
-    yield resources
 
 
 @pytest.fixture(scope="session")
@@ -166,3 +178,20 @@ def private_redis(tmp_path: Path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def doubles_stack(postgres_url: str, tmp_run_dir: Path):
+    """A second stack (own database, Redis, live server, worker) whose wechat and alipay
+    methods go to the local WeChat Pay and Alipay doubles (tests.support.doubles_stack)."""
+    from tests.support.doubles_stack import doubles_stack as start
+
+    with start(postgres_url, tmp_run_dir / "doubles-stack") as stack:
+        yield stack
+
+
+@pytest.fixture
+def doubles(doubles_stack):
+    """The doubles stack with every table emptied first."""
+    _truncate(doubles_stack.resources)
+    return doubles_stack

@@ -39,7 +39,10 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app = Flask(__name__)
     app.json = PaymentsJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    app.extensions["payments"] = resources or Resources(settings)
+    app.extensions["payments"] = res = resources or Resources(settings)
+    # Every routed provider's keys are loaded and checked now: a missing or unreadable
+    # one stops the start with the variable's name, not the first payment.
+    res.providers  # noqa: B018
 
     install_request_context(app)  # first: every later hook and log line has the id
     register_error_handlers(app)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from standins.sandbox.openapi import SANDBOX_PATHS
 from services.idempotency import KEY_MAX_LENGTH
+from standins.sandbox.openapi import SANDBOX_PATHS
 from web.openapi_checkout import CHECKOUT_PATHS
+from web.openapi_providers import PROVIDER_PATHS
 from web.openapi_schemas import ID, SCHEMAS, TIMESTAMP, Schema, ref, string
 
 API = "/api/v1"
@@ -233,7 +234,9 @@ PATHS: dict[str, dict[str, Schema]] = {
         "receiveProviderCallback", "A payment provider's signed event (webhook)",
         "providers", auth="none", body="ProviderEvent", body_required=True,
         params=[_param("provider", "path", string(pattern="^[a-z0-9_]+$",
-                                                  examples=["sandbox"]), "Provider name"),
+                                                  examples=["sandbox"]),
+                       "Provider name (this shape is the sandbox's; /callbacks/wechatpay "
+                       "and /callbacks/alipay speak their providers' own)"),
                 _param("Sandbox-Signature", "header", string(
                     pattern=r"^t=\d+(,v1=[0-9a-f]+)+$"),
                     "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.\" + raw body>; any "
@@ -267,6 +270,8 @@ PATHS: dict[str, dict[str, Schema]] = {
 PATHS.update(SANDBOX_PATHS)
 # The customer's cashier page (web/routes/checkout.py).
 PATHS.update(CHECKOUT_PATHS)
+# WeChat Pay's and Alipay's notifications, each in its own protocol (DESIGN.md §6b).
+PATHS.update(PROVIDER_PATHS)
 
 
 @cache

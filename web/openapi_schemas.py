@@ -89,6 +89,10 @@ SCHEMAS: dict[str, Schema] = {
         ["id", "order_id", "amount", "currency", "method", "status"],
         id=ID, order_id=ID, amount=ref("Money"), currency=ref("Currency"), method=string(),
         status=ref("PaymentStatus"), provider=string(), transaction_id=nullable(string()),
+        out_trade_no=nullable(string(
+            "Our reference at the provider (OUT_TRADE_NO_PREFIX + P + the id in 10 "
+            "digits), fixed when the payment is first sent there",
+            pattern=r"^[A-Za-z0-9_]{6,32}$")),
         pay_url=nullable(string("Where the customer pays; set once the provider answers")),
         attempt={"type": "integer", "minimum": 1}, fee=ref("Money"),
         refunded_amount=ref("Money"), created_at=TIMESTAMP, updated_at=TIMESTAMP,
@@ -113,7 +117,14 @@ SCHEMAS: dict[str, Schema] = {
     "Refund": obj(["id", "payment_id", "amount", "currency", "status"],
                   id=ID, payment_id=ID, amount=ref("Money"), currency=ref("Currency"),
                   status=ref("RefundStatus"), reason=nullable(string()),
-                  provider_refund_id=nullable(string()), created_at=TIMESTAMP,
+                  provider_refund_id=nullable(string()),
+                  out_refund_no=nullable(string(
+                      "Our reference at the provider (prefix + R + the id), fixed when "
+                      "the refund is first sent there", pattern=r"^[A-Za-z0-9_]{6,32}$")),
+                  needs_review={"type": "boolean", "description": (
+                      "The provider accepted it but could not pay it out (WeChat Pay's "
+                      "REFUND.ABNORMAL): a person decides")},
+                  created_at=TIMESTAMP,
                   updated_at=TIMESTAMP, completed_at=nullable(TIMESTAMP)),
     "RefundList": obj(["items"], items=array(ref("Refund"))),
     "PaymentMethod": obj(
@@ -128,7 +139,9 @@ SCHEMAS: dict[str, Schema] = {
         status=ref("CallbackStatus"), attempts={"type": "integer", "minimum": 0},
         last_error=nullable(string()), received_at=TIMESTAMP, updated_at=TIMESTAMP,
         processed_at=nullable(TIMESTAMP),
-        payload={"type": "object", "description": "The event as the provider sent it"}),
+        payload={"type": "object", "description": (
+            "The normalised event (the sandbox's shape, whichever provider sent it; "
+            "a real provider's out_trade_no / out_refund_no included)")}),
     "CallbackPage": obj(["items", "page", "page_size", "total"],
                         items=array(ref("Callback")), page={"type": "integer", "minimum": 1},
                         page_size={"type": "integer", "minimum": 1, "maximum": 200},

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from adapters.celery_app import make_celery
+from adapters.providers.registry import build_registry
 from beat_schedule import build_beat_schedule
 from config import Settings
 
 settings = Settings.from_env()
+# Every routed provider's keys are checked at start (ConfigError names the variable);
+# each pool process builds its own registry again after the fork (workers/runtime.py).
+build_registry(settings, settings.payment_providers)
 celery = make_celery(settings)
 celery.conf.beat_schedule = build_beat_schedule(settings)
 # One module per queue's tasks; each task takes ids, calls one service, decides retries.
@@ -15,6 +19,7 @@ celery.conf.include = [
     "workers.tasks.payments",
     "workers.tasks.maintenance",
     "workers.tasks.sandbox",
+    "workers.tasks.standins",
     "workers.tasks.refunds",
 ]
 

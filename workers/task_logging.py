@@ -13,10 +13,10 @@ from celery.signals import setup_logging, task_postrun, task_prerun
 from adapters.log_context import close_log_scope, open_log_scope
 from adapters.logging_setup import configure_json_logging
 from adapters.task_queue import REQUEST_ID_HEADER
-from standins.sandbox.delivery import DELIVER_TASK
 from services.callbacks import PROCESS_TASK
 from services.payment_start import INITIATE_TASK
 from services.refunds import EXECUTE_TASK
+from standins.sandbox.delivery import DELIVER_TASK
 
 # What the first argument of these tasks is the id of.
 ID_ARGUMENT = {

@@ -6,13 +6,20 @@ Every catalog method not named goes to the sandbox, so an empty setting means
 "the sandbox for everything". A payment records the provider's name when it
 starts, and later calls (status, close, refund) go to that provider by name, so
 re-routing a method never strands payments already made elsewhere.
+
+Every routed connector is built when the registry is (at the start of the web and
+the worker), so a missing or unreadable key stops the start with a message naming
+the variable, not the first payment. A provider nothing is routed to needs nothing,
+and its callbacks are refused as an unknown provider's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from importlib import import_module
 
 from adapters.providers.base import Provider
+from adapters.providers.instrumented import InstrumentedProvider
 from adapters.providers.sandbox import SandboxProvider
 from config import ConfigError, Settings
 from domain.methods import ALIASES, CATALOG
@@ -22,9 +29,21 @@ SETTING = "PAYMENT_PROVIDERS"
 
 ProviderFactory = Callable[[Settings], Provider]
 
-# A real provider's adapter is added here by name.
+
+
+def _connector(module: str, cls: str) -> ProviderFactory:
+    """A real provider's connector, imported only when it is built: a deployment that
+    routes nothing to it never loads its crypto or reads its settings."""
+    def build(settings: Settings) -> Provider:
+        factory: ProviderFactory = getattr(import_module(module), cls).from_settings
+        return factory(settings)
+    return build
+
+
 PROVIDER_FACTORIES: Mapping[str, ProviderFactory] = {
     SandboxProvider.name: SandboxProvider.from_settings,
+    "wechatpay": _connector("adapters.providers.wechatpay", "WechatPayProvider"),
+    "alipay": _connector("adapters.providers.alipay", "AlipayProvider"),
 }
 
 
@@ -57,8 +76,8 @@ def parse_provider_routes(spec: str | None,
 
 
 class ProviderRegistry:
-    """Hands out provider adapters: by method for new payments, by name afterwards.
-    Adapters are built on first use (building one connects to nothing anyway)."""
+    """Hands out provider connectors: by method for new payments, by name afterwards.
+    The routed ones (and the sandbox) are built here; building connects to nothing."""
 
     def __init__(self, settings: Settings, routes: Mapping[str, str],
                  factories: Mapping[str, ProviderFactory] = PROVIDER_FACTORIES) -> None:
@@ -66,6 +85,8 @@ class ProviderRegistry:
         self._routes = dict(routes)
         self._factories = factories
         self._built: dict[str, Provider] = {}
+        for name in sorted({DEFAULT_PROVIDER, *self._routes.values()}):
+            self.by_name(name)
 
     @property
     def routes(self) -> dict[str, str]:
@@ -77,13 +98,18 @@ class ProviderRegistry:
             raise KeyError(f"no provider is routed for payment method {method!r}")
         return self.by_name(self._routes[code])
 
+    def for_callbacks(self, name: str) -> Provider | None:
+        """The connector whose callbacks arrive at /callbacks/<name>: a built one only,
+        so a name in a URL never makes us load a provider we were not configured for."""
+        return self._built.get(name)
+
     def by_name(self, name: str) -> Provider:
         provider = self._built.get(name)
         if provider is None:
             factory = self._factories.get(name)
             if factory is None:
                 raise KeyError(f"unknown payment provider {name!r}")
-            provider = self._built[name] = factory(self._settings)
+            provider = self._built[name] = InstrumentedProvider(factory(self._settings))
         return provider
 
 

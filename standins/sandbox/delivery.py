@@ -22,13 +22,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from adapters.db import UnitOfWork
+from adapters.providers.sandbox.signature import SIGNATURE_HEADER, build_signature_header
 from adapters.resources import Resources
 from config import Settings
-from adapters.providers.sandbox.signature import SIGNATURE_HEADER, build_signature_header
+from services.transitions import utc_now
 from standins.sandbox.events import MAX_ATTEMPTS, backoff_seconds
 from standins.sandbox.models import SandboxDelivery, SandboxPayment
 from standins.sandbox.options import TestOptions
-from services.transitions import utc_now
 
 log = logging.getLogger(__name__)
 

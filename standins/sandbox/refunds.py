@@ -16,11 +16,11 @@ from sqlalchemy import select
 from adapters.resources import Resources
 from domain.errors import Conflict, InvalidInput
 from domain.money import format_amount
+from services.transitions import utc_now
 from standins.sandbox import delivery, events
 from standins.sandbox.models import SandboxPayment, SandboxRefund
 from standins.sandbox.options import TestOptions
 from standins.sandbox.tickets import amount_string, find_ticket, positive_id
-from services.transitions import utc_now
 
 
 @dataclass(frozen=True)

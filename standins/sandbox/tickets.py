@@ -18,10 +18,10 @@ from adapters.resources import Resources
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.methods import ALIASES, CATALOG
 from domain.money import parse_amount, parse_currency
+from services.transitions import utc_now
 from standins.sandbox import delivery, events
 from standins.sandbox.models import SandboxPayment
 from standins.sandbox.options import TestOptions, apply_test_options
-from services.transitions import utc_now
 
 PAY_PATH = "/sandbox/pay/"
 MAX_TICKET_LENGTH = 64

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import func, select
 
 from adapters.migrate import upgrade_to_head
-from domain.models import Payment, PaymentEvent, ProviderCallback
 from adapters.providers.sandbox.signature import SIGNATURE_HEADER
+from domain.models import Payment, PaymentEvent, ProviderCallback
 from tests.support.callbacks import event_body, post_callback
 from tests.support.factories import make_order, make_payment
 from tests.support.private_stack import PrivatePostgres, env_with, serve_app, settings_with

@@ -16,9 +16,13 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from adapters.providers.sandbox.signature import (
+    SIGNATURE_HEADER,
+    build_signature_header,
+    compute_signature,
+)
 from devstack.embedded import free_port
 from domain.models import PaymentEvent, ProviderCallback
-from adapters.providers.sandbox.signature import SIGNATURE_HEADER, build_signature_header, compute_signature
 from tests.support.callbacks import event_body, post_callback, signed_headers, store_callback
 from tests.support.factories import make_order, make_payment
 from tests.support.live_server import Api

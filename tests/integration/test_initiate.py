@@ -61,6 +61,19 @@ def test_a_start_delivered_twice_makes_one_provider_payment_and_one_payment_star
     assert started["logs"][1]["detail"]["provider_reference"] == flow.ticket(pay_url)
     assert start_payment_processing(flow.res, payment["id"]) == "nothing to do"
     assert flow.at_provider(pay_url)["merchant_payment_id"] == payment["id"]
+    # Its merchant reference was fixed before the provider heard of it (DESIGN.md §6b).
+    assert payment["out_trade_no"] is None
+    assert started["out_trade_no"] == f"P{payment['id']:010d}"
+
+
+def test_the_merchant_reference_carries_the_prefix_and_never_changes(flow):
+    payment = flow.payment(flow.order()["id"])
+    prefixed = Resources(dataclasses.replace(flow.res.settings, out_trade_no_prefix="shopA_"))
+    try:
+        assert start_payment_processing(prefixed, payment["id"]) == "started"
+        assert flow.get(payment["id"])["out_trade_no"] == f"shopA_P{payment['id']:010d}"
+    finally:
+        prefixed.close()
 
 
 def test_the_same_start_run_side_by_side_still_starts_once(flow):

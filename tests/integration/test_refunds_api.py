@@ -72,7 +72,10 @@ def test_concurrent_full_refunds_accept_one_and_the_money_goes_back_once(flow):
 
     flow.wait_refund(payment["id"], accepted["id"], "succeeded")
     flow.settle(pay_url)
-    assert len(flow.refunds(payment["id"])) == 1
+    [refund] = flow.refunds(payment["id"])
+    # Its merchant reference was fixed when the provider was first asked (DESIGN.md §6b).
+    assert accepted["out_refund_no"] is None
+    assert refund["out_refund_no"] == f"R{accepted['id']:010d}"
     done = flow.get(payment["id"])
     assert (done["status"], done["refunded_amount"]) == ("refunded", "100.00")
     assert flow.get_order(payment["order_id"])["status"] == "refunded"

@@ -10,10 +10,11 @@ import pytest
 from flask import Flask
 
 from adapters.providers.base import (
-    Provider,
+    PaymentRequest,
     ProviderPaymentStatus,
     ProviderRejected,
     ProviderUnavailable,
+    RefundRequest,
 )
 from adapters.providers.sandbox import SandboxProvider
 from devstack.embedded import free_port
@@ -26,15 +27,24 @@ def provider(api, settings) -> SandboxProvider:
     return SandboxProvider.from_settings(settings)
 
 
-def test_the_adapter_is_a_provider(provider):
-    assert isinstance(provider, Provider) and provider.name == "sandbox"
+def payment(payment_id: int, amount: str, method: str = "wechat") -> PaymentRequest:
+    return PaymentRequest(payment_id=payment_id, out_trade_no=f"P{payment_id:010d}",
+                          amount=Decimal(amount), currency="CNY", method=method,
+                          description="Order test", idempotency_key=f"payment-{payment_id}")
+
+
+def refund(reference: str, refund_id: int, amount: str) -> RefundRequest:
+    return RefundRequest(refund_id=refund_id, out_refund_no=f"R{refund_id:010d}",
+                         payment_reference=reference, out_trade_no="P0000000021",
+                         amount=Decimal(amount), payment_amount=Decimal("50.00"),
+                         currency="CNY")
 
 
 def test_create_query_close_round_trip(provider, settings):
-    made = provider.create_payment(11, Decimal("88.80"), "CNY", "alipay", "payment-11")
+    made = provider.create_payment(payment(11, "88.80", "alipay"))
     assert made.pay_url == f"{settings.public_base_url}/sandbox/pay/{made.reference}"
     assert made.qr_payload == made.pay_url
-    again = provider.create_payment(11, Decimal("88.80"), "CNY", "alipay", "payment-11")
+    again = provider.create_payment(payment(11, "88.80", "alipay"))
     assert again == made  # a redelivered initiate finds the same provider payment
     status = provider.query_status(made.reference)
     assert (status.status, status.transaction_id, status.amount, status.currency) == (
@@ -42,22 +52,22 @@ def test_create_query_close_round_trip(provider, settings):
     provider.close(made.reference)
     provider.close(made.reference)  # closing twice is fine
     assert provider.query_status(made.reference).status == ProviderPaymentStatus.CLOSED
-    card = provider.create_payment(12, Decimal("5.00"), "CNY", "bank_card", "payment-12")
+    card = provider.create_payment(payment(12, "5.00", "bank_card"))
     assert card.qr_payload is None
 
 
 def test_paid_payment_status_refund_and_close_refused(api, provider):
-    made = provider.create_payment(21, Decimal("50.00"), "CNY", "wechat", "payment-21")
+    made = provider.create_payment(payment(21, "50.00", "wechat"))
     assert api.post(f"/sandbox/pay/{made.reference}/approve",
                     allow_redirects=False).status_code == 303
     status = provider.query_status(made.reference)
     assert status.status == ProviderPaymentStatus.SUCCEEDED
     assert status.transaction_id.startswith("txn_") and status.amount == Decimal("50.00")
-    refund_ref = provider.refund(made.reference, 3, Decimal("20.00"))
-    assert refund_ref.startswith("rfd_")
-    assert provider.refund(made.reference, 3, Decimal("20.00")) == refund_ref  # idempotent
+    refund_ref = provider.refund(refund(made.reference, 3, "20.00"))
+    assert refund_ref.reference.startswith("rfd_") and refund_ref.outcome is None
+    assert provider.refund(refund(made.reference, 3, "20.00")) == refund_ref  # idempotent
     with pytest.raises(ProviderRejected) as too_much:
-        provider.refund(made.reference, 4, Decimal("30.01"))
+        provider.refund(refund(made.reference, 4, "30.01"))
     assert too_much.value.status == 400 and too_much.value.code == "refund_exceeds_remaining"
     with pytest.raises(ProviderRejected) as paid:
         provider.close(made.reference)
@@ -70,10 +80,10 @@ def test_4xx_is_rejected(provider, live_url, settings):
     assert unknown.value.status == 404
     wrong_key = SandboxProvider(live_url + "/sandbox", "not-the-secret")
     with pytest.raises(ProviderRejected) as unauthorized:
-        wrong_key.create_payment(31, Decimal("1.00"), "CNY", "wechat", "payment-31")
+        wrong_key.create_payment(payment(31, "1.00", "wechat"))
     assert unauthorized.value.status == 401
     with pytest.raises(ProviderRejected) as bad_method:
-        provider.create_payment(32, Decimal("1.00"), "CNY", "cheque", "payment-32")
+        provider.create_payment(payment(32, "1.00", "cheque"))
     assert bad_method.value.status == 400 and bad_method.value.code == "unsupported_method"
 
 
@@ -82,7 +92,7 @@ def test_connection_refused_is_unavailable(settings):
                              settings.sandbox_webhook_secret)
     started = time.monotonic()
     with pytest.raises(ProviderUnavailable) as info:
-        nobody.create_payment(41, Decimal("1.00"), "CNY", "wechat", "payment-41")
+        nobody.create_payment(payment(41, "1.00", "wechat"))
     assert info.value.status is None and "ConnectionError" in info.value.detail
     assert time.monotonic() - started < 10
 

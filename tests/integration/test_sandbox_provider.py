@@ -13,9 +13,13 @@ import time
 import pytest
 from sqlalchemy import select
 
+from adapters.providers.sandbox.signature import (
+    SIGNATURE_HEADER,
+    parse_signature_header,
+    verify_signature,
+)
 from domain.callback_events import parse_callback_body
 from domain.models import ProviderCallback
-from adapters.providers.sandbox.signature import SIGNATURE_HEADER, parse_signature_header, verify_signature
 from tests.support.live_server import serve
 from tests.support.processes import wait_until
 from tests.support.recording_receiver import RecordingReceiver

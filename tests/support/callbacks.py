@@ -10,10 +10,10 @@ from typing import Any
 import requests
 from sqlalchemy import func, select
 
+from adapters.providers.sandbox.signature import SIGNATURE_HEADER, build_signature_header
 from adapters.resources import Resources
 from config import DEV_WEBHOOK_SECRET
 from domain.models import PaymentEvent, ProviderCallback
-from adapters.providers.sandbox.signature import SIGNATURE_HEADER, build_signature_header
 
 
 def event_body(payment_id: int, *, event_type: str = "payment.succeeded",

@@ -132,3 +132,19 @@ def test_unknown_currency():
     with pytest.raises(InvalidInput) as info:
         parse(body(data={"currency": "XXX"}))
     assert info.value.code == "invalid_currency"
+
+
+def test_the_stored_form_reads_back_as_the_same_event():
+    from domain.callback_events import CallbackEvent, event_payload, parse_callback_event
+
+    original = CallbackEvent(
+        event_id="EV-1", type=CallbackEventType.REFUND_ABNORMAL, payment_id=None,
+        amount=Decimal("12.30"), currency="CNY", transaction_id="5030",
+        refund_id=None, occurred_at=datetime(2026, 12, 1, tzinfo=UTC),
+        out_trade_no="P0000000009", out_refund_no="R0000000003")
+    assert parse_callback_event(event_payload(original)) == original
+
+
+def test_an_unresolved_reference_needs_no_payment_id():
+    event = parse(body(data={"payment_id": None, "out_trade_no": "P0000000001"}))
+    assert event.payment_id is None and event.out_trade_no == "P0000000001"

@@ -14,13 +14,14 @@ def test_catalog_matches_the_design():
     expected = {
         "wechat": (True, Decimal("0.006")), "alipay": (True, Decimal("0.006")),
         "bank_card": (True, Decimal("0.008")), "balance": (False, Decimal("0")),
-        "credit_card": (False, None), "paypal": (False, None), "crypto": (False, None),
+        # seed 004's rates, for the methods it lists as disabled too
+        "credit_card": (False, Decimal("0.008")), "paypal": (False, Decimal("0.029")),
+        "crypto": (False, Decimal("0.01")),
     }
     assert set(CATALOG) == set(expected)
     for code, (enabled, fee_rate) in expected.items():
         assert CATALOG[code].enabled is enabled
-        if fee_rate is not None:
-            assert CATALOG[code].fee_rate == fee_rate
+        assert CATALOG[code].fee_rate == fee_rate
     assert CATALOG["wechat"].supports_qr and CATALOG["alipay"].supports_qr
     assert not CATALOG["bank_card"].supports_qr
     assert not CATALOG["crypto"].refundable

@@ -66,3 +66,14 @@ def test_unknown_currency_is_refused(raw):
     with pytest.raises(InvalidInput) as err:
         parse_currency(raw)
     assert err.value.code == "invalid_currency"
+
+
+def test_minor_units_both_ways_exactly():
+    from domain.money import from_minor_units, to_minor_units
+
+    assert to_minor_units(Decimal("88.80"), "CNY") == 8880
+    assert to_minor_units(Decimal("0.01"), "CNY") == 1
+    assert from_minor_units(8880, "CNY") == Decimal("88.80")
+    assert str(from_minor_units(1, "CNY")) == "0.01"
+    with pytest.raises(ValueError):
+        to_minor_units(Decimal("0.001"), "CNY")  # never rounded silently

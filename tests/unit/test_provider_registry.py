@@ -41,10 +41,26 @@ def test_unclear_settings_are_config_errors(spec, message):
 def test_registry_builds_the_sandbox_adapter_from_settings_once():
     registry = build_registry(SETTINGS, "wechat=sandbox")
     provider = registry.for_method("bank")
-    assert isinstance(provider, SandboxProvider)
-    assert provider.base_url == "http://shop.example/sandbox"
+    assert isinstance(provider.inner, SandboxProvider)  # counted by InstrumentedProvider
+    assert provider.inner.base_url == "http://shop.example/sandbox"
     assert registry.by_name("sandbox") is provider is registry.for_method("wechat")
     with pytest.raises(KeyError):
         registry.by_name("acme")
     with pytest.raises(KeyError):
         registry.for_method("cheque")
+
+
+def test_a_routed_provider_without_its_settings_stops_the_start_naming_the_variable():
+    # Built with the registry (the web's and the worker's start), not at the first payment.
+    with pytest.raises(ConfigError, match="WECHATPAY_"):
+        build_registry(SETTINGS, "wechat=wechatpay")
+    with pytest.raises(ConfigError, match="ALIPAY_"):
+        build_registry(SETTINGS, "alipay=alipay")
+
+
+def test_an_unrouted_provider_needs_nothing_and_takes_no_callbacks():
+    registry = build_registry(SETTINGS, "")
+    assert registry.for_callbacks("sandbox") is registry.by_name("sandbox")
+    assert registry.for_callbacks("wechatpay") is None
+    assert registry.for_callbacks("alipay") is None
+    assert registry.for_callbacks("acme") is None

@@ -7,6 +7,12 @@ import hmac
 
 import pytest
 
+from adapters.providers.sandbox.signature import (
+    build_signature_header,
+    compute_signature,
+    parse_signature_header,
+    verify_signature,
+)
 from domain.callback_auth import (
     MalformedSignature,
     MissingSignature,
@@ -14,12 +20,6 @@ from domain.callback_auth import (
     SignatureRejected,
     TimestampInFuture,
     TimestampTooOld,
-)
-from adapters.providers.sandbox.signature import (
-    build_signature_header,
-    compute_signature,
-    parse_signature_header,
-    verify_signature,
 )
 
 SECRET = "whsec_test"

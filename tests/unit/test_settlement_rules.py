@@ -153,3 +153,31 @@ def test_payment_and_order_status_after_refunds():
                                       net_paid=D("0.00")) is None
     assert order_status_after_refunds(OrderStatus.EXPIRED, refunds_in_flight=False,
                                       net_paid=D("0.00")) is None
+
+
+@pytest.mark.parametrize("status", ["pending", "processing"])
+def test_abnormal_refund_in_flight_is_flagged_not_failed(status):
+    refund = RefundFacts(id=7, payment_id=1, status=RefundStatus(status), amount=D("30.00"),
+                         currency="CNY")
+    decision = decide_refund_event(refund, payment("succeeded"),
+                                   event(T.REFUND_ABNORMAL, amount="30.00", refund_id=7),
+                                   provider="sandbox")
+    assert decision.action is Action.FLAG_REFUND
+    assert decision.audit_event == "refund_abnormal"
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed"])
+def test_abnormal_report_on_a_finished_refund_changes_nothing(status):
+    refund = RefundFacts(id=7, payment_id=1, status=RefundStatus(status), amount=D("30.00"),
+                         currency="CNY")
+    decision = decide_refund_event(refund, payment("partially_refunded", refunded="30.00"),
+                                   event(T.REFUND_ABNORMAL, amount="30.00", refund_id=7),
+                                   provider="sandbox")
+    assert decision.action is Action.IGNORE
+
+
+def test_a_reference_we_never_issued_is_unmatched():
+    unresolved = CallbackEvent(event_id="evt", type=T.PAYMENT_SUCCEEDED, payment_id=None,
+                               amount=D("1.00"), currency="CNY", transaction_id="t",
+                               out_trade_no="OTHERP0000000001")
+    assert decide(None, unresolved).action is Action.UNMATCHED

@@ -13,7 +13,7 @@ import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from adapters.metrics import PROVIDER_ANSWERS_UNVERIFIED
+from adapters.metrics import PROVIDER_CALLS
 from adapters.providers.base import (
     PaymentRequest,
     ProviderPaymentStatus,
@@ -21,6 +21,7 @@ from adapters.providers.base import (
     ProviderUnavailable,
     RefundRequest,
 )
+from adapters.providers.instrumented import UNVERIFIED_ANSWER, InstrumentedProvider
 from tests.unit.test_wechatpay_callbacks import provider
 from tests.unit.wechatpay_support import MCHID, MERCHANT_SERIAL, private_key, signed_headers
 
@@ -83,11 +84,13 @@ def test_native_order_is_signed_over_the_exact_bytes_sent():
 
 
 def test_a_2xx_whose_signature_does_not_verify_is_no_answer_and_is_counted():
-    before = PROVIDER_ANSWERS_UNVERIFIED.labels("wechatpay")._value.get()
+    counter = PROVIDER_CALLS.labels("wechatpay", "create", "unverified")
+    before = counter._value.get()
     wx, _ = connector((200, {"code_url": "weixin://x"}, False))
-    with pytest.raises(ProviderUnavailable, match="signature"):
-        wx.create_payment(PAYMENT)
-    assert PROVIDER_ANSWERS_UNVERIFIED.labels("wechatpay")._value.get() == before + 1
+    with pytest.raises(ProviderUnavailable, match="signature") as caught:
+        InstrumentedProvider(wx).create_payment(PAYMENT)
+    assert caught.value.code == UNVERIFIED_ANSWER
+    assert counter._value.get() == before + 1
 
 
 def test_query_maps_trade_state_and_amount_and_signs_the_query_string():

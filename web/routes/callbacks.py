@@ -2,7 +2,10 @@
 
 `POST /callbacks/<provider>` sits at the root (providers are configured with a
 URL, not an API version) and carries no API key: the signature authenticates.
-The view only bounds and reads the body, then hands it to the service.
+The view only bounds and reads the body, then hands it to the service. Every answer
+to a known provider, refusals included, is in that provider's own format (its
+connector's answer_* methods): WeChat Pay retries unless it reads its own success
+answer, Alipay unless the body is `success`.
 """
 
 from __future__ import annotations
@@ -13,14 +16,20 @@ import time
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from adapters.metrics import CALLBACK_LATENCY
-from adapters.providers.sandbox.signature import SIGNATURE_HEADER
-from services.callbacks import ingest_callback, list_callbacks, replay_callback
+from adapters.providers.base import CallbackAnswer, CallbackRequest
+from domain.errors import DomainError
+from services.callbacks import (
+    callback_connector,
+    ingest_callback,
+    list_callbacks,
+    replay_callback,
+)
 from web.auth import current_principal, require_key
 from web.deps import resources
-from web.errors import error_response
+from web.errors import STATUS_BY_KIND, error_response
 from web.routes.params import query_int
 
 log = logging.getLogger(__name__)
@@ -39,21 +48,38 @@ def _start_clock() -> None:
 
 @provider_bp.after_request
 def _observe_latency(response: Response) -> Response:
-    """Every answer to a known provider, errors included (an unknown one is a 404 and
-    not labelled: provider names in URLs are not ours to choose)."""
+    """Every answer to a configured provider, errors included (an unknown name is not
+    labelled: provider names in URLs are not ours to choose)."""
     started = g.get("callback_started")
-    provider = (request.view_args or {}).get("provider")
-    if started is not None and provider and response.status_code != 404:
+    provider = (request.view_args or {}).get("provider") or ""
+    if started is not None and resources().providers.for_callbacks(provider) is not None:
         CALLBACK_LATENCY.labels(provider).observe(time.perf_counter() - started)
     return response
 
 
+# The real providers' routes are spelled out (their formats differ from the sandbox's,
+# and the OpenAPI document lists each); any other name goes to the sandbox's shape.
+@provider_bp.post("/callbacks/wechatpay", defaults={"provider": "wechatpay"})
+@provider_bp.post("/callbacks/alipay", defaults={"provider": "alipay"})
 @provider_bp.post("/callbacks/<provider>")
 def receive_callback(provider: str):
+    connector = callback_connector(resources(), provider)  # 404 before reading anything
     raw_body = _read_bounded_body(MAX_CALLBACK_BYTES)
-    result = ingest_callback(resources(), provider, raw_body,
-                             request.headers.get(SIGNATURE_HEADER))
-    return jsonify({"received": True, "duplicate": result.duplicate})
+    result = ingest_callback(resources(), provider,
+                             CallbackRequest(headers=request.headers, body=raw_body))
+    return _as_response(connector.answer_stored(result.duplicate))
+
+
+@provider_bp.errorhandler(DomainError)
+def refused(exc: DomainError):
+    """Not authentic (401) or not understood (400): in the provider's format when the
+    provider is known; an unknown one gets our JSON 404."""
+    return _refusal(STATUS_BY_KIND[exc.kind], exc.code, exc.detail, dict(exc.extra))
+
+
+@provider_bp.errorhandler(RequestEntityTooLarge)
+def too_large(exc: HTTPException):
+    return _refusal(413, "request_entity_too_large", exc.description or "Too large", {})
 
 
 @provider_bp.errorhandler(DBAPIError)
@@ -62,10 +88,22 @@ def storage_unavailable(exc: Exception):
     """Whatever went wrong with the database, the callback is not stored: say so with a
     503 so the provider retries (never a 2xx, and not a 500 that some providers drop)."""
     log.error("callback not stored, database error: %s", exc)
-    response = error_response(503, "The callback could not be stored; retry shortly",
-                              "database_unavailable")
+    response = _refusal(503, "database_unavailable",
+                        "The callback could not be stored; retry shortly", {})
     response.headers["Retry-After"] = "5"
     return response
+
+
+def _refusal(status: int, code: str, detail: str, extra: dict[str, object]) -> Response:
+    provider = (request.view_args or {}).get("provider", "")
+    connector = resources().providers.for_callbacks(provider)
+    if connector is None:
+        return error_response(status, detail, code, **extra)
+    return _as_response(connector.answer_refused(status, code, detail, extra))
+
+
+def _as_response(answer: CallbackAnswer) -> Response:
+    return Response(answer.body, status=answer.status, content_type=answer.content_type)
 
 
 def _too_large() -> RequestEntityTooLarge:

@@ -116,7 +116,8 @@ class _SpecReader:
                                                          param.get("description", ""))))
         body = op.get("requestBody")
         if body:
-            schema = body["content"]["application/json"]["schema"]
+            # JSON for ours; a provider's notification may be form-encoded (Alipay).
+            schema = next(iter(body["content"].values()))["schema"]
             result.body_schema = self._ref_name(schema) or self.type_of(schema)
             result.body_required = bool(body.get("required"))
             result.body_fields = self.fields(schema)

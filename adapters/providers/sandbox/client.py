@@ -9,8 +9,8 @@ shared secret), short timeouts, and every failure mapped to ProviderUnavailable
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests

@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 import requests
 
-from adapters.metrics import PROVIDER_ANSWERS_UNVERIFIED
 from adapters.providers.base import (
     CallbackAnswer,
     CallbackRequest,
@@ -31,6 +30,7 @@ from adapters.providers.base import (
     ProviderUnavailable,
     RefundRequest,
 )
+from adapters.providers.instrumented import UNVERIFIED_ANSWER
 from adapters.providers.wechatpay import callbacks
 from adapters.providers.wechatpay.credentials import WechatPayCredentials, load_credentials
 from adapters.providers.wechatpay.signing import answer_message, authorization, new_nonce, verify
@@ -193,11 +193,12 @@ class WechatPayProvider:
         if not 200 <= status < 300:
             raise _garbled(where)
         if not self._answer_verifies(response):
-            PROVIDER_ANSWERS_UNVERIFIED.labels(self.name).inc()
+            # Counted as "unverified" by the registry's InstrumentedProvider.
             log.warning("wechatpay: %s answered without a valid WeChat Pay signature; "
                         "treated as no answer", where)
             raise ProviderUnavailable(self.name, f"{where}: the answer's signature does not "
-                                                 "verify", status=status)
+                                                 "verify", status=status,
+                                      code=UNVERIFIED_ANSWER)
         if status != 204 and not answer:
             raise _garbled(f"{where}: not a JSON object")
         return answer
