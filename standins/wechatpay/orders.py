@@ -44,16 +44,17 @@ def create_native(res: Resources, keys: DoubleKeys, body: dict[str, Any]) -> dic
             provider=PROVIDER, merchant=keys.mchid, status="NOTPAY", pay_token=token,
             request_body=body, **fields).on_conflict_do_nothing())
         order = _find(session, keys, fields["out_trade_no"])
+        assert order is not None
+        status, token = order.status, order.pay_token
+        asked = (order.amount_minor, order.currency, order.description)
         uow.commit()
-    assert order is not None
-    if order.status == "SUCCESS" or order.status == "REFUND":
+    if status in ("SUCCESS", "REFUND"):
         raise WechatError(400, "ORDERPAID", "该订单已支付")
-    if order.status == "CLOSED":
+    if status == "CLOSED":
         raise WechatError(400, "ORDER_CLOSED", "订单已关闭")
-    if (order.amount_minor, order.currency, order.description) != (
-            fields["amount_minor"], fields["currency"], fields["description"]):
+    if asked != (fields["amount_minor"], fields["currency"], fields["description"]):
         raise WechatError(403, "OUT_TRADE_NO_USED", "商户订单号重复")
-    return {"code_url": code_url(res, order.pay_token)}
+    return {"code_url": code_url(res, token)}
 
 
 def code_url(res: Resources, token: str) -> str:
@@ -64,9 +65,9 @@ def code_url(res: Resources, token: str) -> str:
 def query_order(res: Resources, keys: DoubleKeys, out_trade_no: str) -> dict[str, Any]:
     with res.uow() as uow:
         order = _find(uow.session, keys, out_trade_no)
-    if order is None:
-        raise WechatError(404, "ORDER_NOT_EXIST", "订单不存在")
-    return order_view(keys, order)
+        if order is None:
+            raise WechatError(404, "ORDER_NOT_EXIST", "订单不存在")
+        return order_view(keys, order)
 
 
 def order_view(keys: DoubleKeys, order: StandinOrder) -> dict[str, Any]:
@@ -99,10 +100,11 @@ def close_order(res: Resources, keys: DoubleKeys, out_trade_no: str) -> None:
             .values(status="CLOSED", updated_at=datetime.now(BEIJING))
             .returning(StandinOrder.id)).scalar_one_or_none()
         order = _find(session, keys, out_trade_no)
+        status = order.status if order is not None else None
         uow.commit()
-    if closed is not None or (order is not None and order.status == "CLOSED"):
+    if closed is not None or status == "CLOSED":
         return  # closing twice is fine, as at the real service
-    if order is None:
+    if status is None:
         raise WechatError(404, "ORDER_NOT_EXIST", "订单不存在")
     raise WechatError(400, "ORDERPAID", "该订单已支付")
 
@@ -111,13 +113,13 @@ def pay_page_view(res: Resources, token: str) -> dict[str, Any]:
     with res.uow() as uow:
         order = uow.session.scalars(select(StandinOrder).where(
             StandinOrder.provider == PROVIDER, StandinOrder.pay_token == token)).first()
-    if order is None:
-        raise WechatError(404, "ORDER_NOT_EXIST", "订单不存在")
-    return {"out_trade_no": order.out_trade_no, "description": order.description,
-            "amount": str(from_minor_units(order.amount_minor, order.currency)),
-            "currency": order.currency,
-            "status": order.status, "transaction_id": order.transaction_id,
-            "can_pay": order.status == "NOTPAY", "token": token}
+        if order is None:
+            raise WechatError(404, "ORDER_NOT_EXIST", "订单不存在")
+        return {"out_trade_no": order.out_trade_no, "description": order.description,
+                "amount": str(from_minor_units(order.amount_minor, order.currency)),
+                "currency": order.currency,
+                "status": order.status, "transaction_id": order.transaction_id,
+                "can_pay": order.status == "NOTPAY", "token": token}
 
 
 def approve(res: Resources, keys: DoubleKeys, token: str, *, send_notification: bool) -> str:

@@ -1,5 +1,6 @@
 """The WeChat Pay double's refunds: accepted as PROCESSING, then settled at once with a
-REFUND.SUCCESS notification (the real service takes seconds to days). One refund per
+REFUND.SUCCESS notification (the real service takes seconds to days; TEST_OUTCOMES make
+it REFUND.CLOSED or REFUND.ABNORMAL instead). One refund per
 out_refund_no: asking again answers with the same refund, as the real one does."""
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from standins.wechatpay import notify
 from standins.wechatpay.keys import DoubleKeys
 from standins.wechatpay.notify import BEIJING, rfc3339
 from standins.wechatpay.orders import OUT_TRADE_NO, PROVIDER, WechatError
+
+# A test knob: a refund whose reason is one of these ends that way instead of SUCCESS
+# (REFUND.CLOSED: refused; REFUND.ABNORMAL: the money could not reach the buyer).
+TEST_OUTCOMES = {"double:closed": "CLOSED", "double:abnormal": "ABNORMAL"}
 
 
 def create_refund(res: Resources, keys: DoubleKeys, body: dict[str, Any]) -> dict[str, Any]:
@@ -54,15 +59,17 @@ def create_refund(res: Resources, keys: DoubleKeys, body: dict[str, Any]) -> dic
         # The double settles at once; the merchant hears it by notification, as from
         # the real service (the answer above still says PROCESSING).
         now = datetime.now(BEIJING)
-        session.execute(update(StandinOrder).where(StandinOrder.id == order.id).values(
-            refunded_minor=StandinOrder.refunded_minor + refund, status="REFUND",
-            updated_at=now))
+        outcome = TEST_OUTCOMES.get(str(body.get("reason", "")).lower(), "SUCCESS")
+        if outcome == "SUCCESS":
+            session.execute(update(StandinOrder).where(StandinOrder.id == order.id).values(
+                refunded_minor=StandinOrder.refunded_minor + refund, status="REFUND",
+                updated_at=now))
         session.execute(update(StandinRefund).where(StandinRefund.id == row.id).values(
-            status="SUCCESS", finished_at=now, updated_at=now))
+            status=outcome, finished_at=now, updated_at=now))
         ids = []
         notify_url = body.get("notify_url") or order.notify_url
         if notify_url:
-            done = refund_view(order, row, "SUCCESS", finished_at=now)
+            done = refund_view(order, row, outcome, finished_at=now)
             ids.append(notifications.queue_notification(
                 session, provider=PROVIDER, url=notify_url,
                 payload=notify.refund_payload(keys.mchid, done)))
@@ -76,9 +83,9 @@ def query_refund(res: Resources, keys: DoubleKeys, out_refund_no: str) -> dict[s
         session = uow.session
         row = _find(session, keys, out_refund_no)
         order = session.get(StandinOrder, row.order_id) if row is not None else None
-    if row is None or order is None:
-        raise WechatError(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
-    return refund_view(order, row, row.status, finished_at=row.finished_at)
+        if row is None or order is None:
+            raise WechatError(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        return refund_view(order, row, row.status, finished_at=row.finished_at)
 
 
 def refund_view(order: StandinOrder, refund: StandinRefund, status: str, *,

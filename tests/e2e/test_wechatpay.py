@@ -1,0 +1,247 @@
+"""WeChat Pay end to end on the doubles stack: our connector against the double, a real
+worker, real notifications. Refusals are sent as an attacker would: the double's own
+renderer and keys make the genuine article, then one thing is changed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from wechatpayv3 import WeChatPay, WeChatPayType
+
+from standins.wechatpay.keys import load_double_keys
+from standins.wechatpay.notify import transaction_payload
+from standins.wechatpay.orders import order_view
+from tests.e2e.wechatpay_flow import WAIT, WechatFlow
+from tests.support.processes import wait_until
+
+
+@pytest.fixture
+def flow(doubles) -> WechatFlow:
+    return WechatFlow(doubles)
+
+
+def silently_paid(flow: WechatFlow, total: str = "88.80") -> tuple[dict, dict]:
+    """A payment paid at the double whose notification never came: (payment, the
+    TRANSACTION.SUCCESS payload the double would have sent)."""
+    payment, pay_url = flow.started(total)
+    flow.press(pay_url, "approve", notify=False)
+    order = flow.at_double(payment["out_trade_no"])
+    assert order.status == "SUCCESS" and flow.notifications() == []
+    keys = load_double_keys(flow.stack.settings.run_dir)
+    return payment, transaction_payload(order_view(keys, order))
+
+
+def test_pay_creates_the_native_order_and_its_notification_pays_the_order(flow):
+    payment, pay_url = flow.started("88.80")
+    assert payment["out_trade_no"]
+    assert pay_url.startswith(flow.stack.live_url + "/doubles/wechatpay/pay/")
+    order = flow.at_double(payment["out_trade_no"])
+    assert (order.amount_minor, order.currency, order.status) == (8880, "CNY", "NOTPAY")
+    assert order.notify_url == flow.stack.live_url + "/callbacks/wechatpay"
+    assert order.request_body["mchid"] == flow.stack.env["WECHATPAY_MCHID"]
+    assert order.request_body["appid"] == flow.stack.env["WECHATPAY_APPID"]
+    page = flow.http.get(pay_url, timeout=WAIT)
+    assert page.status_code == 200 and "88.80" in page.text
+
+    flow.press(pay_url, "approve")
+    paid = flow.wait_status(payment["id"], "succeeded")
+    assert paid["transaction_id"] == flow.at_double(payment["out_trade_no"]).transaction_id
+    assert flow.get_order(payment["order_id"])["status"] == "paid"
+    [sent] = flow.wait_delivered()
+    assert sent["last_status"] == 204 and sent["attempts"] == 1
+
+
+def test_the_same_notification_again_and_concurrently_is_applied_once(flow):
+    payment, pay_url = flow.started()
+    flow.press(pay_url, "approve")
+    flow.wait_status(payment["id"], "succeeded")
+    [sent] = flow.wait_delivered()
+    payload = sent["payload"]
+    # WeChat Pay resends with a fresh signature each time; the id stays the same.
+    assert flow.post_callback(*flow.render(payload)).status_code == 204
+    attempts = [flow.render(payload) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda a: flow.post_callback(*a), attempts))
+    assert [a.status_code for a in answers] == [204] * 4
+    flow.idle()
+    assert flow.event_names(payment["id"]).count("payment_succeeded") == 1
+    assert len(flow.inbox(payload["id"])) == 1
+    assert flow.get(payment["id"])["status"] == "succeeded"
+
+
+def tampered(flow, payload):
+    headers, body = flow.render(payload)
+    return headers, body.replace(payload["id"].encode(), b"EV-forged-0001")
+
+
+def unknown_serial(flow, payload):
+    headers, body = flow.render(payload)
+    return {**headers, "Wechatpay-Serial": "PUB_KEY_ID_0000000000000000000000000000000099"}, body
+
+
+def stale(flow, payload):
+    return flow.render(payload, timestamp=int(time.time()) - 3600)
+
+
+def probe(flow, payload):
+    headers, body = flow.render(payload)
+    return {**headers, "Wechatpay-Signature": "WECHATPAY/SIGNTEST/"
+            + headers["Wechatpay-Signature"]}, body
+
+
+@pytest.mark.parametrize("forge", [tampered, unknown_serial, stale, probe])
+def test_a_refused_notification_gets_wechats_fail_answer_and_nothing_is_applied(flow, forge):
+    payment, payload = silently_paid(flow)
+    answer = flow.post_callback(*forge(flow, payload))
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["code"] == "FAIL" and answer.json()["message"]
+    assert flow.inbox(payload["id"]) == [] and flow.inbox("EV-forged-0001") == []
+    assert flow.get(payment["id"])["status"] == "processing"
+    # The genuine article still goes through: the refusal was for the change alone.
+    assert flow.post_callback(*flow.render(payload)).status_code == 204
+    flow.wait_status(payment["id"], "succeeded")
+
+
+def test_an_amount_that_differs_is_stored_but_never_paid(flow):
+    payment, payload = silently_paid(flow, "88.80")
+    payload["resource"]["amount"]["total"] = 1  # 0.01 yuan
+    assert flow.post_callback(*flow.render(payload)).status_code == 204
+    flow.idle()
+    [stored] = flow.inbox(payload["id"])
+    assert stored.payment_id == payment["id"]
+    assert flow.get(payment["id"])["status"] == "processing"
+    assert "amount_mismatch" in flow.event_names(payment["id"])
+
+
+def test_a_notification_signed_with_a_platform_certificate_is_accepted(flow):
+    payment, payload = silently_paid(flow)
+    headers, body = flow.render({**payload, "signer": "certificate"})
+    assert headers["Wechatpay-Serial"] != flow.stack.env["WECHATPAY_PUBLIC_KEY_ID"]
+    assert flow.post_callback(headers, body).status_code == 204
+    flow.wait_status(payment["id"], "succeeded")
+
+
+def test_a_refund_is_accepted_then_settled_by_its_notification(flow):
+    payment, pay_url = flow.started("88.80")
+    flow.press(pay_url, "approve")
+    flow.wait_status(payment["id"], "succeeded")
+    refund = flow.refund(payment["id"], "10.00")
+    done = flow.wait_refund(payment["id"], refund["id"], "succeeded")
+    [at_double] = flow.refunds_at_double()
+    assert at_double.amount_minor == 1000 and at_double.status == "SUCCESS"
+    assert at_double.request_body["amount"] == {"refund": 1000, "total": 8880,
+                                                "currency": "CNY"}
+    assert at_double.request_body["out_trade_no"] == payment["out_trade_no"]
+    assert done["provider_refund_id"] == at_double.refund_ref
+    assert done["out_refund_no"] == at_double.out_refund_no
+    assert flow.get(payment["id"])["refunded_amount"] == "10.00"
+    flow.wait_delivered(2)
+
+
+@pytest.mark.parametrize(("reason", "status", "review"), [
+    ("double:closed", "failed", False),  # REFUND.CLOSED
+    ("double:abnormal", "processing", True),  # REFUND.ABNORMAL: neither done nor failed
+])
+def test_a_refund_closed_or_abnormal_at_wechat(flow, reason, status, review):
+    payment, pay_url = flow.started("88.80")
+    flow.press(pay_url, "approve")
+    flow.wait_status(payment["id"], "succeeded")
+    flow.refund(payment["id"], "10.00", reason)
+    flow.wait_delivered(2)
+    flow.idle()
+    [refund] = flow.refunds(payment["id"])
+    assert (refund["status"], refund["needs_review"]) == (status, review)
+    assert flow.get(payment["id"])["refunded_amount"] in ("0.00", "0", None)
+
+
+def test_cancel_closes_the_order_at_wechat(flow):
+    payment, pay_url = flow.started()
+    response = flow.admin.post(f"/api/v1/payments/{payment['id']}/cancel", json={})
+    assert response.status_code == 200, response.text
+    wait_until(lambda: flow.at_double(payment["out_trade_no"]).status == "CLOSED",
+               timeout=WAIT, message="the order closed at the double")
+    page = flow.http.post(f"{pay_url}/approve", allow_redirects=False, timeout=WAIT)
+    assert page.status_code == 400  # a closed order cannot be paid any more
+
+
+def test_the_janitor_finds_a_payment_paid_whose_notification_never_came(flow):
+    payment, _ = silently_paid(flow)
+    with flow.res.uow() as uow:  # quiet for long enough to be asked about
+        uow.session.execute(text("UPDATE payments SET updated_at = updated_at - "
+                                 "interval '10 minutes' WHERE id = :id"), {"id": payment["id"]})
+        uow.commit()
+    cli = Path(sys.executable).with_name("payments")
+    result = subprocess.run([str(cli), "sweep", "sync"], env=flow.stack.env,
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1])["job"] == "sync"
+    paid = flow.wait_status(payment["id"], "succeeded")
+    assert paid["transaction_id"] == flow.at_double(payment["out_trade_no"]).transaction_id
+    assert flow.get_order(payment["order_id"])["status"] == "paid"
+
+
+def sdk_client(env: dict[str, str], notify_url: str, **changes: str) -> WeChatPay:
+    env = {**env, **changes}
+    wx = WeChatPay(wechatpay_type=WeChatPayType.NATIVE, mchid=env["WECHATPAY_MCHID"],
+                   private_key=Path(env["WECHATPAY_MERCHANT_PRIVATE_KEY_FILE"]).read_text(),
+                   cert_serial_no=env["WECHATPAY_MERCHANT_SERIAL_NO"],
+                   appid=env["WECHATPAY_APPID"], apiv3_key=env["WECHATPAY_APIV3_KEY"],
+                   notify_url=notify_url,
+                   public_key=Path(env["WECHATPAY_PUBLIC_KEY_FILE"]).read_text(),
+                   public_key_id=env["WECHATPAY_PUBLIC_KEY_ID"], timeout=(3, WAIT))
+    # The SDK's gateway is fixed to the real host; point it at the double.
+    wx._core._gate_way = env["WECHATPAY_BASE_URL"]
+    return wx
+
+
+def test_the_sdk_is_served_by_the_double_and_verifies_its_answers(flow):
+    """The SDK raises if an answer's signature does not verify, so each 2xx below is
+    also the SDK accepting the double's signed answer."""
+    wx = sdk_client(flow.stack.env, flow.stack.live_url + "/callbacks/wechatpay")
+    code, message = wx.pay(description="SDK order", out_trade_no="SDK_0000001",
+                           amount={"total": 100, "currency": "CNY"})
+    assert code == 200, message
+    code_url = json.loads(message)["code_url"]
+    again = wx.pay(description="SDK order", out_trade_no="SDK_0000001",
+                   amount={"total": 100, "currency": "CNY"})
+    assert again == (200, message)  # the same order asked again: the same code_url
+    code, message = wx.query(out_trade_no="SDK_0000001")
+    assert code == 200 and json.loads(message)["trade_state"] == "NOTPAY"
+    flow.press(code_url, "approve", notify=False)
+    code, message = wx.query(out_trade_no="SDK_0000001")
+    assert code == 200 and json.loads(message)["trade_state"] == "SUCCESS"
+    code, message = wx.close(out_trade_no="SDK_0000001")
+    assert code == 400 and json.loads(message)["code"] == "ORDERPAID"
+    code, message = wx.refund(out_refund_no="SDKR0000001", out_trade_no="SDK_0000001",
+                              amount={"refund": 50, "total": 100, "currency": "CNY"})
+    assert code == 200 and json.loads(message)["status"] == "PROCESSING"
+    code, message = wx.query_refund(out_refund_no="SDKR0000001")
+    assert code == 200 and json.loads(message)["status"] == "SUCCESS"
+
+    assert wx.pay(description="SDK order 2", out_trade_no="SDK_0000002",
+                  amount={"total": 200, "currency": "CNY"})[0] == 200
+    assert wx.close(out_trade_no="SDK_0000002")[0] == 204
+    assert json.loads(wx.query(out_trade_no="SDK_0000002")[1])["trade_state"] == "CLOSED"
+    code, message = wx.query(out_trade_no="SDK_0000404")
+    assert code == 404 and json.loads(message)["code"] == "ORDER_NOT_EXIST"
+
+
+def test_the_double_refuses_a_request_signed_with_another_key(flow, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = tmp_path / "other.pem"
+    other.write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                      .private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+    wx = sdk_client(flow.stack.env, "http://shop/cb",
+                    WECHATPAY_MERCHANT_PRIVATE_KEY_FILE=str(other))
+    code, message = wx.query(out_trade_no="SDK_0000001")
+    assert code == 401 and json.loads(message)["code"] == "SIGN_ERROR"
