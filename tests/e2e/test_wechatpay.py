@@ -171,16 +171,21 @@ def test_cancel_closes_the_order_at_wechat(flow):
     assert page.status_code == 400  # a closed order cannot be paid any more
 
 
-def test_the_janitor_finds_a_payment_paid_whose_notification_never_came(flow):
-    payment, _ = silently_paid(flow)
-    with flow.res.uow() as uow:  # quiet for long enough to be asked about
+def run_janitor(flow: WechatFlow, payment_id: int) -> None:
+    """`payments sweep sync`, once the payment has been quiet long enough to be asked."""
+    with flow.res.uow() as uow:
         uow.session.execute(text("UPDATE payments SET updated_at = updated_at - "
-                                 "interval '10 minutes' WHERE id = :id"), {"id": payment["id"]})
+                                 "interval '10 minutes' WHERE id = :id"), {"id": payment_id})
         uow.commit()
     cli = Path(sys.executable).with_name("payments")
     result = subprocess.run([str(cli), "sweep", "sync"], env=flow.stack.env,
                             capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(result.stdout.strip().splitlines()[-1])["job"] == "sync"
+
+
+def test_the_janitor_finds_a_payment_paid_whose_notification_never_came(flow):
+    payment, _ = silently_paid(flow)
+    run_janitor(flow, payment["id"])
     paid = flow.wait_status(payment["id"], "succeeded")
     assert paid["transaction_id"] == flow.at_double(payment["out_trade_no"]).transaction_id
     assert flow.get_order(payment["order_id"])["status"] == "paid"
@@ -245,3 +250,27 @@ def test_the_double_refuses_a_request_signed_with_another_key(flow, tmp_path):
                     WECHATPAY_MERCHANT_PRIVATE_KEY_FILE=str(other))
     code, message = wx.query(out_trade_no="SDK_0000001")
     assert code == 401 and json.loads(message)["code"] == "SIGN_ERROR"
+
+
+def test_an_unanswered_notification_is_retried_and_each_attempt_signed_afresh(flow):
+    """notify_url on a port nobody listens on: the double keeps trying on WeChat Pay's
+    schedule (scaled to 1/100 in the tests: 0.15 s, 0.15 s, 0.3 s, 1.8 s ...)."""
+    wx = sdk_client(flow.stack.env, "http://127.0.0.1:9/nobody-listens")
+    code, message = wx.pay(description="retry me", out_trade_no="SDK_RETRY_01",
+                           amount={"total": 100, "currency": "CNY"})
+    assert code == 200, message
+    flow.press(json.loads(message)["code_url"], "approve")
+    [sent] = wait_until(lambda: (n := flow.notifications()) and n[0]["attempts"] >= 3 and n,
+                        timeout=WAIT, message="three attempts of the notification")
+    assert sent["status"] == "pending" and sent["last_error"]
+    # The renderer signs every attempt anew (fresh timestamp and nonce).
+    first, second = flow.render(sent["payload"])[0], flow.render(sent["payload"])[0]
+    assert first["Wechatpay-Nonce"] != second["Wechatpay-Nonce"]
+
+
+def test_a_declined_payment_is_found_failed_by_the_janitor(flow):
+    payment, pay_url = flow.started()
+    flow.press(pay_url, "decline")  # PAYERROR at the double, and no notification
+    assert flow.at_double(payment["out_trade_no"]).status == "PAYERROR"
+    run_janitor(flow, payment["id"])
+    flow.wait_status(payment["id"], "failed")
