@@ -118,13 +118,16 @@ def _fields(body: dict[str, Any]) -> tuple[str | None, str, int, int]:
     amount = body.get("amount")
     if not isinstance(amount, dict):
         raise WechatError(400, "PARAM_ERROR", "amount 必填")
-    refund, total = amount.get("refund"), amount.get("total")
-    for name, value in (("refund", refund), ("total", total)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise WechatError(400, "PARAM_ERROR", f"amount.{name} 应为正整数（分）")
     if amount.get("currency", "CNY") != "CNY":
         raise WechatError(400, "PARAM_ERROR", "amount.currency 仅支持CNY")
-    return out_trade_no, out_refund_no, refund, total
+    return out_trade_no, out_refund_no, _fen(amount, "refund"), _fen(amount, "total")
+
+
+def _fen(amount: dict[str, Any], name: str) -> int:
+    value = amount.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise WechatError(400, "PARAM_ERROR", f"amount.{name} 应为正整数（分）")
+    return value
 
 
 def _find(session: Session, keys: DoubleKeys, out_refund_no: str) -> StandinRefund | None:

@@ -114,11 +114,12 @@ class NotificationVerifier:
             raise _invalid("resource must be an encrypt-resource object", "resource")
         if resource.get("algorithm") != "AEAD_AES_256_GCM":
             raise _invalid("resource.algorithm must be AEAD_AES_256_GCM", "resource.algorithm")
-        fields = [resource.get(k) for k in ("nonce", "ciphertext")]
+        nonce, ciphertext = resource.get("nonce"), resource.get("ciphertext")
         associated = resource.get("associated_data") or ""
-        if not all(isinstance(v, str) and v for v in fields) or not isinstance(associated, str):
+        if not (isinstance(nonce, str) and nonce and isinstance(ciphertext, str)
+                and ciphertext and isinstance(associated, str)):
             raise _invalid("resource needs nonce and ciphertext", "resource")
-        plaintext = decrypt_resource(self.apiv3_key, nonce=fields[0], ciphertext=fields[1],
+        plaintext = decrypt_resource(self.apiv3_key, nonce=nonce, ciphertext=ciphertext,
                                      associated_data=associated)
         if plaintext is None:
             # Signed by WeChat Pay, yet not sealed with our APIv3 key: a key mix-up.

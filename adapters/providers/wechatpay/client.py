@@ -105,7 +105,8 @@ class WechatPayProvider:
         status = _TRADE_STATES.get(state)
         if status is None:
             raise _garbled(f"unknown trade_state {state!r}")
-        amount = body.get("amount") if isinstance(body.get("amount"), dict) else {}
+        raw_amount = body.get("amount")
+        amount: dict[str, Any] = raw_amount if isinstance(raw_amount, dict) else {}
         currency = amount.get("currency") or "CNY"
         total = amount.get("total")
         if isinstance(total, int) and not isinstance(total, bool) and total > 0:
