@@ -274,3 +274,26 @@ def test_a_declined_payment_is_found_failed_by_the_janitor(flow):
     assert flow.at_double(payment["out_trade_no"]).status == "PAYERROR"
     run_janitor(flow, payment["id"])
     flow.wait_status(payment["id"], "failed")
+
+
+def test_an_authentic_notification_we_cannot_decrypt_is_a_400_fail(flow):
+    """Signed by WeChat Pay but sealed with another APIv3 key (a key mix-up on our side):
+    refused as unreadable, so WeChat Pay keeps retrying until the key is fixed."""
+    from dataclasses import replace
+
+    from standins.wechatpay.protocol import seal_resource, signed_headers
+
+    payment, payload = silently_paid(flow)
+    keys = load_double_keys(flow.stack.settings.run_dir)
+    body = json.dumps({
+        "id": payload["id"], "create_time": payload["create_time"],
+        "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
+        "summary": "支付成功",
+        "resource": seal_resource(replace(keys, apiv3_key=b"k" * 32), payload["resource"],
+                                  original_type="transaction", associated_data="transaction"),
+    }).encode()
+    answer = flow.post_callback({"Content-Type": "application/json",
+                                 **signed_headers(keys, body)}, body)
+    assert answer.status_code == 400 and answer.json()["code"] == "FAIL"
+    assert flow.inbox(payload["id"]) == []
+    assert flow.get(payment["id"])["status"] == "processing"
