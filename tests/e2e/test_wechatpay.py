@@ -297,3 +297,21 @@ def test_an_authentic_notification_we_cannot_decrypt_is_a_400_fail(flow):
     assert answer.status_code == 400 and answer.json()["code"] == "FAIL"
     assert flow.inbox(payload["id"]) == []
     assert flow.get(payment["id"])["status"] == "processing"
+
+
+def test_no_key_secret_or_decrypted_payload_reaches_a_log(flow, caplog):
+    caplog.set_level("DEBUG")
+    payment, pay_url = flow.started("88.80")
+    flow.press(pay_url, "approve")
+    flow.wait_status(payment["id"], "succeeded")
+    [sent] = flow.wait_delivered()
+    flow.idle()
+    env = flow.stack.env
+    secrets = [env["WECHATPAY_APIV3_KEY"],
+               *Path(env["WECHATPAY_MERCHANT_PRIVATE_KEY_FILE"]).read_text().splitlines()[1:3],
+               # Only inside the encrypted resource: the payer and the bank.
+               sent["payload"]["resource"]["payer"]["openid"]]
+    worker_log = (flow.stack.run_dir / "worker.log").read_text(errors="replace")
+    assert "standins.deliver_notification" in worker_log  # the log we search is the real one
+    logs = caplog.text + worker_log
+    assert not [s for s in secrets if s in logs]
