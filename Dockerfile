@@ -18,7 +18,8 @@ COPY migrations/ migrations/
 RUN pip install . && useradd --system --uid 10001 payments
 USER payments
 
-EXPOSE 8000 5555
+# 8000 web, 5555 flower, 9808 a worker's /metrics (WORKER_METRICS_ADDRESS)
+EXPOSE 8000 5555 9808
 # gunicorn's settings live in web/gunicorn_conf.py; a container gets more workers than make up.
 ENV WEB_WORKERS=4
 CMD ["gunicorn", "-c", "python:web.gunicorn_conf", "web.wsgi:app", "--bind", "0.0.0.0:8000"]

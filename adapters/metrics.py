@@ -9,6 +9,7 @@ the web process instead (`ScrapeGauges`, passed to `render_latest`).
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +21,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -33,8 +35,9 @@ log = logging.getLogger(__name__)
 
 CALLBACKS = Counter("payments_callbacks_total",
                     "Provider callbacks by provider and outcome: received, verified, rejected "
-                    "(bad signature), invalid, duplicate, stored (web); processed, unmatched, "
-                    "refused (by the settlement rules), failed (worker)",
+                    "(bad signature), invalid, too_large (413), duplicate, stored, not_stored "
+                    "(web); processed, unmatched, refused (by the settlement rules), error, "
+                    "failed (worker)",
                     ["provider", "outcome"])
 SIGNATURE_FAILURES = Counter("payments_callback_signature_failures_total",
                              "Provider callbacks refused for their signature, by reason",
@@ -42,14 +45,25 @@ SIGNATURE_FAILURES = Counter("payments_callback_signature_failures_total",
 CALLBACK_LATENCY = Histogram("payments_callback_response_seconds",
                              "Time to answer a provider callback", ["provider"],
                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+# The payment funnel: created -> started (processing) -> final (below).
+PAYMENTS_CREATED = Counter("payments_payments_created_total",
+                           "Payment attempts created (counted at commit)")
+PAYMENTS_STARTED = Counter("payments_payments_started_total",
+                           "Payments moved to processing: the provider gave a pay URL "
+                           "(counted at commit)")
 PROVIDER_CALLS = Counter("payments_provider_calls_total",
                          "Calls to payment providers by provider, call and outcome: ok, "
                          "rejected (a definite no), unavailable (no answer, 5xx), unverified "
                          "(an answer whose signature did not verify: not trusted)",
                          ["provider", "call", "outcome"])
 PAYMENTS_FINAL = Counter("payments_payments_final_total",
-                         "Payments reaching a final status (counted at commit), by status",
-                         ["status"])
+                         "Payment attempts reaching an outcome (counted at commit): "
+                         "succeeded, failed, cancelled, expired", ["status"])
+LATE_SUCCESSES = Counter("payments_payments_late_succeeded_total",
+                         "Payments that succeeded after being counted failed, cancelled or "
+                         "expired (late_payment_received)")
+PAYMENTS_REFUNDED = Counter("payments_payments_refunded_total",
+                            "Succeeded payments that were then refunded in full")
 EXPIRATIONS = Counter("payments_expirations_total",
                       "Payments and orders expired (counted at commit)", ["kind"])
 REFUNDS = Counter("payments_refunds_total",
@@ -58,9 +72,30 @@ REFUNDS = Counter("payments_refunds_total",
 TASK_DURATION = Histogram("payments_task_seconds", "Celery task run time", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 TASK_FAILURES = Counter("payments_task_failures_total", "Celery task failures", ["task"])
+# A sweep that ran to its end (not one skipped because another run held its lock), so
+# an alert can tell "beat or the lock is stuck" from "the sweep ran and found nothing".
+# "max" across processes: the newest completion is what matters, whichever process ran it.
+SWEEP_COMPLETED = Gauge("payments_sweep_last_completed_timestamp_seconds",
+                        "Unix time the last run of a maintenance sweep finished", ["sweep"],
+                        multiprocess_mode="max")
+SWEEP_INTERVAL = Gauge("payments_sweep_interval_seconds",
+                       "How often beat sends each maintenance sweep", ["sweep"],
+                       multiprocess_mode="max")
 
-# Final payment statuses (domain.statuses values) counted by PAYMENTS_FINAL.
-FINAL_PAYMENT_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired", "refunded"})
+# Outcomes of payments_callbacks_total. web: received, verified, rejected (bad signature),
+# invalid, duplicate, stored, not_stored (database down: 503, the provider retries);
+# worker: processed, unmatched, refused, error (an attempt raised; it is retried), failed.
+# The calls and outcomes of payments_provider_calls_total (adapters/providers/instrumented.py).
+PROVIDER_CALL_KINDS = ("create", "query", "close", "refund")
+PROVIDER_CALL_OUTCOMES = ("ok", "rejected", "unavailable", "unverified")
+CALLBACK_OUTCOMES = ("received", "verified", "rejected", "invalid", "too_large", "duplicate",
+                     "stored", "not_stored", "processed", "unmatched", "refused", "error", "failed")
+
+# The outcomes of a payment attempt (domain.statuses values) counted by PAYMENTS_FINAL.
+# "refunded" is not one: it follows a success, which was counted already, and has a
+# counter of its own, so succeeded / (all outcomes - late successes) is the success rate.
+FINAL_PAYMENT_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired"})
+_ENDED_UNPAID = frozenset({"failed", "cancelled", "expired"})
 
 _PENDING_KEY = "metrics_on_commit"
 
@@ -72,12 +107,43 @@ def count_on_commit(session: Session, counter: Any, amount: float = 1) -> None:
         session.info.setdefault(_PENDING_KEY, []).append((counter, amount))
 
 
-def count_payment_final(session: Session, status: str, amount: float = 1) -> None:
+def count_payment_moved(session: Session, status: str, amount: float = 1,
+                        from_status: str | None = None) -> None:
+    """A payment moved to `status`: processing counts as the funnel's "started", a final
+    status as final."""
+    if status == "processing":
+        count_on_commit(session, PAYMENTS_STARTED, amount)
+    count_payment_final(session, status, amount, from_status)
+
+
+def count_payment_final(session: Session, status: str, amount: float = 1,
+                        from_status: str | None = None) -> None:
     """A payment (or `amount` of them, for a set-based sweep) moved to `status`."""
     if status in FINAL_PAYMENT_STATUSES:
         count_on_commit(session, PAYMENTS_FINAL.labels(status), amount)
+    if status == "succeeded" and from_status in _ENDED_UNPAID:
+        count_on_commit(session, LATE_SUCCESSES, amount)  # counted twice: say so
+    if status == "refunded":
+        count_on_commit(session, PAYMENTS_REFUNDED, amount)
     if status == "expired":
         count_on_commit(session, EXPIRATIONS.labels("payment"), amount)
+
+
+def initialise_series(providers: Iterable[str], tasks: Iterable[str] = ()) -> None:
+    """Export 0 for every callback outcome and call outcome of each provider, and for every
+    task's failures.
+
+    A labelled counter otherwise appears only at its first increment, already at 1, and
+    Prometheus' increase() sees nothing move: the first failed callback would not page.
+    """
+    for provider in providers:
+        for outcome in CALLBACK_OUTCOMES:
+            CALLBACKS.labels(provider, outcome)
+        for call in PROVIDER_CALL_KINDS:
+            for outcome in PROVIDER_CALL_OUTCOMES:
+                PROVIDER_CALLS.labels(provider, call, outcome)
+    for task in tasks:
+        TASK_FAILURES.labels(task)
 
 
 @event.listens_for(Session, "after_commit")
@@ -134,13 +200,41 @@ class _Union(Collector):
             yield from collector.collect()
 
 
-def render_latest(extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
-    """The exposition text: every process's samples in multiprocess mode (this
-    process's otherwise), plus `extra` collectors read now, in this process."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+class _WrittenProcessFiles(Collector):
+    """prometheus_client's MultiProcessCollector, over the files that have content.
+
+    A process that has just created its file has not sized it yet, and reading a 0-byte
+    file raises: the whole scrape would fail, and Prometheus see the target down. Such a
+    file holds no sample yet, so leaving it out loses nothing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for name in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(name) > 0:
+                    files.append(name)
+            except OSError:  # gone meanwhile (a process cleaned up after)
+                continue
+        return prom_multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
+
+def exposition(extra: Iterable[Collector] = ()) -> Collector:
+    """What a scrape of this process serves: every process's samples in multiprocess
+    mode (this process's otherwise), plus `extra` collectors read at scrape time."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
         registry = CollectorRegistry()
-        prom_multiprocess.MultiProcessCollector(registry)
+        registry.register(_WrittenProcessFiles(path))
         for collector in extra:
             registry.register(collector)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(_Union([REGISTRY, *extra])), CONTENT_TYPE_LATEST
+        return registry
+    return _Union([REGISTRY, *extra])
+
+
+def render_latest(extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
+    """The exposition text of `exposition(extra)`, read now."""
+    return generate_latest(exposition(extra)), CONTENT_TYPE_LATEST

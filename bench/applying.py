@@ -9,6 +9,7 @@ tasks on the same queue, same broker, and times a worker with the same settings.
 from __future__ import annotations
 
 import json
+import struct
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,7 +161,7 @@ def _drain(settings: Settings, progress: Progress, tag: str, task: str, size: in
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{tag}: only {done:,} of {size:,} {task} ran")
             time.sleep(0.02)
-            done = _tasks_done(metrics_dir, task)
+            done = max(done, _tasks_done(metrics_dir, task))
             now = time.monotonic()
             for mark in (low, high):
                 if done >= mark and mark not in marks:
@@ -175,11 +176,19 @@ def _tasks_done(metrics_dir: Path, task: str) -> int:
     """Tasks named `task` finished so far, from the worker processes' metric files."""
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(metrics_dir))
-    for family in registry.collect():
+    try:
+        families = list(registry.collect())
+    except struct.error:
+        # A worker process has just created its metrics file and not yet sized it
+        # (prometheus_client reads a 0-byte file as a truncated one): read again on the
+        # next poll (the caller keeps the highest count seen).
+        return 0
+    for family in families:
         if family.name == TASK_COUNT_METRIC:
             return int(sum(s.value for s in family.samples
                            if s.name.endswith("_count") and s.labels.get("task") == task))
     return 0
+
 
 
 def _check_applied(res: Resources, size: int) -> str | None:

@@ -125,10 +125,11 @@ def _claim_free_redis_db(base: redis_lib.Redis) -> tuple[str, redis_lib.Redis]:
 
 @contextmanager
 def listening_process(command: Callable[[int], list[str]], env: dict[str, str], stdout: Path,
-                      stderr: Path | None = None) -> Iterator[int]:
-    """`command(port)` started on a free port in its own process group (stderr into
-    `stdout` unless given its own file); yields the port once it accepts connections."""
-    port = free_port()
+                      stderr: Path | None = None, port: int | None = None) -> Iterator[int]:
+    """`command(port)` started on `port` (a free one unless given) in its own process
+    group (stderr into `stdout` unless given its own file); yields the port once it
+    accepts connections."""
+    port = port or free_port()
     with open(stdout, "ab") as out, open(stderr or os.devnull, "ab") as err:
         proc = subprocess.Popen(command(port), env=env, stdout=out,
                                 stderr=err if stderr else subprocess.STDOUT,
@@ -142,10 +143,11 @@ def listening_process(command: Callable[[int], list[str]], env: dict[str, str], 
 
 @contextmanager
 def gunicorn(env: dict[str, str], stdout: Path, stderr: Path | None = None,
-             app: str = "web.wsgi:app") -> Iterator[str]:
-    """`gunicorn -c python:web.gunicorn_conf <app>` on a free port; yields its base URL."""
+             app: str = "web.wsgi:app", port: int | None = None) -> Iterator[str]:
+    """`gunicorn -c python:web.gunicorn_conf <app>` on `port` (a free one unless given:
+    pass one when the app must know its own URL, PUBLIC_BASE_URL); yields its base URL."""
     def command(port: int) -> list[str]:
         return [GUNICORN, "-c", GUNICORN_CONFIG, app, "--bind", f"127.0.0.1:{port}"]
 
-    with listening_process(command, env, stdout, stderr) as port:
-        yield f"http://127.0.0.1:{port}"
+    with listening_process(command, env, stdout, stderr, port) as bound:
+        yield f"http://127.0.0.1:{bound}"

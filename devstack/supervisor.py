@@ -63,7 +63,9 @@ class Supervisor:
 
     def install_signal_handlers(self) -> None:
         def on_signal(signum: int, _frame: object) -> None:
-            log.info("received %s, stopping", signal.Signals(signum).name)
+            # `make up` passes a SIGTERM on to us as well: say it once.
+            if not self._stopping:
+                log.info("received %s, stopping", signal.Signals(signum).name)
             self._stopping = True
 
         signal.signal(signal.SIGINT, on_signal)

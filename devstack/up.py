@@ -13,7 +13,10 @@ import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
+
+import requests
 
 from config import DEV_FLOWER_AUTH, PROJECT_ROOT, Settings
 from devstack.embedded import (
@@ -120,18 +123,54 @@ def run(web_port: int | None = None, flower_port: int | None = None) -> int:
 
         upgrade_to_head(settings.database_url)
         admin_key, user_key = _demo_keys(settings)
-        demo_checkout = _demo_checkout(settings)
-        for child in _app_children(env, settings, run_dir / "logs", web_port, flower_port,
-                                   int(env.get("WORKER_CONCURRENCY", "2"))):
+        demo_payment, demo_checkout = _demo_checkout(settings)
+        *apps, flower = _app_children(env, settings, run_dir / "logs", web_port, flower_port,
+                                      int(env.get("WORKER_CONCURRENCY", "2")))
+        for child in apps:
             sup.add(child)
         wait_for_port(web_port, timeout=60)
+        # Flower learns of workers when it starts or when asked to refresh: start it once
+        # the worker answers, and have it look once, so its first API call lists it.
+        _wait_for_worker(settings, sup, timeout=90)
+        sup.add(flower)
+        _prime_flower(flower_port, settings.flower_basic_auth, sup, timeout=60)
         _print_banner(settings, web_port, flower_port, admin_key, user_key, run_dir,
-                      demo_checkout)
+                      demo_payment, demo_checkout)
     except BaseException:
         sup.stop_all()
         raise
     sup.run_forever()
     return 0
+
+
+def _wait_for_worker(settings: Settings, sup: Supervisor, timeout: float) -> None:
+    from adapters.celery_app import make_celery  # noqa: PLC0415 - after servers are up
+
+    app = make_celery(settings)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not sup.stopping:
+            if app.control.ping(timeout=1.0):
+                return
+        log.warning("no worker answered a ping within %.0fs; starting Flower anyway", timeout)
+    finally:
+        app.close()
+
+
+def _prime_flower(port: int, basic_auth: str, sup: Supervisor, timeout: float) -> None:
+    """One `?refresh=1` call, repeated until Flower lists a worker (or time runs out)."""
+    user, _, password = basic_auth.partition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not sup.stopping:
+        try:
+            answer = requests.get(f"http://127.0.0.1:{port}/api/workers",
+                                  params={"refresh": "1"}, auth=(user, password), timeout=10)
+            if answer.status_code == 200 and answer.json():
+                return
+        except (requests.RequestException, ValueError):
+            pass
+        time.sleep(0.5)
+    log.warning("Flower did not list a worker within %.0fs", timeout)
 
 
 def _use_provider_doubles(env: dict[str, str], run_dir: Path) -> None:
@@ -167,7 +206,7 @@ def _demo_keys(settings: Settings) -> tuple[str, str]:
     return admin, user
 
 
-def _demo_checkout(settings: Settings) -> str:
+def _demo_checkout(settings: Settings) -> tuple[int, str]:
     """A fresh order (user 1, 88.00 CNY) and payment: its cashier page works at once."""
     from adapters.resources import Resources  # noqa: PLC0415
     from services.api_keys import Principal  # noqa: PLC0415
@@ -184,11 +223,11 @@ def _demo_checkout(settings: Settings) -> str:
                                     amount=None)
     finally:
         res.close()
-    return checkout_url(settings, payment["id"], payment["expires_at"])
+    return payment["id"], checkout_url(settings, payment["id"], payment["expires_at"])
 
 
 def _print_banner(settings: Settings, web_port: int, flower_port: int, admin_key: str,
-                  user_key: str, run_dir: Path, demo_checkout: str) -> None:
+                  user_key: str, run_dir: Path, demo_payment: int, demo_checkout: str) -> None:
     base = f"http://127.0.0.1:{web_port}"
     print(
         f"""
@@ -199,6 +238,7 @@ def _print_banner(settings: Settings, web_port: int, flower_port: int, admin_key
     logs         {run_dir / 'logs'}
     demo admin key   {admin_key}
     demo user key    {user_key}   (user_id 1)
+    demo payment   {demo_payment}   (88.00 CNY, user 1, not paid yet)
     demo checkout  {demo_checkout}
 
   Ctrl-C stops everything.

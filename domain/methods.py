@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from domain.errors import InvalidInput
-from domain.money import CENT
+from domain.money import round_half_up
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,9 @@ class PaymentMethod:
     refundable: bool
     fee_rate: Decimal  # a fraction: 0.006 is 0.6 %
 
-    def fee_for(self, amount: Decimal) -> Decimal:
-        return (amount * self.fee_rate).quantize(CENT)
+    def fee_for(self, amount: Decimal, currency: str | None = None) -> Decimal:
+        """amount x fee_rate, rounded half-up to the currency's unit (0.005 -> 0.01)."""
+        return round_half_up(amount * self.fee_rate, currency)
 
 
 CATALOG: dict[str, PaymentMethod] = {

@@ -34,6 +34,18 @@ def inbox_backlog(res: Resources) -> int:
     return count
 
 
+def oldest_received_age(res: Resources) -> float:
+    """Seconds since the oldest inbox row still `received` arrived, by the database's
+    clock; 0 when there is none. The min() is read off the (status, received_at) index."""
+    with res.uow() as uow:
+        uow.session.execute(text(f"SET LOCAL statement_timeout = '{COUNT_TIMEOUT}'"))
+        oldest = select(func.min(ProviderCallback.received_at)).where(
+            ProviderCallback.status == CallbackStatus.RECEIVED.value).scalar_subquery()
+        age = uow.session.execute(select(func.coalesce(
+            func.extract("epoch", func.now() - oldest), 0))).scalar_one()
+    return float(age)
+
+
 def queue_depths(broker: redis.Redis, queues: Iterable[str] = QUEUES) -> dict[str, int]:
     """Messages waiting in each Celery queue on a Redis broker (LLEN of its keys)."""
     names = list(queues)

@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from adapters.locks import LockBusy, payment_lock, redis_lock
@@ -125,6 +127,20 @@ def ingest_callback(res: Resources, provider: str, request: CallbackRequest, *,
         CALLBACKS.labels(provider, "invalid").inc()
         raise
     CALLBACKS.labels(provider, "verified").inc()
+    try:
+        callback_id = _store(res, provider, event, request)
+    except (DBAPIError, PoolTimeout):  # answered 503 by the web: the provider retries
+        CALLBACKS.labels(provider, "not_stored").inc()
+        raise
+    CALLBACKS.labels(provider, "stored" if callback_id is not None else "duplicate").inc()
+    if callback_id is None:
+        log.info("duplicate callback %s/%s ignored", provider, event.event_id)
+    return IngestResult(callback_id, duplicate=callback_id is None)
+
+
+def _store(res: Resources, provider: str, event: CallbackEvent,
+           request: CallbackRequest) -> int | None:
+    """The inbox row's id, committed; None when this event id was stored before."""
     with res.uow() as uow:
         event = resolve_references(uow.session, event)
         bind_log_context(payment_id=event.payment_id)
@@ -138,10 +154,7 @@ def ingest_callback(res: Resources, provider: str, request: CallbackRequest, *,
             # A dead broker only delays it: the row is stored and the sweep sends it.
             uow.after_commit(_send_later(res, PROCESS_TASK, new_id))
         uow.commit()
-    CALLBACKS.labels(provider, "stored" if callback_id is not None else "duplicate").inc()
-    if callback_id is None:
-        log.info("duplicate callback %s/%s ignored", provider, event.event_id)
-    return IngestResult(callback_id, duplicate=callback_id is None)
+    return None if callback_id is None else int(callback_id)
 
 
 _PAYMENT_BY_REFERENCE = select(Payment.id).where(Payment.out_trade_no == bindparam("ref"))
@@ -219,6 +232,7 @@ def process_callback(res: Resources, callback_id: int) -> str:
         try:
             settlement = _settle(res, callback_id, event, row.provider)
         except Exception as exc:
+            CALLBACKS.labels(row.provider, "error").inc()
             _record_error(res, callback_id, exc)
             raise
     if settlement is None:

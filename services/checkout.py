@@ -180,7 +180,8 @@ def _change_method(res: Resources, customer: CheckoutCustomer, payment_id: int,
         session = uow.session
         status = lock_payment_status(session, payment_id)
         current = session.execute(
-            select(Payment.method, Payment.amount).where(Payment.id == payment_id)).one()
+            select(Payment.method, Payment.amount, Payment.currency)
+            .where(Payment.id == payment_id)).one()
         if current.method == chosen.code:
             return
         if status != PaymentStatus.INIT:
@@ -189,7 +190,7 @@ def _change_method(res: Resources, customer: CheckoutCustomer, payment_id: int,
         session.execute(
             update(Payment).where(Payment.id == payment_id,
                                   Payment.status == PaymentStatus.INIT.value)
-            .values(method=chosen.code, fee=chosen.fee_for(current.amount),
+            .values(method=chosen.code, fee=chosen.fee_for(current.amount, current.currency),
                     provider=res.providers.for_method(chosen.code).name,
                     updated_at=func.now())
             .execution_options(synchronize_session=False))

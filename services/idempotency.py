@@ -6,8 +6,9 @@ key sees the claim even while the first is still running. The unique constraint 
 (api_key_id, key) is what makes the claim exclusive: INSERT ... ON CONFLICT DO NOTHING
 lets exactly one of two racing requests win; the loser locks the winner's row and
 reads what it holds. After the first request has answered, its status and JSON body
-are stored (the claim is *completed*) or, when it failed on our side, the claim is
-released so that the client can retry with the same key.
+are stored (the claim is *completed*; the body as its exact text, a JSON string in the
+JSONB column, so that a replay is byte for byte the first answer) or, when it failed on
+our side, the claim is released so that the client can retry with the same key.
 """
 
 from __future__ import annotations
@@ -119,8 +120,9 @@ def claim_key(uow: UnitOfWork, api_key_id: int, key: str, request_hash: str) -> 
     raise RuntimeError(f"could not claim idempotency key after {_CLAIM_ATTEMPTS} attempts")
 
 
-def complete_claim(uow: UnitOfWork, claim_id: int, status: int, body: Any) -> None:
-    """Remember the answer so that a retry with the same key gets it again."""
+def complete_claim(uow: UnitOfWork, claim_id: int, status: int, body: str) -> None:
+    """Remember the answer (its exact text) so that a retry with the same key gets it
+    again."""
     with uow:
         uow.session.execute(
             update(IdempotencyKey)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from adapters.metrics import SWEEP_COMPLETED
 from adapters.resources import Resources
 from adapters.run_once import run_once
 from services import expiry
@@ -29,6 +30,10 @@ MAX_RUN_SECONDS = 240
 LOCK_TTL_SECONDS = MAX_RUN_SECONDS + 60
 
 Summary = dict[str, Any]
+
+# The jobs run by _run_job, by the name their lock, log lines and the sweep metrics use;
+# beat sends each as the task "maintenance.<job>".
+SWEEP_JOBS = ("expire_payments", "expire_orders", "sync_pending")
 
 
 def expire_stale_payments(res: Resources, *,
@@ -78,6 +83,7 @@ def _run_job(res: Resources, job: str, work: Callable[[float], Summary]) -> Summ
         started = time.monotonic()
         summary = work(started + MAX_RUN_SECONDS)
         summary["seconds"] = round(time.monotonic() - started, 3)
+        SWEEP_COMPLETED.labels(job).set(time.time())  # a skipped run never gets here
         log.info("maintenance %s: changed %s rows in %s batches in %.3f s%s", job,
                  summary.get("changed", 0), summary.get("batches", "?"), summary["seconds"],
                  "" if summary.get("complete", True) else "; stopped at its time budget, "

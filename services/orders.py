@@ -29,8 +29,8 @@ def create_order(res: Resources, principal: Principal, *, total_amount: object,
                  currency: object, order_number: str | None,
                  user_id: int | None) -> dict[str, Any]:
     owner = _owner_for(principal, user_id)
-    amount = parse_amount(total_amount, field="total_amount")
-    code = parse_currency(currency)
+    code = parse_currency(currency, supported=res.settings.supported_currencies)
+    amount = parse_amount(total_amount, field="total_amount", currency=code)
     with res.uow() as uow:
         number = _checked_order_number(order_number) or _new_order_number(utc_now(uow.session))
         # ON CONFLICT: a duplicate number is an answer (409), not an exception to untangle.

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from adapters.metrics import PAYMENTS_CREATED, count_on_commit
 from adapters.providers.base import Provider, ProviderRejected, ProviderUnavailable
 from adapters.providers.registry import DEFAULT_PROVIDER
 from adapters.resources import Resources
@@ -75,9 +76,11 @@ def create_payment(res: Resources, principal: Principal, *, order_id: int, metho
         session = uow.session
         order = find_order(session, principal, order_id, lock=True)
         chosen = resolve_method(method)
-        requested = order.total_amount if amount is None else parse_amount(amount)
+        requested = (order.total_amount if amount is None
+                     else parse_amount(amount, currency=order.currency))
         if requested != order.total_amount:
-            raise AmountMismatch(format_amount(order.total_amount), format_amount(requested))
+            raise AmountMismatch(format_amount(order.total_amount, order.currency),
+                                 format_amount(requested, order.currency))
         now = utc_now(session)
         _check_payable(order, now, res.settings)
         active_id = _live_active_payment(session, order.id, now, actor=principal.actor)
@@ -240,7 +243,7 @@ def insert_payment_attempt(session: Session, order: Order, method: PaymentMethod
     payment_id = session.execute(_INSERT_ATTEMPT, {
         "order_id": order.id, "user_id": order.user_id, "amount": amount,
         "currency": order.currency, "method": method.code, "status": PaymentStatus.INIT.value,
-        "provider": provider, "attempt": attempt, "fee": method.fee_for(amount),
+        "provider": provider, "attempt": attempt, "fee": method.fee_for(amount, order.currency),
         "created_at": now, "updated_at": now, "expires_at": expires_at,
     }).scalar_one_or_none()
     if payment_id is None:
@@ -249,6 +252,7 @@ def insert_payment_attempt(session: Session, order: Order, method: PaymentMethod
     record_event(session, "payment_created", payment_id=payment_id, actor=actor,
                  method=method.code, amount=amount, currency=order.currency, attempt=attempt,
                  expires_at=expires_at, retry_of=retry_of)
+    count_on_commit(session, PAYMENTS_CREATED)
     return int(payment_id)
 
 

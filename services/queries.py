@@ -18,6 +18,7 @@ from adapters.resources import Resources
 from domain.errors import Forbidden, InvalidInput, NotFound
 from domain.methods import ALIASES, CATALOG
 from domain.models import Order, OrderStatusHistory, Payment, PaymentEvent
+from domain.money import in_units
 from domain.statuses import PAID_PAYMENT_STATUSES, PaymentStatus
 from services.api_keys import Principal
 
@@ -66,7 +67,7 @@ def payment_fields(payment: Payment) -> dict[str, Any]:
     return {
         "id": payment.id,
         "order_id": payment.order_id,
-        "amount": payment.amount,
+        "amount": in_units(payment.amount, payment.currency),
         "currency": payment.currency,
         "method": payment.method,
         "status": payment.status,
@@ -75,8 +76,8 @@ def payment_fields(payment: Payment) -> dict[str, Any]:
         "out_trade_no": payment.out_trade_no,
         "pay_url": payment.pay_url,
         "attempt": payment.attempt,
-        "fee": payment.fee,
-        "refunded_amount": payment.refunded_amount,
+        "fee": in_units(payment.fee, payment.currency),
+        "refunded_amount": in_units(payment.refunded_amount, payment.currency),
         "created_at": payment.created_at,
         "updated_at": payment.updated_at,
         "expires_at": payment.expires_at,
@@ -123,11 +124,11 @@ def order_detail(session: Session, order_id: int) -> dict[str, Any]:
         "id": order.id,
         "order_number": order.order_number,
         "user_id": order.user_id,
-        "total_amount": order.total_amount,
+        "total_amount": in_units(order.total_amount, order.currency),
         "currency": order.currency,
         "status": order.status,
-        "amount_paid": Decimal(totals.paid).quantize(ZERO),
-        "amount_refunded": Decimal(totals.refunded).quantize(ZERO),
+        "amount_paid": in_units(Decimal(totals.paid), order.currency),
+        "amount_refunded": in_units(Decimal(totals.refunded), order.currency),
         "created_at": order.created_at,
         "updated_at": order.updated_at,
         "history": [{"from": h.from_status, "to": h.to_status, "reason": h.reason,

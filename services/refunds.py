@@ -28,7 +28,7 @@ from adapters.resources import Resources
 from domain.errors import Conflict, InvalidInput
 from domain.methods import ALIASES, CATALOG
 from domain.models import Payment, Refund
-from domain.money import format_amount, parse_amount
+from domain.money import format_amount, in_units, parse_amount
 from domain.references import MerchantReferences
 from domain.settlement import REFUNDABLE_PAYMENT_STATUSES
 from domain.statuses import PAID_PAYMENT_STATUSES, OrderStatus, PaymentStatus, RefundStatus
@@ -50,7 +50,8 @@ RefundView = dict[str, Any]
 
 
 def refund_view(refund: Refund) -> RefundView:
-    return {"id": refund.id, "payment_id": refund.payment_id, "amount": refund.amount,
+    return {"id": refund.id, "payment_id": refund.payment_id,
+            "amount": in_units(refund.amount, refund.currency),
             "currency": refund.currency, "status": refund.status, "reason": refund.reason,
             "provider_refund_id": refund.provider_refund_id,
             "out_refund_no": refund.out_refund_no, "needs_review": refund.needs_review,
@@ -75,6 +76,8 @@ def request_refund(res: Resources, principal: Principal, payment_id: int, *,
         lock_order_status(session, order_id)
         payment = find_payment(session, principal, payment_id, lock=True)
         _check_refundable(payment)
+        if requested is not None:  # now that the currency is known: its decimals
+            requested = parse_amount(amount, currency=payment.currency)
         remaining = (payment.amount - payment.refunded_amount
                      - _in_flight_total(session, Refund.payment_id == payment.id))
         if requested is None:
@@ -82,9 +85,10 @@ def request_refund(res: Resources, principal: Principal, payment_id: int, *,
         if remaining <= ZERO or requested > remaining:
             raise InvalidInput(
                 "Nothing is left to refund" if remaining <= ZERO else
-                f"At most {format_amount(remaining)} {payment.currency} is left to refund",
-                code="refund_exceeds_remaining", remaining=format_amount(max(remaining, ZERO)),
-                requested=format_amount(requested))
+                f"At most {format_amount(remaining, payment.currency)} {payment.currency} "
+                "is left to refund", code="refund_exceeds_remaining",
+                remaining=format_amount(max(remaining, ZERO), payment.currency),
+                requested=format_amount(requested, payment.currency))
         refund = session.execute(
             insert(Refund).values(payment_id=payment.id, amount=requested,
                                   currency=payment.currency,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from adapters.metrics import count_payment_final
+from adapters.metrics import count_payment_moved
 from domain.models import Base, Order, OrderStatusHistory, Payment
 from domain.statuses import (
     ORDER_TRANSITIONS,
@@ -103,7 +103,7 @@ def transition_payment(session: Session, payment_id: int, to: PaymentStatus, *, 
         return None
     record_event(session, event, payment_id=payment_id, actor=actor,
                  from_status=current.value, to_status=to.value, **detail)
-    count_payment_final(session, to.value)
+    count_payment_moved(session, to.value, from_status=current.value)
     return current
 
 

@@ -9,11 +9,13 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
+from adapters.metrics import initialise_series
 from adapters.resources import Resources
 from config import Settings
 from standins.sandbox.web import bp as sandbox_bp
 from web.errors import register_error_handlers
 from web.idempotency import install_idempotency
+from web.json_body import install_body_limit
 from web.request_context import install_request_context
 from web.routes import callbacks, checkout, docs, health, metrics
 
@@ -41,11 +43,13 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.extensions["payments"] = res = resources or Resources(settings)
     # Every routed provider's keys are loaded and checked now: a missing or unreadable
-    # one stops the start with the variable's name, not the first payment.
-    res.providers  # noqa: B018
+    # one stops the start with the variable's name, not the first payment. Their callback
+    # series start at 0, so a first failure is an increase Prometheus can see.
+    initialise_series(res.providers.names)
 
     install_request_context(app)  # first: every later hook and log line has the id
     register_error_handlers(app)
+    install_body_limit(app)  # before anything reads a body
     install_idempotency(app, API_PREFIX)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)

@@ -26,9 +26,17 @@ def current_principal() -> Principal:
 
 
 def _authenticate_request() -> Principal:
-    header = request.headers.get("Authorization", "")
+    header = request.headers.get("Authorization", "").strip()
     scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    if not header:
+        raise Unauthorized("Missing API key: send Authorization: Bearer <key>",
+                           code="missing_api_key")
+    if scheme.lower() != "bearer":
+        # Someone sent a credential, just not ours (Basic, a bare key, a token scheme).
+        what = "a bare value" if not key else f"the {scheme[:20]!r} scheme"
+        raise Unauthorized(f"Authorization must be \"Bearer <key>\" with an API key; got "
+                           f"{what}", code="invalid_api_key", expected="Bearer <key>")
+    if not key.strip():
         raise Unauthorized("Missing API key: send Authorization: Bearer <key>",
                            code="missing_api_key")
     principal = authenticate(resources().uow(), key.strip())

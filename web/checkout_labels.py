@@ -7,6 +7,10 @@ from flask import Request
 LABELS: dict[str, dict[str, str]] = {
     "en": {
         "title": "Checkout",
+        "secure": "Secure checkout",
+        "amount_due": "Amount due",
+        "paying_with": "Paying with",
+        "footer": "Payments are confirmed by the payment provider; this page updates by itself.",
         "order": "Order",
         "amount": "Amount",
         "method": "Payment method",
@@ -41,6 +45,10 @@ LABELS: dict[str, dict[str, str]] = {
     },
     "zh": {
         "title": "收银台",
+        "secure": "安全支付",
+        "amount_due": "应付金额",
+        "paying_with": "支付方式：",
+        "footer": "支付结果由支付机构确认，本页面会自动更新。",
         "order": "订单号",
         "amount": "金额",
         "method": "支付方式",
@@ -76,12 +84,19 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 METHOD_NAMES_ZH = {"wechat": "微信支付", "alipay": "支付宝", "bank_card": "银行卡"}
+# The letter on each method's coloured tile (no images: the page fetches nothing else).
+METHOD_GLYPHS = {"en": {"wechat": "W", "alipay": "A", "bank_card": "C", "balance": "B"},
+                 "zh": {"wechat": "微", "alipay": "支", "bank_card": "卡", "balance": "余"}}
 
 
 def language(request: Request) -> str:
     """zh for a browser whose first choice is any Chinese, else en."""
     preferred = next(iter(request.accept_languages.values()), "")
     return "zh" if preferred.lower().startswith("zh") else "en"
+
+
+def method_glyph(lang: str, code: str) -> str:
+    return METHOD_GLYPHS[lang].get(code, code[:1].upper())
 
 
 def method_name(lang: str, code: str, default: str) -> str:

@@ -20,6 +20,8 @@ STATUS_BY_KIND = {
     "too_soon": 429,
     "unprocessable": 422,
     "unauthorized": 401,
+    "too_large": 413,
+    "unsupported_media_type": 415,
 }
 
 

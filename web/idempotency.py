@@ -65,8 +65,15 @@ def _claim_before_view() -> Response | None:
             "A request with this Idempotency-Key is still being processed; "
             "retry shortly", code="idempotency_request_in_progress")
     return current_app.response_class(
-        current_app.json.dumps(claim.response_body), status=claim.response_status,
+        _stored_text(claim.response_body), status=claim.response_status,
         mimetype="application/json", headers={REPLAYED_HEADER: "true"})
+
+
+def _stored_text(body: object) -> str:
+    """The stored answer's text. Claims stored before answers were kept as text hold
+    the parsed JSON object instead: serialised again (same content, maybe not the
+    same bytes)."""
+    return body if isinstance(body, str) else current_app.json.dumps(body)
 
 
 def _settle_after_view(response: Response) -> Response:
@@ -76,7 +83,10 @@ def _settle_after_view(response: Response) -> Response:
     uow = resources().uow()
     try:
         if _worth_replaying(response):
-            complete_claim(uow, claim_id, response.status_code, response.get_json())
+            # The exact text, not the parsed JSON: a replay is the same bytes (JSONB
+            # would reorder the keys of an object).
+            complete_claim(uow, claim_id, response.status_code,
+                           response.get_data(as_text=True))
         else:
             release_claim(uow, claim_id)
     except Exception:

@@ -14,8 +14,18 @@ from typing import Any
 from services.idempotency import KEY_MAX_LENGTH
 from standins.sandbox.openapi import SANDBOX_PATHS
 from web.openapi_checkout import CHECKOUT_PATHS
+from web.openapi_examples import with_examples
 from web.openapi_providers import PROVIDER_PATHS
-from web.openapi_schemas import ID, SCHEMAS, TIMESTAMP, Schema, ref, string
+from web.openapi_schemas import (
+    ID,
+    SCHEMAS,
+    TIMESTAMP,
+    Schema,
+    currency_schema,
+    ref,
+    strict_body_errors,
+    string,
+)
 
 API = "/api/v1"
 JSON = "application/json"
@@ -92,8 +102,8 @@ def api_post(op_id: str, summary: str, tag: str, *, ok: dict[int, Schema],
              errors: dict[int, str] | None = None, params: list[Schema] | None = None,
              **kwargs: Any) -> Schema:
     """A POST under /api/v1: takes Idempotency-Key; its answers may be replays."""
-    errors = dict(errors or {})
-    errors[400] = errors.get(400, "Invalid input") + "; `invalid_idempotency_key`"
+    errors = strict_body_errors(dict(errors or {}))
+    errors[400] = errors[400] + "; `invalid_idempotency_key`"
     errors[409] = (errors[409] + "; " if 409 in errors else "") + (
         "`idempotency_request_in_progress`: the first request with this key is still "
         "running")
@@ -275,16 +285,19 @@ PATHS.update(PROVIDER_PATHS)
 
 
 @cache
-def openapi_spec() -> dict[str, Any]:
-    return {
+def openapi_spec(currencies: tuple[str, ...] = ("CNY",)) -> dict[str, Any]:
+    """The document for a deployment that takes `currencies` (SUPPORTED_CURRENCIES), with
+    a request and a response example for every operation."""
+    return with_examples({
         "openapi": "3.1.0",
         "info": {
             "title": "payments",
             "version": "1.0.0",
             "description": (
                 "Payments for e-commerce backends. JSON everywhere; money is a string "
-                "with two decimals. Send `Authorization: Bearer <key>`: admin keys act "
-                "on everything, user keys only on their own orders and payments (anything "
+                "with the currency's ISO 4217 decimals (\"100.00\" CNY, \"100\" JPY). "
+                "Send `Authorization: Bearer <key>`: admin keys act on everything, user "
+                "keys only on their own orders and payments (anything "
                 "else is 404, so existence does not leak). Errors are "
                 "`{\"detail\", \"code\", ...}`. Every POST under /api/v1 accepts an "
                 "`Idempotency-Key`."),
@@ -295,10 +308,10 @@ def openapi_spec() -> dict[str, Any]:
                   "operations")],
         "paths": PATHS,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, "Currency": currency_schema(currencies)},
             "parameters": PARAMETERS,
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
                 "description": "An API key from `payments keys create`"}},
         },
-    }
+    })

@@ -4,7 +4,7 @@ the credential; a wrong or expired token is 404, like a payment that does not ex
 
 from __future__ import annotations
 
-from web.openapi_schemas import ID, Schema, nullable, obj, ref, string
+from web.openapi_schemas import ID, Schema, nullable, obj, ref, strict_body_errors, string
 
 JSON = "application/json"
 TAG = "checkout"
@@ -43,6 +43,13 @@ def _op(op_id: str, summary: str, ok: dict[int, Schema], errors: dict[int, str],
 
 
 CHECKOUT_PATHS: dict[str, dict[str, Schema]] = {
+    "/checkout/shop-logo": {"get": {
+        "operationId": "checkoutShopLogo", "summary": "The shop's logo (SHOP_LOGO_FILE)",
+        "description": "Served by us, so the cashier page fetches nothing from elsewhere.",
+        "tags": [TAG], "security": [],
+        "responses": {"200": {"description": "The image", "content": {
+                          "image/*": {"schema": string(format="binary")}}},
+                      "404": _error("No logo is configured (`not_found`)")}}},
     "/checkout/{payment_id}": {"get": _op(
         "checkoutPage", "The cashier page (HTML, English or Chinese by Accept-Language)",
         description="Order number, amount, method choice, Pay; then the QR code and the "
@@ -59,8 +66,9 @@ CHECKOUT_PATHS: dict[str, dict[str, Schema]] = {
                     "method first.",
         body=obj(method=string("A code from GET /api/v1/payment-methods")),
         ok={202: {"description": "Accepted", "content": {JSON: {"schema": STATUS}}}},
-        errors={400: "`unsupported_method`, `malformed_json`", 404: NOT_FOUND,
-                409: "`payment_not_payable`, `payment_expired`, `order_not_payable`"})},
+        errors=strict_body_errors({
+            400: "`unsupported_method`", 404: NOT_FOUND,
+            409: "`payment_not_payable`, `payment_expired`, `order_not_payable`"}))},
     "/checkout/{payment_id}/retry": {"post": _op(
         "checkoutRetry", "The Retry button: the same retry as POST "
         "/api/v1/payments/{id}/retry",
@@ -69,9 +77,9 @@ CHECKOUT_PATHS: dict[str, dict[str, Schema]] = {
                       ["payment_id", "checkout_url"], payment_id=ID,
                       created={"type": "boolean"}, checkout_url=string(format="uri"))}}},
             200: {"description": "The order already had an active attempt: its link"}},
-        errors={404: NOT_FOUND,
-                409: "`payment_not_retryable`, `retry_limit`, `order_not_payable`",
-                429: "`retry_too_soon` (see Retry-After)"})},
+        errors=strict_body_errors({
+            404: NOT_FOUND, 409: "`payment_not_retryable`, `retry_limit`, `order_not_payable`",
+            429: "`retry_too_soon` (see Retry-After)"}))},
     "/checkout/{payment_id}/qr.svg": {"get": _op(
         "checkoutQr", "The payment's QR code, drawn on our server",
         ok={200: {"description": "SVG", "content": {"image/svg+xml": {"schema": string()}}}},

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from domain.methods import CATALOG
-from domain.money import CURRENCIES, DEFAULT_CURRENCY
+from domain.money import DEFAULT_CURRENCY
 from domain.statuses import CallbackStatus, OrderStatus, PaymentStatus, RefundStatus
+from web.json_body import MAX_BODY_BYTES
 
 Schema = dict[str, Any]
 
@@ -37,6 +38,21 @@ def array(items: Schema) -> Schema:
     return {"type": "array", "items": items}
 
 
+def currency_schema(supported: tuple[str, ...]) -> Schema:
+    """The deployment's SUPPORTED_CURRENCIES; the first is the default."""
+    return string("ISO 4217 code, one of SUPPORTED_CURRENCIES; another is 400 "
+                  "`invalid_currency`", enum=list(supported), default=supported[0])
+
+
+def strict_body_errors(errors: dict[int, str]) -> dict[int, str]:
+    """What every POST of ours answers for a body it will not read (web/json_body.py)."""
+    return {**errors,
+            400: errors.get(400, "Invalid input") + "; `unknown_field` (+`field`, "
+                 "`allowed_fields`): a field this operation does not take; `malformed_json`",
+            413: f"`body_too_large`: the body is over {MAX_BODY_BYTES} bytes (+`max_bytes`)",
+            415: "`unsupported_media_type`: a body that is not `application/json`"}
+
+
 ID = {"type": "integer", "format": "int64", "minimum": 1}
 TIMESTAMP = string("ISO 8601 with offset", format="date-time")
 ENUMS = {"OrderStatus": OrderStatus, "PaymentStatus": PaymentStatus,
@@ -53,14 +69,16 @@ SCHEMAS: dict[str, Schema] = {
         retry_after={"type": "integer", "description": "429 only, seconds (also a header)"},
     ) | {"additionalProperties": True,
          "description": 'Every error: {"detail", "code", ...extra fields}.'},
-    "Money": string("Two decimals, as a string; never a float",
-                    pattern=r"^\d+\.\d{2}$", examples=["100.00"]),
+    "Money": string("A string with exactly the currency's ISO 4217 decimals (CNY \"100.00\", "
+                    "JPY \"100\"); never a float", pattern=r"^\d+(\.\d{1,2})?$",
+                    examples=["100.00"]),
     "AmountInput": {
         "type": ["string", "number"],
-        "description": "Positive, at most two decimals; a string (\"100.00\") or a JSON "
-                       "number parsed without float rounding. Anything else is 400.",
+        "description": "Positive, with at most the currency's ISO 4217 decimals (CNY 2, "
+                       "JPY and KRW 0); a string (\"100.00\") or a JSON number parsed "
+                       "without float rounding. Anything else is 400 `invalid_amount`.",
         "examples": ["100.00"]},
-    "Currency": string("ISO 4217 code", enum=sorted(CURRENCIES), default=DEFAULT_CURRENCY),
+    "Currency": currency_schema((DEFAULT_CURRENCY,)),
     **{name: string(enum=[s.value for s in enum]) for name, enum in ENUMS.items()},
     "OrderCreate": obj(
         ["total_amount"],

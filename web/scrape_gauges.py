@@ -1,5 +1,6 @@
-"""The gauges GET /metrics reads at scrape time, for one app: inbox backlog and
-queue depth per Celery queue (services/backlog.py)."""
+"""The gauges GET /metrics reads at scrape time, for one app: inbox backlog and the
+age of its oldest callback, queue depth per Celery queue (services/backlog.py), and
+readiness (the checks of GET /readyz, 1 or 0 each)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from flask import Flask
 from adapters.metrics import ScrapeGauge, ScrapeGauges
 from adapters.redis_client import make_redis
 from adapters.resources import Resources
-from services.backlog import inbox_backlog, queue_depths
+from services.backlog import inbox_backlog, oldest_received_age, queue_depths
+from web.readiness import readiness_checks
 
 _EXTENSION = "payments_scrape_gauges"
 
@@ -25,7 +27,14 @@ def scrape_gauges(app: Flask, res: Resources) -> ScrapeGauges:
 def _gauges(res: Resources) -> list[ScrapeGauge]:
     gauges = [ScrapeGauge("payments_callback_inbox_backlog",
                           "Provider callbacks stored but not yet processed", (),
-                          lambda: {(): float(inbox_backlog(res))})]
+                          lambda: {(): float(inbox_backlog(res))}),
+              ScrapeGauge("payments_callback_inbox_oldest_age_seconds",
+                          "Seconds the oldest callback still received has waited (0: none)",
+                          (), lambda: {(): oldest_received_age(res)}),
+              ScrapeGauge("payments_ready",
+                          "The checks of GET /readyz: 1 ok, 0 unavailable", ("check",),
+                          lambda: {(check,): float(result == "ok")
+                                   for check, result in readiness_checks(res).items()})]
     broker_url = res.settings.broker_url
     if broker_url.startswith(("redis://", "rediss://", "unix://")):
         broker = make_redis(broker_url)

@@ -23,5 +23,6 @@ celery.conf.include = [
     "workers.tasks.refunds",
 ]
 
+import workers.metrics_endpoint  # noqa: E402, F401 - zeroed series; /metrics if configured
 import workers.task_logging  # noqa: E402, F401 - JSON logs, each task's ids in its lines
 import workers.task_metrics  # noqa: E402, F401 - connects the metrics signal handlers

@@ -98,6 +98,12 @@ class ProviderRegistry:
             raise KeyError(f"no provider is routed for payment method {method!r}")
         return self.by_name(self._routes[code])
 
+    @property
+    def names(self) -> list[str]:
+        """The providers built here (the routed ones and the sandbox): the only ones whose
+        callbacks are taken."""
+        return sorted(self._built)
+
     def for_callbacks(self, name: str) -> Provider | None:
         """The connector whose callbacks arrive at /callbacks/<name>: a built one only,
         so a name in a URL never makes us load a provider we were not configured for."""

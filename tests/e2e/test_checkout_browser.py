@@ -217,3 +217,105 @@ def test_decline_shows_failed_then_retry_and_approve_succeeds(flow, browser):
     assert flow.get(first["id"])["status"] == "failed"
     assert flow.get(second["id"])["status"] == "succeeded"
     assert flow.get_order(order["id"])["status"] == "paid"
+
+
+# --- how the page looks: zh and en, phone and desktop (screenshots kept for review) ------
+
+DESKTOP = (1280, 860)
+
+
+def _driver(lang: str, size: tuple[int, int], phone: bool):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="checkout-look-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM or "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--no-first-run", "--hide-scrollbars",
+                f"--user-data-dir={profile}", f"--lang={lang}",
+                f"--window-size={size[0]},{size[1]}"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"intl.accept_languages": lang})
+    if phone:
+        options.add_experimental_option("mobileEmulation", {"deviceMetrics": {
+            "width": size[0], "height": size[1], "pixelRatio": 2}})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER or "/usr/bin/chromedriver"),
+                              options=options)
+    return driver, profile
+
+
+def _line_count(driver, element_id: str) -> int:
+    """How many lines an element's text takes (one client rect per line of an inline)."""
+    return int(driver.execute_script(
+        "const r = document.createRange();"
+        "r.selectNodeContents(document.getElementById(arguments[0]));"
+        "return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size;",
+        element_id))
+
+
+def _groups_broken(driver) -> int:
+    """Order-number groups that were split across lines (must be none)."""
+    return int(driver.execute_script(
+        "return [...document.querySelectorAll('#order-number .group')]"
+        ".filter(g => new Set([...g.getClientRects()].map(x => Math.round(x.top))).size > 1)"
+        ".length;"))
+
+
+@pytest.mark.parametrize(("lang", "width"), [("zh-CN", "phone"), ("en-US", "phone"),
+                                            ("zh-CN", "desktop"), ("en-US", "desktop")])
+def test_the_cashier_page_reads_as_a_shop_s_checkout(flow, lang, width):
+    from selenium.webdriver.common.by import By
+
+    long_number = "SHOP-20261201-ORDER-000012345678-ABCDEF"
+    response = flow.admin.post("/api/v1/orders", json={
+        "total_amount": "1288.00", "user_id": 1, "order_number": long_number})
+    assert response.status_code == 201, response.text
+    payment = flow.payment(response.json()["id"], "wechat")
+    size = PHONE if width == "phone" else DESKTOP
+    driver, profile = _driver(lang, size, phone=width == "phone")
+    try:
+        customer = Customer(driver, f"look-{lang[:2]}-{width}")
+        customer.open_checkout(payment["checkout_url"])
+        shown = driver.find_element(By.TAG_NAME, "main").text
+        assert customer.by_id("shop-name").text == "Demo shop"
+        label = "支付方式" if lang.startswith("zh") else "Payment method"
+        assert shown.count(label) == 1, shown  # one chooser, no duplicated row
+        assert ("应付金额" if lang.startswith("zh") else "Amount due") in shown
+        assert driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth")
+        # The order number breaks between its groups, and only when the line is full.
+        assert _groups_broken(driver) == 0
+        lines = _line_count(driver, "order-number")
+        assert lines == 1 if width == "desktop" else lines >= 2, lines
+        assert customer.by_id("order-number").get_attribute("data-value") == long_number
+        customer.shot("choose")
+        driver.get(payment["checkout_url"].split("?")[0] + "?token=dead")
+        assert customer.by_id("not-found").is_displayed()
+        customer.shot("dead-link")
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_the_docs_page_shows_an_example_request_and_response_for_each_operation(live_url):
+    from selenium.webdriver.common.by import By
+
+    driver, profile = _driver("en-US", DESKTOP, phone=False)
+    try:
+        driver.get(live_url + "/docs")
+        operations = driver.find_elements(By.CSS_SELECTOR, "section.op[id]:not([id^=schema-])")
+        assert operations
+        for op in operations:
+            request = op.find_element(By.CSS_SELECTOR, ".example-request pre").text
+            response = op.find_element(By.CSS_SELECTOR, ".example-response pre").text
+            assert " HTTP/1.1" in request, op.get_attribute("id")
+            assert response.startswith("HTTP/1.1 2"), op.get_attribute("id")
+        ARTIFACTS.parent.mkdir(parents=True, exist_ok=True)
+        for anchor, name in (("createOrder", "create-order"), ("createRefund", "create-refund")):
+            driver.execute_script("document.querySelector(arguments[0]).scrollIntoView("
+                                  "{block: 'center'})", f"#{anchor} .examples")
+            driver.save_screenshot(str(ARTIFACTS.parent / f"docs-{name}.png"))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -3,6 +3,7 @@ up on embedded servers, Flower sees the worker, and SIGTERM leaves nothing behin
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ from config import PROJECT_ROOT
 from devstack.embedded import free_port
 from tests.support.callbacks import event_body, post_callback
 from tests.support.processes import wait_until
+from tests.support.readme import run_sh, sh_block
 
 pytestmark = pytest.mark.slow
 
@@ -80,15 +82,6 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _flower_workers(url: str) -> dict:
-    try:
-        response = requests.get(url + "/api/workers", params={"refresh": "1"},
-                                auth=("ops", "secret-test"), timeout=10)
-    except requests.RequestException:
-        return {}
-    return response.json() if response.status_code == 200 else {}
-
-
 def test_make_up_runs_the_stack_on_embedded_servers_and_stops_cleanly(stack):
     make: subprocess.Popen = stack["make"]
 
@@ -109,14 +102,30 @@ def test_make_up_runs_the_stack_on_embedded_servers_and_stops_cleanly(stack):
                         and stack["out"].read_text(), timeout=30, message="banner")
     admin_key = re.search(r"demo admin key\s+(\S+)", output).group(1)
     assert admin_key.startswith("pk_admin_")
+    demo_payment = int(re.search(r"demo payment\s+(\d+)", output).group(1))
     demo_checkout = re.search(r"demo checkout\s+(\S+)", output).group(1)
+    assert f"/checkout/{demo_payment}?" in demo_checkout
     assert requests.get(demo_checkout, timeout=10).status_code == 200
 
-    # Flower is behind basic auth and lists the worker.
+    # Flower is behind basic auth and lists the worker on the first call, no refresh.
     assert requests.get(stack["flower"] + "/api/workers", timeout=10).status_code == 401
-    workers = wait_until(lambda: _flower_workers(stack["flower"]), timeout=90, interval=2,
-                         message="Flower lists a worker")
-    assert any(name.startswith("worker@") for name in workers)
+    workers = requests.get(stack["flower"] + "/api/workers", auth=("ops", "secret-test"),
+                           timeout=10).json()
+    assert any(name.startswith("worker@") for name in workers), workers
+
+    # The README's walkthrough, as written: order, payment, pay_url, approve, refund.
+    walked = run_sh(sh_block("export ADMIN_KEY="), base_url=stack["web"],
+                    replace={"pk_admin_...": admin_key})
+    [refund] = json.loads(walked.strip().splitlines()[-1])["items"]
+    assert (refund["amount"], refund["status"]) == ("30.00", "succeeded")
+    # Its test callback pays the demo payment (88.00, not silently refused).
+    answer = run_sh(sh_block("Sandbox-Signature"), base_url=stack["web"],
+                    replace={"PAYMENT=1 ": f"PAYMENT={demo_payment} "})
+    assert json.loads(answer) == {"received": True, "duplicate": False}
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    wait_until(lambda: requests.get(f"{stack['web']}/api/v1/payments/{demo_payment}",
+                                    headers=admin, timeout=10).json()["status"] == "succeeded",
+               timeout=30, message="the demo payment paid by the README's callback")
 
     # Worker processes' metrics reach the web's /metrics scrape (multiprocess mode):
     # beat sends the sweeps at start-up, the worker runs them.

@@ -128,7 +128,17 @@ def test_revoked_key_is_refused(api, clean_db):
     assert (response.status_code, response.json()["code"]) == (401, "invalid_api_key")
 
 
-@pytest.mark.parametrize("header", ["Basic abc", "Bearer", "Bearer   ", "token"])
-def test_malformed_authorization_header_is_missing_key(api, header):
+@pytest.mark.parametrize("header", ["Bearer", "Bearer   "])
+def test_an_empty_bearer_header_is_a_missing_key(api, header):
     response = api.get("/api/v1/payment-methods", headers={"Authorization": header})
     assert (response.status_code, response.json()["code"]) == (401, "missing_api_key")
+
+
+@pytest.mark.parametrize("header", ["Basic YWRtaW46YWRtaW4=", "token", "Token abc",
+                                    "pk_admin_abc"])
+def test_another_authorization_scheme_is_an_invalid_key_saying_what_is_expected(api, header):
+    response = api.get("/api/v1/payment-methods", headers={"Authorization": header})
+    body = response.json()
+    assert (response.status_code, body["code"]) == (401, "invalid_api_key")
+    assert "Bearer <key>" in body["detail"]
+    assert body["expected"] == "Bearer <key>"

@@ -10,7 +10,6 @@ import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -20,8 +19,8 @@ from domain.models import Payment, PaymentEvent
 from services.expiry import EXPIRE_PAYMENTS_ACTOR
 from tests.support.factories import make_order, make_payment
 from tests.support.processes import stop_process_group, wait_until
+from tests.support.worker import start_beat
 
-CELERY = str(Path(sys.executable).parent / "celery")
 JOBS = {  # task name -> interval with SWEEP_INTERVAL_SECONDS = 7
     "maintenance.expire_payments": 7.0,
     "maintenance.expire_orders": 300.0,
@@ -76,11 +75,7 @@ def test_a_real_beat_and_worker_expire_a_payment_within_one_interval(
 
     env = dict(stack_env, SWEEP_INTERVAL_SECONDS="1")
     log_path = tmp_path / "beat.log"
-    with open(log_path, "wb") as log:
-        beat = subprocess.Popen(
-            [CELERY, "-A", "workers.app", "beat", "--loglevel", "INFO",
-             "--schedule", str(tmp_path / "beat-schedule")],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    beat = start_beat(env, log_path, tmp_path / "beat-schedule")
     try:
         started = time.monotonic()
         wait_until(lambda: _status(res, due_soon) == "expired", timeout=30,

@@ -58,7 +58,11 @@ def test_every_payment_view_has_a_checkout_url_that_opens_its_page_without_a_key
     assert page.headers["Content-Type"].startswith("text/html")
     assert page.headers["Cache-Control"] == "no-store"
     html = page.text
-    assert f'id="order-number">{order["order_number"]}<' in html
+    number = order["order_number"]  # ORD-20261201-B2F2EBBF82B9: three unbreakable groups
+    assert f'data-value="{number}"' in html
+    prefix, day, rest = number.split("-")
+    assert (f'<span class="group">{prefix}-</span><span class="group">{day}-</span>'
+            f'<span class="group">{rest}</span>') in html
     assert '<span id="amount">88.80</span> <span id="currency">CNY</span>' in html
     for enabled in ('value="wechat"', 'value="alipay"', 'value="bank_card"'):
         assert enabled in html
@@ -219,3 +223,39 @@ def test_retry_from_the_page_makes_a_new_attempt_with_its_own_link(flow):
     again = flow.customer.post(f"/checkout/{pid}/retry?token={token}")
     assert again.status_code == 200, again.text
     assert again.json()["checkout_url"] == second["checkout_url"]
+
+
+def test_the_page_names_the_shop_and_asks_for_the_method_once(flow):
+    _, payment = new_checkout(flow)
+    path = path_of(payment["checkout_url"])
+    en = flow.customer.get(path).text
+    assert 'id="shop-name">Demo shop<' in en
+    assert 'class="logo monogram"' in en and "/checkout/shop-logo" not in en
+    shown = en.split('<script id="checkout-config"')[0]  # the page, not its script's labels
+    assert shown.count("Payment method") == 1  # the chooser's legend, no second row
+    zh = flow.customer.get(path, headers={"Accept-Language": "zh-CN"}).text
+    assert zh.split('<script id="checkout-config"')[0].count("支付方式") == 2  # legend + pending
+    assert "安全支付" in zh
+    assert flow.customer.get("/checkout/shop-logo").status_code == 404
+
+
+def test_a_configured_shop_name_and_logo_are_shown_and_served_locally(
+        flow, settings, clean_db, tmp_path):
+    import dataclasses  # noqa: PLC0415
+
+    from tests.support.live_server import Api  # noqa: PLC0415
+    from tests.support.private_stack import serve_app  # noqa: PLC0415
+
+    logo = tmp_path / "logo.svg"
+    logo.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8">'
+                    '<rect width="8" height="8" fill="#c00"/></svg>')
+    shop = dataclasses.replace(settings, shop_name="Lotus Tea House", shop_logo_file=logo)
+    _, payment = new_checkout(flow)
+    with serve_app(shop) as (url, _res):
+        page = Api(url).get(path_of(payment["checkout_url"])).text
+        assert 'id="shop-name">Lotus Tea House<' in page
+        assert 'src="/checkout/shop-logo"' in page and "monogram" not in page
+        served = Api(url).get("/checkout/shop-logo")
+        assert served.status_code == 200
+        assert served.headers["Content-Type"].startswith("image/svg+xml")
+        assert served.content == logo.read_bytes()

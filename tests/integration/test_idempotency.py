@@ -55,7 +55,8 @@ def test_same_key_and_body_replays_the_first_response(api, admin_key, clean_db):
     again = admin.post("/api/v1/orders", json=ORDER, headers={"Idempotency-Key": key})
 
     assert first.status_code == again.status_code == 201
-    assert again.json() == first.json()
+    assert again.content == first.content  # byte for byte, as the README promises
+    assert again.headers["Content-Type"] == first.headers["Content-Type"]
     assert "Idempotent-Replayed" not in first.headers
     assert again.headers["Idempotent-Replayed"] == "true"
     assert _order_count(clean_db) == 1
@@ -151,7 +152,7 @@ def test_a_key_older_than_24_hours_can_be_used_again(api, admin_key, clean_db):
     assert reused.json()["id"] != first.json()["id"]
     assert _order_count(clean_db) == 2
     [claim] = _claims(clean_db)  # the old claim was taken over, not duplicated
-    assert claim.response_body["id"] == reused.json()["id"]
+    assert json.loads(claim.response_body)["id"] == reused.json()["id"]
     again = admin.post("/api/v1/orders", json={**ORDER, "total_amount": "20.00"},
                        headers={"Idempotency-Key": key})
     assert again.headers["Idempotent-Replayed"] == "true"
@@ -281,3 +282,25 @@ def test_a_server_error_frees_the_key_for_a_retry(flaky_api, admin_key, clean_db
     assert "Idempotent-Replayed" not in retried.headers
     assert (replayed.status_code, replayed.json()) == (201, {"calls": 2})
     assert replayed.headers["Idempotent-Replayed"] == "true"
+
+
+def test_an_error_answer_is_replayed_byte_for_byte_too(api, admin_key, clean_db):
+    admin, key = api.as_key(admin_key), _key()
+    bad = {"total_amount": "1.001", "user_id": 1}
+    first = admin.post("/api/v1/orders", json=bad, headers={"Idempotency-Key": key})
+    again = admin.post("/api/v1/orders", json=bad, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 400
+    assert again.content == first.content
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_claim_stored_as_parsed_json_before_the_upgrade_still_replays(api, admin_key,
+                                                                       clean_db):
+    admin, key = api.as_key(admin_key), _key()
+    first = admin.post("/api/v1/orders", json=ORDER, headers={"Idempotency-Key": key})
+    with clean_db.uow() as uow:  # as older versions stored it: the parsed object
+        uow.session.execute(update(IdempotencyKey).values(response_body=first.json()))
+        uow.commit()
+    again = admin.post("/api/v1/orders", json=ORDER, headers={"Idempotency-Key": key})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()

@@ -11,6 +11,7 @@ they read deltas: counters are process-wide and other tests move them too.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def test_callback_outcomes_backlog_and_worker_figures_in_one_scrape(
         multiprocess_web, clean_db, tmp_path):
     url, env, web_log = multiprocess_web
     payment_id = make_payment(clean_db, make_order(clean_db), status="processing")
+    # A process that has just created its file and not yet sized it must not fail the
+    # scrape (prometheus_client cannot read a 0-byte file).
+    (Path(env["PROMETHEUS_MULTIPROC_DIR"]) / "counter_999999.db").touch()
     before = scrape(url)
 
     valid = event_body(payment_id)
@@ -77,6 +81,14 @@ def test_callback_outcomes_backlog_and_worker_figures_in_one_scrape(
     assert value(queued, "payments_callback_inbox_backlog") == 2
     assert value(queued, "payments_queue_depth", queue="callbacks") == 2
     assert value(queued, "payments_queue_depth", queue="maintenance") == 0
+    assert value(queued, "payments_callback_inbox_oldest_age_seconds") > 0
+    assert value(queued, "payments_ready", check="database") == 1
+    assert value(queued, "payments_ready", check="redis") == 1
+    # Zero from the start, so the first one is an increase Prometheus can see.
+    assert ("payments_callbacks_total", frozenset({("provider", "sandbox"),
+                                                   ("outcome", "failed")})) in queued
+    assert ("payments_provider_calls_total", frozenset({
+        ("provider", "sandbox"), ("call", "create"), ("outcome", "unavailable")})) in queued
 
     # The web's log lines are JSON, with the request's id (the refused signature's warning).
     refusal = [line for line in _json_lines(web_log) if line.get("request_id") == request_id]
@@ -104,6 +116,7 @@ def test_callback_outcomes_backlog_and_worker_figures_in_one_scrape(
     assert delta(before, after, "payments_task_seconds_count", task="callbacks.process") == 2
     assert value(after, "payments_callback_inbox_backlog") == 0
     assert value(after, "payments_queue_depth", queue="callbacks") == 0
+    assert value(after, "payments_callback_inbox_oldest_age_seconds") == 0
 
     # The worker's lines about each callback carry its inbox id and payment id.
     outcomes = [line for line in _json_lines(tmp_path / "worker.log")
@@ -123,6 +136,8 @@ def test_gauges_in_process_and_a_dead_broker_does_not_break_the_scrape(
         samples = scrape(url)  # raises unless 200
         assert value(samples, "payments_callback_inbox_backlog") == 1
         assert not has(samples, "payments_queue_depth")  # left out, not a broken scrape
+        assert value(samples, "payments_ready", check="redis") == 0  # as /readyz says
+        assert value(samples, "payments_ready", check="database") == 1
 
 
 def test_final_status_expiry_and_refund_counters_move_at_commit(api, clean_db, live_url,
@@ -142,10 +157,20 @@ def test_final_status_expiry_and_refund_counters_move_at_commit(api, clean_db, l
     accepted = api.as_key(admin_key).post(f"/api/v1/payments/{paid}/refunds",
                                                  json={"amount": "10.00"})
     assert accepted.status_code in (200, 201, 202), accepted.text
+    order = api.as_key(admin_key).post("/api/v1/orders",
+                                       json={"total_amount": "100.00", "user_id": 1})
+    created = api.as_key(admin_key).post("/api/v1/payments", json={"order_id": order.json()["id"]})
+    assert created.status_code == 201, created.text
+    again = api.as_key(admin_key).post("/api/v1/payments", json={"order_id": order.json()["id"]})
+    assert again.status_code == 200  # the active one: nothing created
     after = scrape(live_url)
     assert delta(before, after, "payments_payments_final_total", status="expired") == 2
     assert delta(before, after, "payments_expirations_total", kind="payment") == 2
     assert delta(before, after, "payments_refunds_total", outcome="requested") == 1
+    assert delta(before, after, "payments_payments_created_total") == 1
+    # A sweep that ran to its end says when; the gauge is what the stale-sweep alert reads.
+    assert value(after, "payments_sweep_last_completed_timestamp_seconds",
+                 sweep="expire_payments") > time.time() - 60
 
 
 def _past():

@@ -41,11 +41,11 @@ def test_admin_creates_an_order_for_a_user(api, admin_key, clean_db):
 
 def test_user_creates_an_order_for_itself(api, make_user_key):
     response = api.as_key(make_user_key(5)).post("/api/v1/orders", json={
-        "total_amount": 12.5, "currency": "usd", "order_number": "shop-1.A_2"})
+        "total_amount": 12.5, "currency": "cny", "order_number": "shop-1.A_2"})
     assert response.status_code == 201
     body = response.json()
     assert (body["user_id"], body["total_amount"], body["currency"], body["order_number"]) == (
-        5, "12.50", "USD", "shop-1.A_2")
+        5, "12.50", "CNY", "shop-1.A_2")
     assert body["history"][0]["actor"] == "user:5"
 
 

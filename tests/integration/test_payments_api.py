@@ -17,7 +17,7 @@ from tests.support.factories import make_order, make_payment
 from tests.support.processes import wait_until
 
 PAYMENT_FIELDS = {"id", "order_id", "amount", "currency", "method", "status", "provider",
-                  "transaction_id", "pay_url", "attempt", "fee", "refunded_amount",
+                  "transaction_id", "out_trade_no", "pay_url", "attempt", "fee", "refunded_amount",
                   "created_at", "updated_at", "expires_at", "paid_at", "checkout_url"}
 
 

@@ -134,6 +134,7 @@ def test_pay_page_then_approve_delivers_exactly_one_signed_payment_succeeded(
     assert approved.headers["Location"].endswith(f"/sandbox/pay/{ref}?result=approved")
     shown = api.get(approved.headers["Location"])
     assert "Payment approved." in shown.text and "succeeded" in shown.text
+    assert "This payment has been paid" in shown.text and "is succeeded" not in shown.text
 
     [call] = wait_for_calls(receiver, token, 1)
     assert_authentic(call, settings.sandbox_webhook_secret)

@@ -28,3 +28,12 @@ def start_worker(env: dict[str, str], log_path: Path, concurrency: int = 2,
     if proc.poll() is not None:
         raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-3000:]}")
     return proc
+
+
+def start_beat(env: dict[str, str], log_path: Path, schedule_path: Path) -> subprocess.Popen:
+    """A `celery beat` in its own process group, sending to the broker of `env`."""
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(
+        [CELERY, "-A", "workers.app", "beat", "--loglevel", "INFO",
+         "--schedule", str(schedule_path)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

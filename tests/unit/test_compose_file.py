@@ -1,5 +1,6 @@
 """docker-compose.yml cannot be run here (no Docker engine), so its promises are
-checked as data: the roles, the single beat, migrations first, durable Redis."""
+checked as data: the roles, the single beat, migrations first, durable Redis, and the
+monitoring (Prometheus and Grafana provisioned from ops/, scraping what the image serves)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ SERVICES = COMPOSE["services"]
 
 
 def test_every_role_is_there():
-    assert set(SERVICES) == {"postgres", "redis", "migrate", "web", "worker", "beat", "flower"}
+    assert set(SERVICES) == {"postgres", "redis", "migrate", "web", "worker", "beat", "flower",
+                             "prometheus", "grafana"}
     assert SERVICES["postgres"]["image"] == "postgres:16"
     assert SERVICES["redis"]["image"] == "redis:7"
 
@@ -78,3 +80,85 @@ def test_the_web_starts_gunicorn_with_the_shared_config():
     # The settings live in the config: none given inline to drift from it.
     assert not {"--workers", "--threads", "--access-logfile"} & set(command)
     assert re.search(r"^ENV WEB_WORKERS=4$", dockerfile, re.MULTILINE)
+
+
+def _mounts(service: str) -> dict[str, str]:
+    """{path in the container: path in the repository} of a service's bind mounts."""
+    mounts = {}
+    for volume in SERVICES[service]["volumes"]:
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            assert (PROJECT_ROOT / source).exists(), f"{service} mounts missing {source}"
+            mounts[target] = source[2:]
+    return mounts
+
+
+def _exposed_ports() -> set[int]:
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    return {int(p) for p in re.search(r"^EXPOSE (.+)$", dockerfile, re.MULTILINE)
+            .group(1).split()}
+
+
+def test_prometheus_scrapes_the_ports_the_web_and_the_workers_serve():
+    mounts = _mounts("prometheus")
+    command = SERVICES["prometheus"]["command"]
+    config_path = next(arg.split("=", 1)[1] for arg in command
+                       if arg.startswith("--config.file="))
+    config_dir, config_name = config_path.rsplit("/", 1)
+    config = yaml.safe_load((PROJECT_ROOT / mounts[config_dir] / config_name).read_text())
+    ports = {job["job_name"]: {(sd["names"][0], sd["port"]) for sd in job["dns_sd_configs"]}
+             for job in config["scrape_configs"]}
+    worker_address = SERVICES["worker"]["environment"]["WORKER_METRICS_ADDRESS"]
+    worker_port = int(worker_address.rsplit(":", 1)[1])
+    assert ports == {"web": {("web", 8000)}, "worker": {("worker", worker_port)}}
+    assert {8000, worker_port} <= _exposed_ports()
+    assert SERVICES["web"]["ports"] == ["8000:8000"]
+    # Each process kind adds up its processes' samples in a directory of its own.
+    for role in ("web", "worker"):
+        metrics_dir = SERVICES[role]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+        assert SERVICES[role]["tmpfs"] == [metrics_dir], role
+    for role in ("migrate", "beat", "flower"):  # no directory there: they must not write one
+        assert "PROMETHEUS_MULTIPROC_DIR" not in SERVICES[role]["environment"], role
+
+
+def test_grafana_gets_the_datasource_and_the_dashboard_it_refers_to():
+    import json
+
+    mounts = _mounts("grafana")
+    provisioning = PROJECT_ROOT / mounts["/etc/grafana/provisioning"]
+    datasources = yaml.safe_load(
+        (provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert [d["url"] for d in datasources] == ["http://prometheus:9090"]  # the service
+    providers = yaml.safe_load(
+        (provisioning / "dashboards" / "payments.yml").read_text())["providers"]
+    dashboards_dir = providers[0]["options"]["path"]
+    dashboard_files = list((PROJECT_ROOT / mounts[dashboards_dir]).glob("*.json"))
+    assert [p.name for p in dashboard_files] == ["payments.json"]
+    dashboard = json.loads(dashboard_files[0].read_text())
+    home = SERVICES["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{dashboards_dir}/payments.json"
+    uids = {target["datasource"]["uid"] for panel in dashboard["panels"]
+            for target in panel.get("targets", [])}
+    assert uids == {datasources[0]["uid"]}
+    assert all(panel.get("targets") for panel in dashboard["panels"] if panel["type"] != "row")
+
+
+def test_the_prometheus_image_is_no_older_than_the_promtool_that_tests_the_rules():
+    import shutil
+    import subprocess
+
+    import pytest
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not found (apt-get install prometheus)")
+    out = subprocess.run([promtool, "--version"], capture_output=True, text=True).stdout
+    tested = _version(re.search(r"version (\d+\.\d+\.\d+)", out).group(1))
+    image = _version(SERVICES["prometheus"]["image"].split(":v", 1)[1])
+    # Newer servers of the same major version read these rules; an older one might not
+    # know a function the tested promtool accepted.
+    assert image[0] == tested[0] and image >= tested, (image, tested)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))

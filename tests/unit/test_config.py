@@ -53,3 +53,45 @@ def test_missing_urls_fall_back_to_the_dev_stack_file(tmp_path):
 def test_missing_urls_without_a_stack_file_are_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="DATABASE_URL is not set"):
         Settings.from_env({"RUN_DIR": str(tmp_path)})
+
+
+def test_supported_currencies_default_to_cny_and_are_iso_4217(tmp_path):
+    base = {**BASE, "RUN_DIR": str(tmp_path)}
+    assert Settings.from_env(base).supported_currencies == ("CNY",)
+    assert Settings.from_env({**base, "SUPPORTED_CURRENCIES": "cny, jpy,KRW"}
+                             ).supported_currencies == ("CNY", "JPY", "KRW")
+    with pytest.raises(ConfigError, match="not an ISO 4217"):
+        Settings.from_env({**base, "SUPPORTED_CURRENCIES": "CNY,ABC"})
+
+
+def test_three_decimal_currencies_are_refused_at_start(tmp_path):
+    # Amounts are NUMERIC(14, 2): a fils of BHD could not be stored.
+    with pytest.raises(ConfigError, match="BHD has 3 decimal places"):
+        Settings.from_env({**BASE, "RUN_DIR": str(tmp_path), "SUPPORTED_CURRENCIES": "BHD"})
+
+
+def test_the_shop_name_and_logo_file_are_read_and_checked(tmp_path):
+    base = {**BASE, "RUN_DIR": str(tmp_path)}
+    assert Settings.from_env(base).shop_name == "Demo shop"
+    assert Settings.from_env(base).shop_logo_file is None
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\n")
+    s = Settings.from_env({**base, "SHOP_NAME": "Lotus Tea House", "SHOP_LOGO_FILE": str(logo)})
+    assert (s.shop_name, s.shop_logo_file) == ("Lotus Tea House", logo.resolve())
+    with pytest.raises(ConfigError, match="no such file"):
+        Settings.from_env({**base, "SHOP_LOGO_FILE": str(tmp_path / "missing.png")})
+    (tmp_path / "logo.txt").write_text("not an image")
+    with pytest.raises(ConfigError, match="must be an image"):
+        Settings.from_env({**base, "SHOP_LOGO_FILE": str(tmp_path / "logo.txt")})
+
+
+def test_worker_metrics_address_is_off_unless_set_and_checked(tmp_path):
+    env = {**BASE, "RUN_DIR": str(tmp_path)}
+    assert Settings.from_env(env).worker_metrics_address is None
+    assert Settings.from_env({**env, "WORKER_METRICS_ADDRESS": "127.0.0.1:9808"}
+                             ).worker_metrics_address == ("127.0.0.1", 9808)
+    assert Settings.from_env({**env, "WORKER_METRICS_ADDRESS": ":9808"}
+                             ).worker_metrics_address == ("0.0.0.0", 9808)
+    for bad in ("9808x", "host:", "host:70000"):
+        with pytest.raises(ConfigError, match="WORKER_METRICS_ADDRESS"):
+            Settings.from_env({**env, "WORKER_METRICS_ADDRESS": bad})

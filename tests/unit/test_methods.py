@@ -57,3 +57,13 @@ def test_unsupported_method_lists_what_is_supported():
 ])
 def test_fee_is_rounded_to_the_cent(code, amount, fee):
     assert CATALOG[code].fee_for(Decimal(amount)) == Decimal(fee)
+
+
+@pytest.mark.parametrize(("code", "amount", "currency", "fee"), [
+    ("wechat", "7.50", "CNY", "0.05"),   # 0.045: half-up, not half-even's 0.04
+    ("bank_card", "0.63", "CNY", "0.01"),  # 0.00504
+    ("wechat", "750", "JPY", "5"),       # 4.5 yen: half-up to the yen
+    ("wechat", "83", "KRW", "0"),        # 0.498 won
+])
+def test_fee_rounds_half_up_to_the_currencys_unit(code, amount, currency, fee):
+    assert str(CATALOG[code].fee_for(Decimal(amount), currency)) == fee

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from adapters.metrics import CALLBACK_LATENCY
+from adapters.metrics import CALLBACK_LATENCY, CALLBACKS
 from adapters.providers.base import CallbackAnswer, CallbackRequest
 from domain.errors import DomainError
 from services.callbacks import (
@@ -30,6 +30,7 @@ from services.callbacks import (
 from web.auth import current_principal, require_key
 from web.deps import resources
 from web.errors import STATUS_BY_KIND, error_response
+from web.json_body import json_body
 from web.routes.params import query_int
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,16 @@ def refused(exc: DomainError):
 
 @provider_bp.errorhandler(RequestEntityTooLarge)
 def too_large(exc: HTTPException):
+    _count_too_large()
     return _refusal(413, "request_entity_too_large", exc.description or "Too large", {})
+
+
+# --- oversized callbacks are counted (issue #15): outcome "too_large" -------------------
+def _count_too_large() -> None:
+    provider = (request.view_args or {}).get("provider") or ""
+    if resources().providers.for_callbacks(provider) is not None:  # names in URLs are
+        CALLBACKS.labels(provider, "too_large").inc()                # not ours to label
+# --- end of the 413 count -------------------------------------------------------------------
 
 
 @provider_bp.errorhandler(DBAPIError)
@@ -144,5 +154,6 @@ def list_stored_callbacks():
 @admin_bp.post("/callbacks/<int:callback_id>/replay")
 @require_key(admin=True)
 def replay_stored_callback(callback_id: int):
+    json_body(())  # takes no fields (strict bodies, issue #15)
     outcome = replay_callback(resources(), callback_id, actor=current_principal().actor)
     return jsonify(outcome), 202

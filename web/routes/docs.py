@@ -6,13 +6,16 @@ no CDN, no JavaScript, so it works on a machine without internet access.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template
 from markupsafe import Markup, escape
 
+from web.deps import resources
 from web.openapi import openapi_spec
+from web.openapi_examples import resolve_ref
 
 bp = Blueprint("docs", __name__)
 
@@ -21,15 +24,31 @@ METHOD_ORDER = ("get", "post", "put", "patch", "delete")
 
 @bp.get("/openapi.json")
 def openapi_json():
-    return jsonify(openapi_spec())
+    return jsonify(openapi_spec(resources().settings.supported_currencies))
 
 
 @bp.get("/docs")
 def docs_page():
-    spec = openapi_spec()
+    spec = openapi_spec(resources().settings.supported_currencies)
     reader = _SpecReader(spec)
     return render_template("docs.html", info=spec["info"], operations=reader.operations(),
                            schemas=reader.schemas(), code=inline_code)
+
+
+def _response_example(op: dict[str, Any]) -> tuple[str, str]:
+    """The first success answer's example as HTTP text (the document carries it)."""
+    for status, response in op["responses"].items():
+        if not status.startswith("2"):
+            continue
+        contents: dict[str, dict[str, Any]] = response.get("content", {})
+        media = next(iter(contents), None)
+        content = contents.get(media, {}) if media else {}
+        head = f"HTTP/1.1 {status}" + (f"\nContent-Type: {media}" if media else "")
+        if media == "application/json" and "example" in content:
+            return status, head + "\n\n" + json.dumps(content["example"], indent=2,
+                                                        ensure_ascii=False)
+        return status, head + ("\n\n(" + media + ")" if media else "")
+    return "", ""
 
 
 def inline_code(text: str) -> Markup:
@@ -71,6 +90,9 @@ class Operation:
     body_required: bool = False
     body_fields: list[Field] = field(default_factory=list)
     responses: list[Response] = field(default_factory=list)
+    request_example: str = ""
+    response_example_status: str = ""
+    response_example: str = ""
 
 
 class _SpecReader:
@@ -129,6 +151,8 @@ class _SpecReader:
                 schema=(self._ref_name(schema) or self.type_of(schema)) if schema else None,
                 schema_is_ref=bool(schema and self._ref_name(schema)),
                 headers=list(response.get("headers", {}))))
+        result.request_example = op.get("x-request-example", "")
+        result.response_example_status, result.response_example = _response_example(op)
         return result
 
     def fields(self, schema: dict[str, Any]) -> list[Field]:
@@ -176,10 +200,4 @@ class _SpecReader:
         return ref.rsplit("/", 1)[-1] if ref else None
 
     def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
-        """Follow a local $ref (siblings of the $ref override the target's keys)."""
-        while "$ref" in node:
-            target: Any = self.spec
-            for part in node["$ref"].removeprefix("#/").split("/"):
-                target = target[part]
-            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return node
+        return resolve_ref(self.spec, node)

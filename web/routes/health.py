@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
-from sqlalchemy import text
 
 from web.deps import resources
+from web.readiness import readiness_checks
 
 bp = Blueprint("health", __name__)
 
@@ -17,19 +17,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    res = resources()
-    checks: dict[str, str] = {}
-    try:
-        with res.db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"unavailable: {type(exc).__name__}"
-    try:
-        res.redis.ping()
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = f"unavailable: {type(exc).__name__}"
+    checks = readiness_checks(resources())
     ready = all(v == "ok" for v in checks.values())
     return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), (
         200 if ready else 503)

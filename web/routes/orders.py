@@ -18,7 +18,7 @@ REASON_MAX = 500
 @bp.post("/orders")
 @require_key()
 def create_order():
-    body = json_body()
+    body = json_body(("total_amount", "currency", "order_number", "user_id"))
     view = orders.create_order(
         resources(), current_principal(),
         total_amount=body.get("total_amount"), currency=body.get("currency"),
@@ -36,7 +36,7 @@ def get_order(order_id: int):
 @bp.post("/orders/<int:order_id>/transitions")
 @require_key(admin=True)
 def transition_order(order_id: int):
-    body = json_body()
+    body = json_body(("to", "reason"))
     view = orders.change_order_status(
         resources(), current_principal(), order_id,
         to=body_str(body, "to", max_len=32, required=True) or "",

@@ -22,7 +22,7 @@ MAX_PAGE = 10_000_000
 @bp.post("/payments")
 @require_key()
 def create_payment():
-    body = json_body()
+    body = json_body(("order_id", "method", "amount"))
     view, created = payments.create_payment(
         resources(), current_principal(), order_id=body_id(body, "order_id") or 0,
         method=body.get("method"), amount=body.get("amount"))
@@ -58,7 +58,7 @@ def get_payment_status(payment_id: int):
 @bp.post("/payments/<int:payment_id>/pay")
 @require_key()
 def pay(payment_id: int):
-    json_body()  # no fields, but a body that is not a JSON object is still refused
+    json_body(())  # no fields, but a body that is not a JSON object is still refused
     return jsonify(_linked(payments.request_payment_start(resources(), current_principal(),
                                                           payment_id))), 202
 
@@ -66,7 +66,7 @@ def pay(payment_id: int):
 @bp.post("/payments/<int:payment_id>/cancel")
 @require_key()
 def cancel(payment_id: int):
-    body = json_body()
+    body = json_body(("reason",))
     return jsonify(_linked(payments.cancel_payment(
         resources(), current_principal(), payment_id,
         reason=body_str(body, "reason", max_len=REASON_MAX))))
@@ -75,7 +75,7 @@ def cancel(payment_id: int):
 @bp.post("/payments/<int:payment_id>/retry")
 @require_key()
 def retry(payment_id: int):
-    json_body()
+    json_body(())
     view, created = payments.retry_payment(resources(), current_principal(), payment_id)
     return jsonify(_linked(view)), 201 if created else 200
 

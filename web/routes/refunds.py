@@ -18,7 +18,7 @@ REASON_MAX = 500
 @bp.post("/payments/<int:payment_id>/refunds")
 @require_key(admin=True)
 def request_refund(payment_id: int):
-    body = json_body()
+    body = json_body(("amount", "reason"))
     view = refunds.request_refund(resources(), current_principal(), payment_id,
                                   amount=body.get("amount"),
                                   reason=body_str(body, "reason", max_len=REASON_MAX))
