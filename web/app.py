@@ -58,6 +58,11 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.register_blueprint(callbacks.provider_bp)
     # The built-in sandbox provider (DESIGN.md §6a), reached over HTTP like a real one.
     app.register_blueprint(sandbox_bp, url_prefix="/sandbox")
+    if settings.is_dev:
+        # The local WeChat Pay double (standins/), never in production: dev and test only.
+        from standins.wechatpay.web import bp as wechatpay_double  # noqa: PLC0415
+
+        app.register_blueprint(wechatpay_double, url_prefix="/doubles/wechatpay")
     # The customer's cashier page: no API key, the checkout link's token instead.
     app.register_blueprint(checkout.bp)
     for blueprint in _api_blueprints():
