@@ -13,6 +13,7 @@ from typing import Any
 
 from services.idempotency import KEY_MAX_LENGTH
 from standins.sandbox.openapi import SANDBOX_PATHS
+from standins.wechatpay.openapi import WECHATPAY_DOUBLE_PATHS
 from web.openapi_checkout import CHECKOUT_PATHS
 from web.openapi_examples import with_examples
 from web.openapi_providers import PROVIDER_PATHS
@@ -282,6 +283,8 @@ PATHS.update(SANDBOX_PATHS)
 PATHS.update(CHECKOUT_PATHS)
 # WeChat Pay's and Alipay's notifications, each in its own protocol (DESIGN.md §6b).
 PATHS.update(PROVIDER_PATHS)
+# The WeChat Pay double (dev and test only, under /doubles/wechatpay).
+PATHS.update(WECHATPAY_DOUBLE_PATHS)
 
 
 @cache

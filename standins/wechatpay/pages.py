@@ -4,7 +4,7 @@ janitor, services/provider_sync.py, exists for). Post/redirect/get."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
 from standins.wechatpay import orders
 from standins.wechatpay.keys import load_double_keys
@@ -37,11 +37,18 @@ def approve(token: str):
     notify = request.form.get("notify", request.args.get("notify", "1")) != "0"
     orders.approve(res, load_double_keys(res.settings.run_dir), token,
                    send_notification=notify)
-    result = "approved" if notify else "approved_silently"
-    return redirect(url_for(".pay_page", token=token, result=result), 303)
+    return _done(token, "approved" if notify else "approved_silently")
 
 
 @pages_bp.post("/<token>/decline")
 def decline(token: str):
     orders.decline(resources(), token)
-    return redirect(url_for(".pay_page", token=token, result="declined"), 303)
+    return _done(token, "declined")
+
+
+def _done(token: str, result: str):
+    """Post/redirect/get for a person; the order as JSON for a client that asks for it."""
+    if request.accept_mimetypes.best_match(["text/html", "application/json"]) == (
+            "application/json"):
+        return jsonify(orders.pay_page_view(resources(), token))
+    return redirect(url_for(".pay_page", token=token, result=result), 303)
