@@ -25,4 +25,6 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "expire-orders": job("maintenance.expire_orders", FIVE_MINUTES),
         "redeliver-callbacks": job("maintenance.redeliver_callbacks", sweep),
         "sync-pending": job("maintenance.sync_pending", FIVE_MINUTES),
+        "resend-refunds": job("maintenance.resend_refunds", sweep),
+        "resend-payment-starts": job("maintenance.resend_payment_starts", sweep),
     }

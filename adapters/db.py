@@ -13,6 +13,8 @@ from types import TracebackType
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.metrics import AFTER_COMMIT_FAILURES
+
 log = logging.getLogger(__name__)
 
 
@@ -53,7 +55,11 @@ class UnitOfWork:
         for hook in hooks:
             try:
                 hook()
-            except Exception:  # the data is committed; a sweep picks up what a hook missed
+            except Exception:
+                # The data is committed whatever a hook does; the hooks send tasks, whose
+                # lost messages the sweeps send again (README, Periodic jobs). Counted, so
+                # that hooks failing is seen, not only logged.
+                AFTER_COMMIT_FAILURES.inc()
                 log.exception("after-commit hook failed")
 
     def after_commit(self, hook: Callable[[], None]) -> None:

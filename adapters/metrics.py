@@ -72,6 +72,12 @@ REFUNDS = Counter("payments_refunds_total",
 TASK_DURATION = Histogram("payments_task_seconds", "Celery task run time", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 TASK_FAILURES = Counter("payments_task_failures_total", "Celery task failures", ["task"])
+ENQUEUE_FAILURES = Counter("payments_enqueue_failures_total",
+                           "Task messages that could not be published (broker unreachable); "
+                           "the work is stored and a sweep sends it again", ["task"])
+AFTER_COMMIT_FAILURES = Counter("payments_after_commit_failures_total",
+                                "After-commit hooks that raised (the transaction is committed)")
+
 # A sweep that ran to its end (not one skipped because another run held its lock), so
 # an alert can tell "beat or the lock is stuck" from "the sweep ran and found nothing".
 # "max" across processes: the newest completion is what matters, whichever process ran it.
@@ -131,7 +137,7 @@ def count_payment_final(session: Session, status: str, amount: float = 1,
 
 def initialise_series(providers: Iterable[str], tasks: Iterable[str] = ()) -> None:
     """Export 0 for every callback outcome and call outcome of each provider, and for every
-    task's failures.
+    task's failures and failed sends.
 
     A labelled counter otherwise appears only at its first increment, already at 1, and
     Prometheus' increase() sees nothing move: the first failed callback would not page.
@@ -144,6 +150,7 @@ def initialise_series(providers: Iterable[str], tasks: Iterable[str] = ()) -> No
                 PROVIDER_CALLS.labels(provider, call, outcome)
     for task in tasks:
         TASK_FAILURES.labels(task)
+        ENQUEUE_FAILURES.labels(task)
 
 
 @event.listens_for(Session, "after_commit")

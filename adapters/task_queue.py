@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery
 
 from adapters.log_context import current_log_context
+from adapters.metrics import ENQUEUE_FAILURES
 
 # The message header that carries the enqueueing request's id to the worker
 # (read back in workers/task_logging.py).
@@ -21,13 +22,15 @@ class TaskQueue:
         self._celery = celery_app
 
     def send(self, task_name: str, *args: Any) -> bool:
-        """Publish; False (logged) when the broker is unreachable. Callers that must not
-        lose the work have stored it first, so a sweep can send it again."""
+        """Publish; False (logged, counted in payments_enqueue_failures_total) when the
+        broker is unreachable. Callers that must not lose the work have stored it first,
+        so a sweep sends it again (README, Periodic jobs)."""
         try:
             request_id = current_log_context().get("request_id")
             headers = {REQUEST_ID_HEADER: request_id} if request_id else None
             self._celery.send_task(task_name, args=list(args), headers=headers)
             return True
         except Exception as exc:  # kombu raises several connection error types
+            ENQUEUE_FAILURES.labels(task_name).inc()
             log.warning("could not enqueue %s%r: %s", task_name, args, exc)
             return False

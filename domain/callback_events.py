@@ -25,11 +25,11 @@ from enum import StrEnum
 from typing import Any
 
 from domain.errors import InvalidInput
+from domain.ids import parse_positive_id
 from domain.money import format_amount, parse_amount, parse_currency
 
 MAX_EVENT_ID_LENGTH = 128  # provider_callbacks.event_id
 MAX_TRANSACTION_ID_LENGTH = 128  # payments.transaction_id
-MAX_BIGINT = 2**63 - 1
 MAX_REFERENCE_LENGTH = 64  # payments.out_trade_no, refunds.out_refund_no
 
 
@@ -189,15 +189,10 @@ def _optional_str(data: dict[str, Any], field: str, max_len: int) -> str | None:
 
 
 def _positive_id(value: object, field: str) -> int | None:
-    """A JSON integer or a string of digits (providers differ), within BIGINT."""
     if value is None:
         return None
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        number = int(value)
-    if number is None or not 0 < number <= MAX_BIGINT:
+    number = parse_positive_id(value)
+    if number is None:
         raise _invalid(f"{field} must be a positive whole number", field)
     return number
 

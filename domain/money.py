@@ -13,6 +13,7 @@ from babel.numbers import get_currency_precision, list_currencies
 
 from domain.errors import InvalidInput
 
+ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
 # NUMERIC(14, 2) in the database: twelve digits before the point, at most two after it.
 MAX_AMOUNT = Decimal("999999999999.99")

@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from domain.callback_events import CallbackEvent, CallbackEventType
-from domain.money import format_amount
+from domain.money import ZERO, format_amount
 from domain.statuses import (
     ACTIVE_PAYMENT_STATUSES,
     PAID_PAYMENT_STATUSES,
@@ -22,7 +22,6 @@ from domain.statuses import (
     RefundStatus,
 )
 
-ZERO = Decimal("0.00")
 REFUNDABLE_PAYMENT_STATUSES = frozenset({PaymentStatus.SUCCEEDED,
                                          PaymentStatus.PARTIALLY_REFUNDED})
 

@@ -33,6 +33,7 @@ from adapters.resources import Resources
 from domain.callback_auth import SignatureRejected
 from domain.callback_events import CallbackEvent, event_payload, parse_callback_event
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from domain.ids import MAX_BIGINT
 from domain.models import Base, Payment, ProviderCallback, Refund
 from domain.statuses import CallbackStatus
 from services.audit import record_event
@@ -58,7 +59,6 @@ REDELIVER_BATCH_SIZE = 1000
 REDELIVER_RUN_LOCK = "sweep-lock:redeliver-callbacks"
 
 MAX_ERROR_LENGTH = 2000
-MAX_BIGINT = 2**63 - 1
 MAX_PAGE_SIZE = 200
 
 

@@ -21,13 +21,13 @@ from sqlalchemy import func, select, update
 from adapters.resources import Resources
 from config import Settings
 from domain.errors import Conflict, NotFound
+from domain.ids import MAX_BIGINT
 from domain.methods import CATALOG, resolve_method
 from domain.models import Order, Payment
 from domain.statuses import RETRYABLE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
 from services import payments
 from services.api_keys import Principal
 from services.audit import record_event
-from services.queries import MAX_BIGINT
 from services.transitions import lock_payment_status, utc_now
 
 CHECKOUT_PATH = "/checkout/{payment_id}"

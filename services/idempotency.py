@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 KEY_MAX_LENGTH = 255
 # A stored answer is replayed for this long; after it the key may be used afresh.
 KEY_TTL = timedelta(hours=24)
+# A claim still unanswered after this is abandoned: its request died, or its answer could
+# not be stored. A retry with the key then runs (again). Far longer than any request
+# runs (gunicorn's worker timeout is 30 s), so a request still running is never doubled.
+CLAIM_TIMEOUT = timedelta(minutes=5)
 # A claim can disappear between our failed INSERT and our SELECT (its request failed
 # and released it). Trying again a few times settles that; more would mean a bug.
 _CLAIM_ATTEMPTS = 5
@@ -94,15 +98,19 @@ def claim_key(uow: UnitOfWork, api_key_id: int, key: str, request_hash: str) -> 
                 select(IdempotencyKey.id, IdempotencyKey.request_hash,
                        IdempotencyKey.response_status, IdempotencyKey.response_body,
                        IdempotencyKey.completed_at,
-                       (IdempotencyKey.created_at < func.now() - KEY_TTL).label("expired"))
+                       (IdempotencyKey.created_at < func.now() - KEY_TTL).label("expired"),
+                       (IdempotencyKey.completed_at.is_(None)
+                        & (IdempotencyKey.created_at < func.now() - CLAIM_TIMEOUT)
+                        ).label("abandoned"))
                 .where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key)
                 .with_for_update()
             ).first()
             if existing is None:
                 continue  # released between our INSERT and SELECT: try to claim again
-            if existing.expired:
-                # Older than the TTL: as if it did not exist. Taken over in place, under
-                # the row lock, so two requests reusing an old key cannot both win.
+            if existing.expired or existing.abandoned:
+                # Older than the TTL, or a claim nobody will answer: as if it did not
+                # exist. Taken over in place, under the row lock, so two requests reusing
+                # an old key cannot both win.
                 session.execute(
                     update(IdempotencyKey)
                     .where(IdempotencyKey.id == existing.id)

@@ -18,7 +18,7 @@ from typing import Any
 from adapters.metrics import SWEEP_COMPLETED
 from adapters.resources import Resources
 from adapters.run_once import run_once
-from services import expiry
+from services import expiry, resend
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ Summary = dict[str, Any]
 
 # The jobs run by _run_job, by the name their lock, log lines and the sweep metrics use;
 # beat sends each as the task "maintenance.<job>".
-SWEEP_JOBS = ("expire_payments", "expire_orders", "sync_pending")
+SWEEP_JOBS = ("expire_payments", "expire_orders", "sync_pending", "resend_refunds",
+              "resend_payment_starts")
 
 
 def expire_stale_payments(res: Resources, *,
@@ -58,6 +59,25 @@ def sync_processing_payments(res: Resources, *,
     """
     return _run_job(res, "sync_pending", lambda deadline: expiry.check_processing_payments(
         res, batch_size=batch_size, deadline=deadline).as_dict())
+
+
+def resend_lost_refunds(res: Resources, *,
+                        older_than_seconds: float = resend.REFUND_QUIET_SECONDS) -> Summary:
+    """Refunds still pending and quiet for 10 minutes -> refunds.execute sent again
+    (maintenance.resend_refunds). See services/resend.py."""
+    return _run_job(res, "resend_refunds", lambda deadline: resend.resend_lost_refunds(
+        res, older_than_seconds=older_than_seconds, deadline=deadline).as_dict())
+
+
+def resend_lost_payment_starts(res: Resources, *,
+                               older_than_seconds: float = resend.START_QUIET_SECONDS
+                               ) -> Summary:
+    """Payments accepted for paying (processing) with no provider payment after 3 minutes
+    -> payments.initiate sent again (maintenance.resend_payment_starts)."""
+    return _run_job(res, "resend_payment_starts",
+                    lambda deadline: resend.resend_lost_payment_starts(
+                        res, older_than_seconds=older_than_seconds,
+                        deadline=deadline).as_dict())
 
 
 def redeliver_stuck_callbacks(res: Resources) -> Summary:

@@ -3,8 +3,10 @@
 The provider call runs outside any transaction or lock; only its answer is
 written, in one short transaction. Everything here is safe to run twice for one
 payment: the provider is asked with the payment's own idempotency key (the same
-provider payment comes back), and the move out of init is a compare-and-set, so
-payment_started is written once.
+provider payment comes back), and its answer is stored under the payment's row lock
+only while none is stored yet, so payment_started is written once. `pay` has usually
+moved the payment to processing already (payment_start_requested); a start queued
+while it was still init moves it itself.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from adapters.resources import Resources
 from domain.models import Order, Payment
 from domain.references import MerchantReferences
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
+from services.audit import record_event
 from services.transitions import lock_payment_status, transition_payment, utc_now
 
 log = logging.getLogger(__name__)
@@ -37,12 +40,13 @@ WORKER_ACTOR = "worker"
 
 
 def start_payment_processing(res: Resources, payment_id: int) -> str:
-    """The `payments.initiate` task's work: the payment at its provider, then init -> processing.
+    """The `payments.initiate` task's work: the payment at its provider, then its answer
+    stored on the payment (processing).
 
     The provider call runs outside any transaction or lock; the idempotency key is
     the payment's own, so a redelivered task gets the same provider payment back,
-    never a second one. payment_started is written once: the move out of init is a
-    compare-and-set. ProviderUnavailable propagates (the task retries with backoff);
+    never a second one. payment_started is written once (see the module docstring).
+    ProviderUnavailable propagates (the task retries with backoff);
     ProviderRejected fails the payment. Returns what happened, for the log.
     """
     target = _initiation_target(res, payment_id)
@@ -96,7 +100,7 @@ def _initiation_target(res: Resources, payment_id: int) -> _Target | None:
         if status not in ACTIVE_PAYMENT_STATUSES:
             log.info("%s: payment %s is already %s", INITIATE_TASK, payment_id, status.value)
             return None
-        if status == PaymentStatus.INIT and payment.expires_at <= utc_now(uow.session):
+        if payment.expires_at <= utc_now(uow.session):
             log.info("%s: payment %s expired before it started; the expiry sweep closes it",
                      INITIATE_TASK, payment_id)
             return None
@@ -117,7 +121,7 @@ def _fix_out_trade_no(uow: UnitOfWork, res: Resources, payment_id: int) -> str:
 
 def _record_provider_payment(res: Resources, payment_id: int, provider: Provider,
                              created: ProviderPayment) -> str:
-    """One transaction: the provider's answer stored and init -> processing (audited once)."""
+    """One transaction: the provider's answer stored on the payment (audited once)."""
     fields = {"provider": provider.name, "provider_reference": created.reference,
               "pay_url": created.pay_url, "qr_payload": created.qr_payload}
     with res.uow() as uow:
@@ -126,20 +130,28 @@ def _record_provider_payment(res: Resources, payment_id: int, provider: Provider
         outcome, close = "started", False
         if status == PaymentStatus.INIT and _is_due(session, payment_id):
             outcome, close = "expired before it started", True
-        elif status == PaymentStatus.INIT:
+        elif status == PaymentStatus.INIT:  # a start queued before `pay` moved it itself
             transition_payment(session, payment_id, PaymentStatus.PROCESSING,
                                actor=WORKER_ACTOR, event="payment_started", values=fields,
                                allowed_from=frozenset({PaymentStatus.INIT}),
                                provider=provider.name, provider_reference=created.reference)
         elif status == PaymentStatus.PROCESSING:
-            # Started without a provider payment (an older start, or a concurrent copy
-            # of this task that won): fill in what is missing, never replace a reference.
-            session.execute(
-                update(Payment).where(Payment.id == payment_id,
-                                      Payment.provider_reference.is_(None))
-                .values(updated_at=func.now(), **fields)
-                .execution_options(synchronize_session=False))
-            outcome = "already started"
+            # Fill in the provider payment, never replace one: a copy of this task that
+            # got there first has already stored the same answer.
+            stored = session.execute(select(Payment.provider_reference).where(
+                Payment.id == payment_id)).scalar_one()
+            if stored is not None:
+                outcome = "already started"
+            elif _is_due(session, payment_id):
+                outcome, close = "expired before it started", True
+            else:
+                session.execute(
+                    update(Payment).where(Payment.id == payment_id)
+                    .values(updated_at=func.now(), **fields)
+                    .execution_options(synchronize_session=False))
+                record_event(session, "payment_started", payment_id=payment_id,
+                             actor=WORKER_ACTOR, provider=provider.name,
+                             provider_reference=created.reference)
         else:
             outcome, close = f"no longer active ({status.value if status else 'gone'})", True
         uow.commit()

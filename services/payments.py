@@ -126,7 +126,10 @@ def retry_payment(res: Resources, principal: Principal,
 
 
 def request_payment_start(res: Resources, principal: Principal, payment_id: int) -> PaymentView:
-    """Accept `pay` and queue the provider call; the worker moves init -> processing."""
+    """Accept `pay`: init -> processing (payment_start_requested) and the provider call
+    queued. The worker stores the provider's payment (payment_started); a processing
+    payment with no provider payment yet is what the start sweep sends again when its
+    message was lost (services/resend.py)."""
     with res.uow() as uow:
         session = uow.session
         payment = find_payment(session, principal, payment_id, lock=True)
@@ -148,8 +151,12 @@ def request_payment_start(res: Resources, principal: Principal, payment_id: int)
             raise Conflict(f"Order status is {order_status}; it cannot be paid",
                            code="order_not_payable", order_status=order_status)
 
+        transition_payment(session, payment.id, PaymentStatus.PROCESSING,
+                           actor=principal.actor, event="payment_start_requested",
+                           allowed_from=frozenset({PaymentStatus.INIT}), locked=status)
+
         def enqueue() -> None:
-            # If the broker is down the payment stays init and `pay` may simply be sent again.
+            # A message lost to a broker outage is sent again by the start sweep.
             res.queue.send(INITIATE_TASK, payment_id)
 
         uow.after_commit(enqueue)

@@ -16,15 +16,12 @@ from sqlalchemy.orm import Session
 
 from adapters.resources import Resources
 from domain.errors import Forbidden, InvalidInput, NotFound
+from domain.ids import MAX_BIGINT
 from domain.methods import ALIASES, CATALOG
 from domain.models import Order, OrderStatusHistory, Payment, PaymentEvent
-from domain.money import in_units
+from domain.money import ZERO, in_units
 from domain.statuses import PAID_PAYMENT_STATUSES, PaymentStatus
 from services.api_keys import Principal
-
-MAX_BIGINT = 2**63 - 1
-ZERO = Decimal("0.00")
-
 
 # --- ownership -------------------------------------------------------------------------
 

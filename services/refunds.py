@@ -28,7 +28,7 @@ from adapters.resources import Resources
 from domain.errors import Conflict, InvalidInput
 from domain.methods import ALIASES, CATALOG
 from domain.models import Payment, Refund
-from domain.money import format_amount, in_units, parse_amount
+from domain.money import ZERO, format_amount, in_units, parse_amount
 from domain.references import MerchantReferences
 from domain.settlement import REFUNDABLE_PAYMENT_STATUSES
 from domain.statuses import PAID_PAYMENT_STATUSES, OrderStatus, PaymentStatus, RefundStatus
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 EXECUTE_TASK = "refunds.execute"
 WORKER_ACTOR = "worker"
-ZERO = Decimal("0.00")
 IN_FLIGHT = (RefundStatus.PENDING.value, RefundStatus.PROCESSING.value)
 
 RefundView = dict[str, Any]

@@ -180,6 +180,21 @@ def private_redis(tmp_path: Path):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def quiet_app(settings: Settings, tmp_path_factory):
+    """(base_url, resources, broker): the app publishing to a Redis of this module's own
+    that no worker drains, so a test sees exactly what was queued (or that nothing was)."""
+    from tests.support.private_stack import PrivateRedis, serve_app, settings_with
+
+    broker = PrivateRedis(tmp_path_factory.mktemp("broker"))
+    broker.start()
+    try:
+        with serve_app(settings_with(settings, redis_url=broker.url)) as (url, res):
+            yield url, res, broker
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(scope="session")
 def doubles_stack(postgres_url: str, tmp_run_dir: Path):
     """A second stack (own database, Redis, live server, worker) whose wechat and alipay

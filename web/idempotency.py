@@ -13,7 +13,6 @@ import logging
 from flask import Flask, Response, current_app, g, request
 
 from domain.errors import Conflict, Unprocessable
-from services.api_keys import authenticate
 from services.idempotency import (
     ClaimOutcome,
     claim_key,
@@ -22,6 +21,7 @@ from services.idempotency import (
     request_fingerprint,
     validate_key,
 )
+from web.auth import request_principal
 from web.deps import resources
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,10 @@ def _claim_before_view() -> Response | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None or request.routing_exception is not None:
         return None  # no header, or no such route (404/405): nothing will run
-    api_key_id = _api_key_id()
-    if api_key_id is None:
+    principal = request_principal()
+    if principal is None:
         return None  # the view answers 401; an anonymous request has no key scope
+    api_key_id = principal.key_id
     validate_key(key)
     fingerprint = request_fingerprint(request.method, _path_with_query(),
                                       request.get_data(cache=True))
@@ -91,7 +92,8 @@ def _settle_after_view(response: Response) -> Response:
             release_claim(uow, claim_id)
     except Exception:
         # The view's answer is real and is sent as is. The claim stays "in progress"
-        # (a retry gets 409, never a second execution) until the key expires.
+        # (a retry gets 409, not a second execution) until it is abandoned
+        # (services.idempotency.CLAIM_TIMEOUT); a retry after that runs again.
         log.exception("could not settle idempotency claim %s", claim_id)
     return response
 
@@ -110,14 +112,6 @@ def _release_unsettled(exc: BaseException | None) -> None:
 def _worth_replaying(response: Response) -> bool:
     """A final answer: anything below 500 except 429, which asks to be retried later."""
     return response.status_code < 500 and response.status_code != 429 and response.is_json
-
-
-def _api_key_id() -> int | None:
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        return None
-    principal = authenticate(resources().uow(), key.strip())
-    return principal.key_id if principal is not None else None
 
 
 def _path_with_query() -> str:

@@ -13,6 +13,7 @@ from celery.signals import setup_logging, task_postrun, task_prerun
 from adapters.log_context import close_log_scope, open_log_scope
 from adapters.logging_setup import configure_json_logging
 from adapters.task_queue import REQUEST_ID_HEADER
+from domain.ids import is_int
 from services.callbacks import PROCESS_TASK
 from services.payment_start import INITIATE_TASK
 from services.refunds import EXECUTE_TASK
@@ -43,7 +44,7 @@ def _open_task_scope(task_id: str | None = None, task: Any = None,
     fields: dict[str, Any] = {"task": task.name, "task_id": task_id,
                               "request_id": _request_id(task.request)}
     id_name = ID_ARGUMENT.get(task.name)
-    if id_name and args and isinstance(args[0], int) and not isinstance(args[0], bool):
+    if id_name and args and is_int(args[0]):
         fields[id_name] = args[0]
     _scopes[task_id] = open_log_scope(**fields)
 

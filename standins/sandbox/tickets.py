@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from adapters.resources import Resources
 from domain.errors import Conflict, InvalidInput, NotFound
+from domain.ids import parse_positive_id
 from domain.methods import ALIASES, CATALOG
 from domain.money import parse_amount, parse_currency
 from services.transitions import utc_now
@@ -25,7 +26,6 @@ from standins.sandbox.options import TestOptions, apply_test_options
 
 PAY_PATH = "/sandbox/pay/"
 MAX_TICKET_LENGTH = 64
-MAX_BIGINT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,8 @@ class CreateResult:
 
 def positive_id(value: object, field: str) -> int:
     """A JSON integer or a string of digits, within BIGINT (400 otherwise)."""
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        number = int(value)
-    if number is None or not 0 < number <= MAX_BIGINT:
+    number = parse_positive_id(value)
+    if number is None:
         raise InvalidInput(f"{field} must be a positive whole number", code="invalid_field",
                            field=field)
     return number

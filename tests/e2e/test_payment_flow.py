@@ -49,7 +49,7 @@ def test_order_payment_pay_approve_ends_paid(flow):
     assert paid["transaction_id"] == flow.at_provider(pay_url)["transaction_id"]
     assert paid["amount"] == "88.80" and paid["paid_at"] is not None
     assert [e["event"] for e in paid["logs"]] == [
-        "payment_created", "payment_started", "payment_succeeded"]
+        "payment_created", "payment_start_requested", "payment_started", "payment_succeeded"]
     assert flow.get_order(order["id"])["status"] == "paid"
     assert flow.get_order(order["id"])["amount_paid"] == "88.80"
 
@@ -60,7 +60,7 @@ def test_decline_fails_then_a_retry_is_approved_and_paid(flow):
     first_url = flow.pay(first["id"])
     flow.press(first_url, "decline")
     assert [e["event"] for e in flow.wait_status(first["id"], "failed")["logs"]] == [
-        "payment_created", "payment_started", "payment_failed"]
+        "payment_created", "payment_start_requested", "payment_started", "payment_failed"]
     assert flow.get_order(order["id"])["status"] == "pending"
 
     too_soon = flow.admin.post(f"/api/v1/payments/{first['id']}/retry")
@@ -206,7 +206,7 @@ def test_a_lost_success_callback_is_found_paid_by_the_janitor_and_the_expiry_che
     kept = flow.get(expiring["id"])
     assert kept["status"] == "succeeded"
     assert [e for e, _ in flow.events(expiring["id"])] == [
-        "payment_created", "payment_started", "payment_succeeded"]
+        "payment_created", "payment_start_requested", "payment_started", "payment_succeeded"]
     assert flow.get_order(expiring["order_id"])["status"] == "paid"
 
     # The held callbacks finally arrive: they find the work done and change nothing.

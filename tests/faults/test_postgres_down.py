@@ -66,7 +66,10 @@ def test_database_down_means_503_and_the_providers_retries_are_applied_after(
                 assert time.monotonic() - started < 15
             forged = post_callback(url, bodies[0], headers={SIGNATURE_HEADER: "t=1,v1=00"})
             assert forged.status_code == 503  # cannot even be audited: still not 2xx
-            time.sleep(2)  # let the worker fail against the dead database at least once
+            log = tmp_path / "worker.log"
+            wait_until(lambda: log.exists() and "retrying after" in log.read_text(
+                errors="replace"), timeout=60, interval=0.2,
+                message="the early callback's task failing against the dead database")
 
             postgres.start()
             # nothing from the outage was stored (the early one may be applied already)
@@ -91,6 +94,3 @@ def test_database_down_means_503_and_the_providers_retries_are_applied_after(
         if worker is not None:
             stop_process_group(worker, signal.SIGTERM)
         postgres.stop()
-
-    log = (tmp_path / "worker.log").read_text(errors="replace")
-    assert "retrying after" in log, "the early callback never met the dead database"

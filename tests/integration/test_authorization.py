@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from domain.models import ApiKey
-from services.api_keys import create_api_key
+from services.api_keys import create_api_key, hash_key
 from tests.support.factories import make_order, make_payment
 from tests.support.processes import wait_until
 
@@ -96,8 +96,8 @@ def test_authorization_matrix(api, clean_db, worker_if_paying, name, caller):
     assert response.status_code == expected, response.text
     if name == "pay" and expected == 202:
         wait_until(lambda: api.as_key(keys["admin"]).get(
-            f"/api/v1/payments/{payment_id}/status").json()["status"] == "processing",
-            timeout=30, message="payment processing")
+            f"/api/v1/payments/{payment_id}").json()["pay_url"],
+            timeout=30, message="the worker's provider payment")
         wait_until(lambda: _drained(clean_db), timeout=30, message="payments queue drained")
     if expected >= 400:
         body = response.json()
@@ -121,11 +121,16 @@ def test_other_users_listing_shows_none_of_the_owners_payments(api, clean_db):
 
 def test_revoked_key_is_refused(api, clean_db):
     key = create_api_key(clean_db.uow(), "admin")
+    other = create_api_key(clean_db.uow(), "admin")
+    client = api.as_key(key)
+    assert client.get("/api/v1/payment-methods").status_code == 200  # it worked until now
     with clean_db.uow() as uow:
-        uow.session.execute(update(ApiKey).values(revoked_at=datetime.now(UTC)))
+        uow.session.execute(update(ApiKey).where(ApiKey.key_hash == hash_key(key))
+                            .values(revoked_at=datetime.now(UTC)))
         uow.commit()
-    response = api.as_key(key).get("/api/v1/payment-methods")
+    response = client.get("/api/v1/payment-methods")
     assert (response.status_code, response.json()["code"]) == (401, "invalid_api_key")
+    assert api.as_key(other).get("/api/v1/payment-methods").status_code == 200  # only that one
 
 
 @pytest.mark.parametrize("header", ["Bearer", "Bearer   "])

@@ -180,7 +180,8 @@ def test_pay_with_another_method_starts_it_and_the_qr_code_is_our_image(
     detail = flow.get(pid)
     assert (detail["method"], detail["fee"]) == ("alipay", "0.60")
     assert [e["event"] for e in detail["logs"]] == [
-        "payment_created", "payment_method_changed", "payment_started"]
+        "payment_created", "payment_method_changed", "payment_start_requested",
+        "payment_started"]
 
     qr = flow.customer.get(f"/checkout/{pid}/qr.svg?token={token}")
     assert qr.status_code == 200

@@ -10,12 +10,13 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 import requests
-from flask import Blueprint, jsonify
-from sqlalchemy import Row, func, insert, select, update
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import Row, event, func, insert, select, update
 
 from adapters.resources import Resources
 from config import Settings
@@ -46,6 +47,17 @@ def _api_key_id(res: Resources, key: str) -> int:
     with res.uow() as uow:
         return uow.session.execute(
             select(ApiKey.id).where(ApiKey.key_hash == hash_key(key))).scalar_one()
+
+
+def _unanswered_claim(res: Resources, api_key: str, key: str, body: bytes,
+                      age: timedelta = timedelta(0)) -> None:
+    """The claim a first POST /api/v1/orders with `body` makes before it answers."""
+    with res.uow() as uow:
+        uow.session.execute(insert(IdempotencyKey).values(
+            api_key_id=_api_key_id(res, api_key), key=key,
+            request_hash=request_fingerprint("POST", "/api/v1/orders", body),
+            created_at=func.now() - age))
+        uow.commit()
 
 
 def test_same_key_and_body_replays_the_first_response(api, admin_key, clean_db):
@@ -97,11 +109,7 @@ def test_request_still_in_progress_is_409_and_runs_nothing(api, admin_key, clean
     """A claim that is not completed yet stands for a first request still running."""
     key = _key()
     body = json.dumps(ORDER).encode()
-    with clean_db.uow() as uow:
-        uow.session.execute(insert(IdempotencyKey).values(
-            api_key_id=_api_key_id(clean_db, admin_key), key=key,
-            request_hash=request_fingerprint("POST", "/api/v1/orders", body)))
-        uow.commit()
+    _unanswered_claim(clean_db, admin_key, key, body)
 
     response = api.as_key(admin_key).post(
         "/api/v1/orders", data=body,
@@ -219,10 +227,15 @@ def test_a_key_of_bad_length_is_400(api, admin_key, clean_db, key):
     assert _claims(clean_db) == []
 
 
-def test_a_key_of_255_characters_is_fine(api, admin_key, clean_db):
-    response = api.as_key(admin_key).post("/api/v1/orders", json=ORDER,
-                                          headers={"Idempotency-Key": "k" * 255})
-    assert response.status_code == 201
+def test_a_key_of_255_characters_is_stored_and_replayed(api, admin_key, clean_db):
+    client = api.as_key(admin_key)
+    first = client.post("/api/v1/orders", json=ORDER, headers={"Idempotency-Key": "k" * 255})
+    again = client.post("/api/v1/orders", json=ORDER, headers={"Idempotency-Key": "k" * 255})
+
+    assert first.status_code == 201
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert _order_count(clean_db) == 1
 
 
 @pytest.mark.parametrize("auth", [None, "pk_admin_not-a-real-key"])
@@ -261,6 +274,14 @@ def flaky_api(settings: Settings, resources: Resources, clean_db) -> Iterator[Ap
             raise RuntimeError("first call fails")
         return jsonify({"calls": len(calls)}), 201
 
+    @bp.post("/test-only/unstorable")
+    def unstorable():
+        # An answer whose text PostgreSQL refuses (a NUL character): it is sent, but
+        # storing it for replays fails.
+        calls.append(1)
+        return Response(f'{{"calls": {len(calls)}, "note": "\0"}}', status=201,
+                        mimetype="application/json")
+
     app = create_app(settings, resources)
     app.register_blueprint(bp, url_prefix="/api/v1")
     with serve(app) as url:
@@ -282,6 +303,85 @@ def test_a_server_error_frees_the_key_for_a_retry(flaky_api, admin_key, clean_db
     assert "Idempotent-Replayed" not in retried.headers
     assert (replayed.status_code, replayed.json()) == (201, {"calls": 2})
     assert replayed.headers["Idempotent-Replayed"] == "true"
+
+
+# --- an answer that could not be stored: the claim is abandoned after a while ----------
+
+def _calls(response: requests.Response) -> int:
+    return json.loads(response.text, strict=False)["calls"]  # the NUL is a raw character
+
+
+def _age_claims(res: Resources, by: timedelta) -> None:
+    with res.uow() as uow:
+        uow.session.execute(update(IdempotencyKey).values(
+            created_at=IdempotencyKey.created_at - by))
+        uow.commit()
+
+
+def test_a_claim_whose_answer_could_not_be_stored_is_abandoned_after_five_minutes(
+        flaky_api, admin_key, clean_db):
+    client, key = flaky_api.as_key(admin_key), _key()
+
+    first = client.post("/api/v1/test-only/unstorable", json={},
+                        headers={"Idempotency-Key": key})
+    assert (first.status_code, _calls(first)) == (201, 1)  # the answer was sent
+    [claim] = _claims(clean_db)
+    assert claim.completed_at is None  # ...but not stored
+    # Soon after, a retry must not run the request a second time.
+    soon = client.post("/api/v1/test-only/unstorable", json={},
+                       headers={"Idempotency-Key": key})
+    assert soon.json()["code"] == "idempotency_request_in_progress"
+    _age_claims(clean_db, timedelta(minutes=4, seconds=50))
+    assert client.post("/api/v1/test-only/unstorable", json={},
+                       headers={"Idempotency-Key": key}).status_code == 409
+
+    _age_claims(clean_db, timedelta(seconds=20))  # now past CLAIM_TIMEOUT: abandoned
+    retried = client.post("/api/v1/test-only/unstorable", json={},
+                          headers={"Idempotency-Key": key})
+    assert (retried.status_code, _calls(retried)) == (201, 2)
+    assert "Idempotent-Replayed" not in retried.headers
+    assert len(_claims(clean_db)) == 1  # taken over, not duplicated
+
+
+def test_an_abandoned_claim_is_taken_over_by_the_same_request(api, admin_key, clean_db):
+    """A claim left by a request that died (no answer stored), five minutes on."""
+    key = _key()
+    body = json.dumps(ORDER).encode()
+    _unanswered_claim(clean_db, admin_key, key, body, age=timedelta(minutes=5, seconds=1))
+    headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+
+    ran = api.as_key(admin_key).post("/api/v1/orders", data=body, headers=headers)
+    again = api.as_key(admin_key).post("/api/v1/orders", data=body, headers=headers)
+
+    assert ran.status_code == 201 and _order_count(clean_db) == 1
+    assert (again.json(), again.headers["Idempotent-Replayed"]) == (ran.json(), "true")
+
+
+# --- one key lookup per request ---------------------------------------------------------
+
+@contextmanager
+def api_key_lookups(res: Resources) -> Iterator[list[str]]:
+    """The SELECTs on api_keys the live server (this process, this engine) runs meanwhile."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *_):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM api_keys" in statement:
+            seen.append(statement)
+
+    event.listen(res.db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(res.db.engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_a_post_looks_its_api_key_up_once(api, admin_key, resources, clean_db, with_key):
+    headers = {"Idempotency-Key": _key()} if with_key else {}
+    with api_key_lookups(resources) as lookups:
+        response = api.as_key(admin_key).post("/api/v1/orders", json=ORDER, headers=headers)
+    assert response.status_code == 201
+    assert len(lookups) == 1, lookups
 
 
 def test_an_error_answer_is_replayed_byte_for_byte_too(api, admin_key, clean_db):

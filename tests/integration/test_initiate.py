@@ -57,8 +57,9 @@ def test_a_start_delivered_twice_makes_one_provider_payment_and_one_payment_star
     assert tickets_for(flow.res, payment["id"]) == 1
     started = flow.get(payment["id"])
     assert started["status"] == "processing"
-    assert [e for e, _ in flow.events(payment["id"])] == ["payment_created", "payment_started"]
-    assert started["logs"][1]["detail"]["provider_reference"] == flow.ticket(pay_url)
+    assert [e for e, _ in flow.events(payment["id"])] == [
+        "payment_created", "payment_start_requested", "payment_started"]
+    assert started["logs"][2]["detail"]["provider_reference"] == flow.ticket(pay_url)
     assert start_payment_processing(flow.res, payment["id"]) == "nothing to do"
     assert flow.at_provider(pay_url)["merchant_payment_id"] == payment["id"]
     # Its merchant reference was fixed before the provider heard of it (DESIGN.md §6b).

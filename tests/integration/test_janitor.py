@@ -74,7 +74,7 @@ def test_the_janitor_takes_the_same_payment_lock_as_callbacks(flow):
     flow.test_options(pay_url, out_of_order=False)
     flow.settle(pay_url)
     assert [e for e, _ in flow.events(payment["id"])] == [
-        "payment_created", "payment_started", "payment_succeeded"]
+        "payment_created", "payment_start_requested", "payment_started", "payment_succeeded"]
 
 
 def test_pending_unknown_and_recent_payments_are_left_alone(flow, settings):

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from domain.models import Order, OrderStatusHistory, Payment, PaymentEvent
 from tests.support.factories import make_order, make_payment
+from tests.support.live_server import Api
 from tests.support.processes import wait_until
 
 PAYMENT_FIELDS = {"id", "order_id", "amount", "currency", "method", "status", "provider",
@@ -264,7 +265,7 @@ def test_missing_payment_is_404(user):
                  "/api/v1/payments/99999999999999999999999"):
         response = user.get(path)
         assert response.status_code == 404
-        assert response.json()["code"] in ("payment_not_found", "not_found")
+        assert response.json()["code"] == "payment_not_found", path
 
 
 @pytest.fixture
@@ -345,8 +346,12 @@ def test_bad_list_parameters_are_400(api, admin_key, clean_db, query):
 def wait_for_worker(res, payment_id: int) -> None:
     """The queued start has run and no message is left in flight for a later test to meet
     (ids restart with every test's TRUNCATE, so a leftover task would hit a stranger)."""
-    wait_until(lambda: status_of(res, payment_id) == "processing", timeout=30,
-               message="payment processing")
+    def provider_reference():
+        with res.uow() as uow:
+            return uow.session.execute(select(Payment.provider_reference).where(
+                Payment.id == payment_id)).scalar_one()
+
+    wait_until(provider_reference, timeout=30, message="the worker's provider payment")
     wait_until(lambda: res.redis.llen("payments") == 0 and res.redis.hlen("unacked") == 0,
                timeout=30, message="payments queue drained")
 
@@ -358,7 +363,7 @@ def test_pay_accepts_init_with_202_and_a_worker_starts_it(user, clean_db, celery
     assert response.status_code == 202
     assert response.json()["id"] == payment_id
     wait_for_worker(clean_db, payment_id)
-    assert events(clean_db, payment_id) == ["payment_started"]
+    assert events(clean_db, payment_id) == ["payment_start_requested", "payment_started"]
 
 
 def test_pay_on_processing_is_an_idempotent_202(user, clean_db):
@@ -369,18 +374,50 @@ def test_pay_on_processing_is_an_idempotent_202(user, clean_db):
     assert events(clean_db, payment_id) == []
 
 
+@pytest.fixture
+def quiet(quiet_app, clean_db, make_user_key):
+    """(user 1's client, broker): the app whose queue no worker drains."""
+    url, _, broker = quiet_app
+    client = broker.client()
+    client.flushdb()
+    client.close()
+    return Api(url, make_user_key(1)), broker
+
+
+def snapshot(res, payment_id: int) -> tuple:
+    """Everything a refused `pay` must leave as it was: the payment and order rows, audit."""
+    with res.uow() as uow:
+        payment = uow.session.execute(select(Payment.__table__).where(
+            Payment.id == payment_id)).one()
+        order = uow.session.execute(select(Order.__table__).where(
+            Order.id == payment.order_id)).one()
+    return tuple(payment), tuple(order), events(res, payment_id)
+
+
+def test_pay_queues_one_start_on_the_quiet_broker(quiet, clean_db):
+    """The control for the refusals below: what an accepted pay leaves in the queue."""
+    user, broker = quiet
+    payment_id = make_payment(clean_db, make_order(clean_db))
+    assert user.post(f"/api/v1/payments/{payment_id}/pay").status_code == 202
+    assert broker.queued("payments") == [{"task": "payments.initiate", "args": [payment_id]}]
+
+
 @pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled", "expired", "refunded",
                                     "partially_refunded"])
-def test_pay_is_refused_from_other_states(user, clean_db, status):
+def test_pay_is_refused_from_other_states(quiet, clean_db, status):
+    user, broker = quiet
     order_id = make_order(clean_db)
     payment_id = make_payment(clean_db, order_id, status=status)
+    before = snapshot(clean_db, payment_id)
     response = user.post(f"/api/v1/payments/{payment_id}/pay")
     assert response.status_code == 409
     assert response.json()["code"] == "payment_not_payable"
-    assert status_of(clean_db, payment_id) == status
+    assert snapshot(clean_db, payment_id) == before
+    assert broker.queued("payments") == []
 
 
-def test_pay_after_expiry_is_409_and_expires_the_payment(user, clean_db):
+def test_pay_after_expiry_is_409_and_expires_the_payment(quiet, clean_db):
+    user, broker = quiet
     order_id = make_order(clean_db)
     payment_id = make_payment(clean_db, order_id, created_at=ago(minutes=31),
                               expires_at=ago(minutes=1))
@@ -389,13 +426,18 @@ def test_pay_after_expiry_is_409_and_expires_the_payment(user, clean_db):
     assert response.json()["code"] == "payment_expired"
     assert status_of(clean_db, payment_id) == "expired"
     assert events(clean_db, payment_id) == ["payment_expired"]
+    assert broker.queued("payments") == []
 
 
-def test_pay_refuses_a_payment_whose_order_is_no_longer_pending(user, clean_db):
+def test_pay_refuses_a_payment_whose_order_is_no_longer_pending(quiet, clean_db):
+    user, broker = quiet
     order_id = make_order(clean_db, status="paid")
     payment_id = make_payment(clean_db, order_id)
+    before = snapshot(clean_db, payment_id)
     response = user.post(f"/api/v1/payments/{payment_id}/pay")
     assert (response.status_code, response.json()["code"]) == (409, "order_not_payable")
+    assert snapshot(clean_db, payment_id) == before
+    assert broker.queued("payments") == []
 
 
 # --- cancel ----------------------------------------------------------------------------
@@ -466,25 +508,47 @@ def test_retry_refused_from_non_retryable_states(user, clean_db, status):
     assert row_counts(clean_db)[2] == 1
 
 
+def db_now(res) -> datetime:
+    with res.uow() as uow:
+        return uow.session.execute(select(func.clock_timestamp())).scalar_one()
+
+
+# The gaps below are set half a second off a whole second of the database's clock, so
+# Retry-After (the wait, rounded up) is one number as long as the row and the request
+# take under half a second between them; the test checks that they did.
 def test_retry_too_soon_is_429_with_retry_after(user, clean_db):
     order_id = make_order(clean_db)
-    old = make_payment(clean_db, order_id, status="failed", created_at=ago(seconds=10))
+    start = db_now(clean_db)
+    old = make_payment(clean_db, order_id, status="failed",
+                       created_at=start - timedelta(seconds=9.5))
     response = user.post(f"/api/v1/payments/{old}/retry")
+    assert db_now(clean_db) - start < timedelta(seconds=0.5)
     assert response.status_code == 429
     body = response.json()
     assert body["code"] == "retry_too_soon"
-    assert 18 <= int(response.headers["Retry-After"]) <= 20
-    assert body["retry_after"] == int(response.headers["Retry-After"])
+    assert response.headers["Retry-After"] == "21"  # 30 s gap - 9.5 s and a bit, rounded up
+    assert body["retry_after"] == 21
     assert row_counts(clean_db)[2] == 1
+
+    # Retry-After is honest: once that much time has passed (moved back, not slept),
+    # the retry is made.
+    with clean_db.uow() as uow:
+        uow.session.execute(update(Payment).where(Payment.id == old).values(
+            created_at=Payment.created_at - timedelta(seconds=21)))
+        uow.commit()
+    assert user.post(f"/api/v1/payments/{old}/retry").status_code == 201
 
 
 def test_retry_gap_counts_from_the_latest_attempt(user, clean_db):
     order_id = make_order(clean_db)
     first = make_payment(clean_db, order_id, status="failed", created_at=ago(minutes=10))
-    make_payment(clean_db, order_id, status="failed", attempt=2, created_at=ago(seconds=5))
+    start = db_now(clean_db)
+    make_payment(clean_db, order_id, status="failed", attempt=2,
+                 created_at=start - timedelta(seconds=4.5))
     response = user.post(f"/api/v1/payments/{first}/retry")
+    assert db_now(clean_db) - start < timedelta(seconds=0.5)
     assert response.status_code == 429
-    assert 24 <= int(response.headers["Retry-After"]) <= 25
+    assert response.headers["Retry-After"] == "26"
 
 
 def test_at_most_three_retries_per_order(user, clean_db):

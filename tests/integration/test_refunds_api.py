@@ -122,7 +122,8 @@ def test_a_late_payment_is_refunded_automatically_through_refunds_execute(flow):
     assert (final["status"], final["refunded_amount"]) == ("refunded", "42.00")
     assert flow.get_order(order["id"])["status"] == "expired"
     assert [e for e, _ in flow.events(payment["id"])] == [
-        "payment_created", "payment_started", "payment_cancelled", "late_payment_received",
+        "payment_created", "payment_start_requested", "payment_started",
+        "payment_cancelled", "late_payment_received",
         "refund_requested", "refund_succeeded"]
     assert flow.at_provider(pay_url)["refunded_amount"] == "42.00"
 

@@ -16,6 +16,7 @@ from adapters.providers.base import (
     ProviderUnavailable,
     RefundRequest,
 )
+from adapters.providers.registry import build_registry
 from adapters.providers.sandbox import SandboxProvider
 from devstack.embedded import free_port
 from tests.support.live_server import serve
@@ -38,6 +39,16 @@ def refund(reference: str, refund_id: int, amount: str) -> RefundRequest:
                          payment_reference=reference, out_trade_no="P0000000021",
                          amount=Decimal(amount), payment_amount=Decimal("50.00"),
                          currency="CNY")
+
+
+def test_the_name_it_gives_routes_later_calls_back_to_the_same_provider(provider, settings):
+    """Provider.name is stored on the payment; every later call (status query, close,
+    refund) is routed by it. What one adapter created, the one found by name knows."""
+    made = provider.create_payment(payment(13, "7.00"))
+    found = build_registry(settings).by_name(provider.name)
+    assert found.query_status(made.reference).amount == Decimal("7.00")
+    found.close(made.reference)
+    assert provider.query_status(made.reference).status == ProviderPaymentStatus.CLOSED
 
 
 def test_create_query_close_round_trip(provider, settings):

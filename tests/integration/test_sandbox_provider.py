@@ -46,7 +46,7 @@ def create(merchant, payment_id, amount="100.00", method="wechat", **test_option
     response = merchant.post("/sandbox/api/payments", json={
         "merchant_payment_id": payment_id, "amount": amount, "currency": "CNY",
         "method": method, "test_options": test_options})
-    assert response.status_code in (200, 201), response.text
+    assert response.status_code == 201, response.text  # a new merchant_payment_id
     return response.json()
 
 

@@ -213,6 +213,9 @@ def test_two_sweeps_without_the_lock_still_expire_each_payment_exactly_once(
 
 # -- scale ----------------------------------------------------------------------------------
 
+MAX_SUCCESS_SECONDS = 1.0
+
+
 def test_100k_due_payments_expire_in_one_run_while_successes_keep_committing(
         settings: Settings, clean_db, capsys):
     due = bulk_payments(clean_db, 100_000, due=True)
@@ -271,7 +274,10 @@ def test_100k_due_payments_expire_in_one_run_while_successes_keep_committing(
 
     assert result["complete"] is True
     assert result["changed"] == len(due) - len(won)
-    assert len(latencies) > 0 and max(latencies) < 10
+    # No success waits for the sweep: README's claim. Measured on 2 cores: median about
+    # 3 ms, max under 0.2 s; the bound leaves 5x that for a machine shared with others,
+    # and is still far below one batch of the sweep holding a success up.
+    assert len(latencies) > 0 and max(latencies) < MAX_SUCCESS_SECONDS
     assert won and any(during for _, during in contested_won)
     expired = len(due) - len(won)
     assert expired_event_counts(clean_db) == (expired, expired, expired)

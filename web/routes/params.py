@@ -13,8 +13,10 @@ from typing import Any
 from flask import request
 
 from domain.errors import InvalidInput
+from domain.ids import MAX_BIGINT, is_int
 
-MAX_BIGINT = 2**63 - 1
+# The longest free-text reason (cancel, refund, order transition) a request may carry.
+REASON_MAX = 500
 DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -29,7 +31,7 @@ def body_id(body: dict[str, Any], field: str, *, required: bool = True) -> int |
         if required:
             raise _bad(field, "is required")
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_BIGINT:
+    if not is_int(value) or not 0 < value <= MAX_BIGINT:
         raise _bad(field, "must be a positive whole number (a JSON integer)")
     return value
 

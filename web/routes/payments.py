@@ -9,11 +9,17 @@ from services.checkout import with_checkout_url
 from web.auth import current_principal, require_key
 from web.deps import resources
 from web.json_body import json_body
-from web.routes.params import body_id, body_str, query_datetime, query_int, query_str
+from web.routes.params import (
+    REASON_MAX,
+    body_id,
+    body_str,
+    query_datetime,
+    query_int,
+    query_str,
+)
 
 bp = Blueprint("payments", __name__)
 
-REASON_MAX = 500
 MAX_PAGE_SIZE = 100
 # Keeps OFFSET inside BIGINT whatever the page size; nobody pages this far.
 MAX_PAGE = 10_000_000

@@ -8,11 +8,10 @@ from services import refunds
 from web.auth import current_principal, require_key
 from web.deps import resources
 from web.json_body import json_body
-from web.routes.params import body_str
+from web.routes.params import REASON_MAX, body_str
 
 bp = Blueprint("refunds", __name__)
 
-REASON_MAX = 500
 
 
 @bp.post("/payments/<int:payment_id>/refunds")

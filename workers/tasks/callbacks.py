@@ -24,6 +24,7 @@ from services.callbacks import (
 from services.callbacks import process_callback as process_stored_callback
 from workers.app import celery
 from workers.runtime import resources
+from workers.task_ids import checked_id, seconds_argument
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,9 @@ def backoff_seconds(retries: int) -> float:
              ignore_result=True, max_retries=MAX_RETRIES,
              soft_time_limit=PROCESS_SOFT_TIME_LIMIT_SECONDS,
              time_limit=PROCESS_TIME_LIMIT_SECONDS)
-def process_callback(self: Task, callback_id: object) -> str | None:
-    if isinstance(callback_id, bool) or not isinstance(callback_id, int):
-        log.error("%s: ignoring a message with a non-integer id %r", PROCESS_TASK, callback_id)
+def process_callback(self: Task, raw_id: object) -> str | None:
+    callback_id = checked_id(PROCESS_TASK, raw_id)
+    if callback_id is None:
         return None
     try:
         return process_stored_callback(resources(), callback_id)
@@ -65,7 +66,6 @@ def redeliver_callbacks(older_than_seconds: object = None) -> int:
     """The beat job: inbox rows still `received` after a minute are enqueued again.
 
     Beat sends no argument; an operator (or a test) may pass a shorter age."""
-    age = float(REDELIVER_AFTER_SECONDS)
-    if isinstance(older_than_seconds, int | float) and not isinstance(older_than_seconds, bool):
-        age = max(float(older_than_seconds), 0.0)
-    return redeliver_stuck(resources(), older_than_seconds=age)
+    age = seconds_argument(older_than_seconds)
+    return redeliver_stuck(resources(), older_than_seconds=(
+        float(REDELIVER_AFTER_SECONDS) if age is None else age))

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-
 from sqlalchemy.exc import OperationalError
 
 from adapters.providers.base import ProviderUnavailable
 from services.refunds import EXECUTE_TASK, execute_refund
 from workers.app import celery
 from workers.runtime import resources
-
-log = logging.getLogger(__name__)
+from workers.task_ids import checked_id
 
 # Provider or database trouble is retried with exponential backoff (1 s, 2 s ... capped
-# at 5 min, jittered): about forty minutes in all, since money is waiting to go back.
+# at 5 min, full jitter): at most about 23 minutes of waits (1+2+...+256+3x300 s), about
+# 12 on average. After that the refund is still pending, and maintenance.resend_refunds
+# sends it again, since money is waiting to go back.
 MAX_RETRIES = 12
 
 
@@ -22,11 +21,10 @@ MAX_RETRIES = 12
              ignore_result=True, autoretry_for=(ProviderUnavailable, OperationalError),
              retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
              max_retries=MAX_RETRIES)
-def execute(refund_id: object) -> str | None:
+def execute(raw_id: object) -> str | None:
     """Ask the provider for a refund. Safe to run twice: the provider is asked with the
     refund's own id and answers a repeat with its first answer."""
-    if isinstance(refund_id, bool) or not isinstance(refund_id, int):
-        log.error("%s: ignoring a message with a non-integer refund id %r", EXECUTE_TASK,
-                  refund_id)
+    refund_id = checked_id(EXECUTE_TASK, raw_id)
+    if refund_id is None:
         return None
     return execute_refund(resources(), refund_id)

@@ -16,6 +16,7 @@ from celery import Task
 from standins.sandbox.delivery import DELIVER_TASK, attempt_delivery
 from workers.app import celery
 from workers.runtime import resources
+from workers.task_ids import checked_id
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ MAX_COUNTDOWN_SECONDS = 300.0
 
 @celery.task(name=DELIVER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
              ignore_result=True, max_retries=MAX_RETRIES)
-def deliver_callback(self: Task, delivery_id: object) -> str | None:
-    if isinstance(delivery_id, bool) or not isinstance(delivery_id, int):
-        log.error("%s: ignoring a message with a non-integer id %r", DELIVER_TASK, delivery_id)
+def deliver_callback(self: Task, raw_id: object) -> str | None:
+    delivery_id = checked_id(DELIVER_TASK, raw_id)
+    if delivery_id is None:
         return None
     try:
         outcome = attempt_delivery(resources(), delivery_id)

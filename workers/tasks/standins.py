@@ -15,6 +15,7 @@ from celery import Task
 from standins.notifications import DELIVER_TASK, attempt_notification
 from workers.app import celery
 from workers.runtime import resources
+from workers.task_ids import checked_id
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,9 @@ MAX_COUNTDOWN_SECONDS = 300.0
 
 @celery.task(name=DELIVER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
              ignore_result=True, max_retries=MAX_RETRIES)
-def deliver_notification(self: Task, notification_id: object) -> str | None:
-    if isinstance(notification_id, bool) or not isinstance(notification_id, int):
-        log.error("%s: ignoring a message with a non-integer id %r", DELIVER_TASK,
-                  notification_id)
+def deliver_notification(self: Task, raw_id: object) -> str | None:
+    notification_id = checked_id(DELIVER_TASK, raw_id)
+    if notification_id is None:
         return None
     try:
         outcome = attempt_notification(resources(), notification_id)
