@@ -5,7 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 APP_ENV=prod
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
-COPY config.py beat_schedule.py ./
+COPY config.py config_secrets.py beat_schedule.py ./
 COPY domain/ domain/
 COPY services/ services/
 COPY adapters/ adapters/

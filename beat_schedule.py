@@ -11,6 +11,7 @@ from typing import Any
 from config import Settings
 
 FIVE_MINUTES = 300
+ONE_HOUR = 3600
 
 
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -27,4 +28,5 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "sync-pending": job("maintenance.sync_pending", FIVE_MINUTES),
         "resend-refunds": job("maintenance.resend_refunds", sweep),
         "resend-payment-starts": job("maintenance.resend_payment_starts", sweep),
+        "purge-idempotency-keys": job("maintenance.purge_idempotency_keys", ONE_HOUR),
     }

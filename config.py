@@ -12,11 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from config_secrets import SecretError, Secrets, read_secrets
 from domain.money import STORED_DECIMALS, is_iso_currency, minor_units
 
 PROJECT_ROOT = Path(__file__).resolve().parent
-DEV_WEBHOOK_SECRET = "dev-sandbox-secret"
-DEV_FLOWER_AUTH = "admin:admin"
+# Only these run the lenient defaults and mount the stand-ins (sandbox, doubles); an
+# unset or unknown APP_ENV is production, so a forgotten variable is never the dev setup.
+DEV_ENVIRONMENTS = frozenset({"dev", "test"})
+DEFAULT_ENVIRONMENT = "production"
 
 
 class ConfigError(Exception):
@@ -163,14 +166,13 @@ class Settings:
     database_url: str
     redis_url: str
     broker_url: str
-    environment: str = "dev"
+    environment: str = DEFAULT_ENVIRONMENT
     payment_ttl_seconds: int = 1800
     order_ttl_seconds: int = 86400
     sweep_interval_seconds: int = 60
     callback_tolerance_seconds: int = 300
-    sandbox_webhook_secret: str = DEV_WEBHOOK_SECRET
+    secrets: Secrets = Secrets()
     public_base_url: str = "http://127.0.0.1:8000"
-    flower_basic_auth: str = DEV_FLOWER_AUTH
     # method=provider pairs; empty means the sandbox serves every method.
     payment_providers: str = ""
     # host:port where a worker serves its own /metrics (workers/metrics_endpoint.py); off
@@ -180,6 +182,10 @@ class Settings:
     out_trade_no_prefix: str = ""
     wechatpay: WechatPaySettings = WechatPaySettings()
     alipay: AlipaySettings = AlipaySettings()
+    # Bad-signature callbacks one client address may send before it gets 429s.
+    callback_auth_failure_limit: str = "30 per minute"
+    # How many proxies in front of us set X-Forwarded-For (0: the peer is the client).
+    trusted_proxies: int = 0
     # The provider doubles' retry schedules are multiplied by this (tests: 0.01).
     standin_retry_scale: float = 1.0
     run_dir: Path = PROJECT_ROOT / ".run"
@@ -192,7 +198,28 @@ class Settings:
 
     @property
     def is_dev(self) -> bool:
-        return self.environment in ("dev", "test")
+        return self.environment in DEV_ENVIRONMENTS
+
+    # The secrets by name, as the code that uses each one asks for it.
+    @property
+    def sandbox_webhook_secret(self) -> str:
+        return self.secrets.sandbox_webhook_secret
+
+    @property
+    def sandbox_api_key(self) -> str:
+        return self.secrets.sandbox_api_key
+
+    @property
+    def checkout_token_secret(self) -> str:
+        return self.secrets.checkout_token_secret
+
+    @property
+    def flower_basic_auth(self) -> str:
+        return self.secrets.flower_basic_auth
+
+    @property
+    def metrics_bearer_token(self) -> str | None:
+        return self.secrets.metrics_bearer_token
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -209,12 +236,11 @@ class Settings:
             raise ConfigError("DATABASE_URL is not set (and no .run/stack.env from `make up`)")
         if not redis_url:
             raise ConfigError("REDIS_URL is not set (and no .run/stack.env from `make up`)")
-        environment = env.get("APP_ENV", "dev")
-        secret = env.get("SANDBOX_WEBHOOK_SECRET", "")
-        if not secret:
-            if environment not in ("dev", "test"):
-                raise ConfigError("SANDBOX_WEBHOOK_SECRET is required outside dev")
-            secret = DEV_WEBHOOK_SECRET
+        environment = (env.get("APP_ENV") or DEFAULT_ENVIRONMENT).strip()
+        try:
+            secrets = read_secrets(env, strict=environment not in DEV_ENVIRONMENTS)
+        except SecretError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
             database_url=normalize_database_url(database_url),
             redis_url=redis_url,
@@ -224,9 +250,8 @@ class Settings:
             order_ttl_seconds=_int(env, "ORDER_TTL_SECONDS", 86400),
             sweep_interval_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", 60),
             callback_tolerance_seconds=_int(env, "CALLBACK_TOLERANCE_SECONDS", 300),
-            sandbox_webhook_secret=secret,
+            secrets=secrets,
             public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
-            flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or DEV_FLOWER_AUTH,
             payment_providers=env.get("PAYMENT_PROVIDERS", ""),
             worker_metrics_address=parse_listen_address(
                 "WORKER_METRICS_ADDRESS", env.get("WORKER_METRICS_ADDRESS", "")),
@@ -234,6 +259,9 @@ class Settings:
             wechatpay=WechatPaySettings.from_env(env),
             alipay=AlipaySettings.from_env(env),
             standin_retry_scale=_scale(env, "STANDIN_RETRY_SCALE"),
+            callback_auth_failure_limit=_rate(env, "CALLBACK_AUTH_FAILURE_LIMIT",
+                                              "30 per minute"),
+            trusted_proxies=_count(env, "TRUSTED_PROXIES"),
             run_dir=run_dir,
             supported_currencies=_currencies(env.get("SUPPORTED_CURRENCIES") or "CNY"),
             shop_name=(env.get("SHOP_NAME") or "Demo shop").strip()[:80],
@@ -260,3 +288,24 @@ def _scale(env: Mapping[str, str], name: str) -> float:
     if not 0 < value <= 1000:
         raise ConfigError(f"{name} must be above 0 and at most 1000, got {raw!r}")
     return value
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    from limits import parse_many
+
+    value = (env.get(name) or "").strip() or default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate such as '30 per minute', got {value!r}"
+                          ) from None
+    return value
+
+
+def _count(env: Mapping[str, str], name: str) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit() or int(raw) > 10:
+        raise ConfigError(f"{name} must be a whole number from 0 to 10, got {raw!r}")
+    return int(raw)

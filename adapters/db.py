@@ -24,6 +24,9 @@ def make_engine(database_url: str, pool_size: int = 5) -> Engine:
         pool_size=pool_size,
         max_overflow=10,
         pool_pre_ping=True,
+        # A database error's message must not carry the statement's values into the
+        # logs (tokens, amounts, callback bodies).
+        hide_parameters=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )

@@ -69,6 +69,12 @@ EXPIRATIONS = Counter("payments_expirations_total",
 REFUNDS = Counter("payments_refunds_total",
                   "Refunds by outcome: requested, succeeded, failed (counted at commit)",
                   ["outcome"])
+WALLET_ENTRIES = Counter("payments_wallet_entries_total",
+                         "Wallet ledger entries written (counted at commit), by kind: credit, "
+                         "payment, refund, topup", ["kind"])
+WALLET_REFUSALS = Counter("payments_wallet_refusals_total",
+                          "Wallet movements refused, by code: insufficient_balance (a balance "
+                          "payment), topup_already_spent (a top-up's refund)", ["code"])
 TASK_DURATION = Histogram("payments_task_seconds", "Celery task run time", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 TASK_FAILURES = Counter("payments_task_failures_total", "Celery task failures", ["task"])

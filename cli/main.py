@@ -14,7 +14,7 @@ from config import ConfigError, Settings
 from domain.errors import DomainError
 
 SWEEPS = ("expire-payments", "expire-orders", "redeliver", "sync", "resend-refunds",
-          "resend-payment-starts")
+          "resend-payment-starts", "purge-idempotency-keys")
 
 
 def _resources() -> Any:
@@ -61,6 +61,7 @@ def _sweep_function(job: str) -> Callable[..., Any]:
         "sync": maintenance.sync_processing_payments,
         "resend-refunds": maintenance.resend_lost_refunds,
         "resend-payment-starts": maintenance.resend_lost_payment_starts,
+        "purge-idempotency-keys": maintenance.purge_idempotency_keys,
     }[job]
 
 
@@ -89,6 +90,22 @@ def cmd_callbacks_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wallets_verify(args: argparse.Namespace) -> int:
+    """Exit 1, naming each wallet, when any balance differs from its ledger."""
+    from services.wallet.verification import verify_wallets  # noqa: PLC0415
+
+    res = _resources()
+    try:
+        result = verify_wallets(res)
+    finally:
+        res.close()
+    for difference in result.differences:
+        print(difference.describe())
+    print(f"{result.wallets} wallets checked, {len(result.differences)} differ from "
+          "their ledger")
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay = callbacks.add_parser("replay", help="process a stored callback again")
     replay.add_argument("callback_id", type=int)
     replay.set_defaults(func=cmd_callbacks_replay)
+
+    wallets = sub.add_parser("wallets", help="wallets").add_subparsers(
+        dest="wallets_cmd", required=True)
+    wallets.add_parser("verify", help="check every wallet's balance against its ledger; "
+                       "exits 1 naming any that differ").set_defaults(func=cmd_wallets_verify)
     return parser
 
 

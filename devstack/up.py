@@ -18,7 +18,8 @@ from pathlib import Path
 
 import requests
 
-from config import DEV_FLOWER_AUTH, PROJECT_ROOT, Settings
+from config import PROJECT_ROOT, Settings
+from config_secrets import DEV_FLOWER_AUTH
 from devstack.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
@@ -102,7 +103,11 @@ def run(web_port: int | None = None, flower_port: int | None = None) -> int:
     web_port = web_port or int(env.get("WEB_PORT", "8000"))
     flower_port = flower_port or int(env.get("FLOWER_PORT", "5555"))
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{web_port}")
-    env.setdefault("FLOWER_BASIC_AUTH", DEV_FLOWER_AUTH)
+    # The lenient dev setup unless the environment names another: `APP_ENV=production
+    # make up` runs the strict one (every secret required) on a laptop.
+    env.setdefault("APP_ENV", "dev")
+    if env["APP_ENV"] in ("dev", "test"):
+        env.setdefault("FLOWER_BASIC_AUTH", DEV_FLOWER_AUTH)
     env["PYTHONUNBUFFERED"] = "1"
     if env.get("PROVIDER_DOUBLES") == "1":
         _use_provider_doubles(env, run_dir)

@@ -18,6 +18,7 @@ read. Amounts go through parse_amount: Decimal, never float.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -30,6 +31,7 @@ from domain.money import format_amount, parse_amount, parse_currency
 
 MAX_EVENT_ID_LENGTH = 128  # provider_callbacks.event_id
 MAX_TRANSACTION_ID_LENGTH = 128  # payments.transaction_id
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_REFERENCE_LENGTH = 64  # payments.out_trade_no, refunds.out_refund_no
 
 
@@ -88,20 +90,27 @@ def decode_callback_body(raw: bytes) -> dict[str, Any]:
                            code="malformed_json") from None
     if not isinstance(body, dict):
         raise InvalidInput("The callback body must be a JSON object", code="malformed_json")
-    if _has_nul(body):
-        # PostgreSQL's jsonb cannot store U+0000; refuse it here rather than fail later.
-        raise InvalidInput("The callback body must not contain NUL characters",
-                           code="malformed_json")
+    check_storable(body)
     return body
 
 
-def _has_nul(value: Any) -> bool:
+def check_storable(doc: dict[str, Any]) -> None:
+    """PostgreSQL's jsonb cannot store U+0000 nor a lone UTF-16 surrogate ("\ud800" is
+    valid JSON): refuse them with a 400 rather than fail at the insert with a database
+    error, which the provider would retry for ever. For every provider's event, whatever
+    its wire format (a decrypted WeChat Pay resource too)."""
+    if _has_unstorable(doc):
+        raise InvalidInput("The callback must not contain NUL characters or lone "
+                           "surrogates", code="malformed_json")
+
+
+def _has_unstorable(value: Any) -> bool:
     if isinstance(value, str):
-        return "\x00" in value
+        return "\x00" in value or _SURROGATE.search(value) is not None
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(_has_unstorable(k) or _has_unstorable(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(_has_unstorable(v) for v in value)
     return False
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from domain.statuses import CallbackStatus, OrderStatus, PaymentStatus, RefundStatus
+from domain.wallet import OrderPurpose
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -60,6 +61,7 @@ class Order(Base):
     __table_args__ = (
         CheckConstraint("total_amount > 0", name="positive_total"),
         CheckConstraint(_in("status", OrderStatus), name="status"),
+        CheckConstraint(_in("purpose", OrderPurpose), name="purpose"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -68,6 +70,9 @@ class Order(Base):
     total_amount: Mapped[Decimal] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PENDING)
+    # wallet_topup: paying it credits the user's wallet (domain/wallet.py, DESIGN.md §10).
+    purpose: Mapped[str] = mapped_column(String(16), default=OrderPurpose.PURCHASE,
+                                         server_default=OrderPurpose.PURCHASE.value)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -183,6 +188,23 @@ class ProviderCallback(Base):
     received_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CallbackAuthFailure(Base):
+    """Refused callback signatures, one row per provider and minute (anonymous junk must
+    not write a row per request): how many, the first and last reason, and when."""
+
+    __tablename__ = "callback_auth_failures"
+    __table_args__ = (UniqueConstraint("provider", "minute"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    count: Mapped[int] = mapped_column(Integer)
+    first_reason: Mapped[str] = mapped_column(String(32))
+    last_reason: Mapped[str] = mapped_column(String(32))
+    first_at: Mapped[datetime] = _now()
+    last_at: Mapped[datetime] = _now()
 
 
 class ApiKey(Base):

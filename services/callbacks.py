@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,10 +32,15 @@ from adapters.metrics import CALLBACKS, SIGNATURE_FAILURES
 from adapters.providers.base import CallbackRequest, Provider
 from adapters.resources import Resources
 from domain.callback_auth import SignatureRejected
-from domain.callback_events import CallbackEvent, event_payload, parse_callback_event
+from domain.callback_events import (
+    CallbackEvent,
+    check_storable,
+    event_payload,
+    parse_callback_event,
+)
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.ids import MAX_BIGINT
-from domain.models import Base, Payment, ProviderCallback, Refund
+from domain.models import Base, CallbackAuthFailure, Payment, ProviderCallback, Refund
 from domain.statuses import CallbackStatus
 from services.audit import record_event
 from services.settlement import Settlement, settle_callback
@@ -118,6 +124,7 @@ def ingest_callback(res: Resources, provider: str, request: CallbackRequest, *,
     CALLBACKS.labels(provider, "received").inc()
     try:
         event = connector.parse_callback(request, now=time.time() if now is None else now)
+        check_storable(event_payload(event))
     except SignatureRejected as exc:
         CALLBACKS.labels(provider, "rejected").inc()
         SIGNATURE_FAILURES.labels(provider, exc.reason).inc()
@@ -164,26 +171,35 @@ _REFUND_BY_REFERENCE = select(Refund.id).where(Refund.out_refund_no == bindparam
 def resolve_references(session: Session, event: CallbackEvent) -> CallbackEvent:
     """Our ids for the merchant references a real provider's event names. A reference we
     never issued resolves to None: the callback is kept, and settles as unmatched."""
-    changes: dict[str, int | None] = {}
-    if event.payment_id is None and event.out_trade_no is not None:
-        changes["payment_id"] = session.execute(
+    payment_id, refund_id = event.payment_id, event.refund_id
+    if payment_id is None and event.out_trade_no is not None:
+        payment_id = session.execute(
             _PAYMENT_BY_REFERENCE, {"ref": event.out_trade_no}).scalar_one_or_none()
-    if event.refund_id is None and event.out_refund_no is not None:
-        changes["refund_id"] = session.execute(
+    if refund_id is None and event.out_refund_no is not None:
+        refund_id = session.execute(
             _REFUND_BY_REFERENCE, {"ref": event.out_refund_no}).scalar_one_or_none()
-    return replace(event, **changes) if changes else event
+    return replace(event, payment_id=payment_id, refund_id=refund_id)
+
+
+_FAILURES = Base.metadata.tables[CallbackAuthFailure.__tablename__]
+_COUNT_FAILURE = (
+    pg_insert(_FAILURES)
+    .values(provider=bindparam("provider"), minute=func.date_trunc("minute", func.now()),
+            count=1, first_reason=bindparam("reason"), last_reason=bindparam("reason"))
+    .on_conflict_do_update(
+        index_elements=["provider", "minute"],
+        set_={"count": _FAILURES.c.count + 1, "last_reason": bindparam("reason"),
+              "last_at": func.now()}))
 
 
 def _audit_signature_failure(res: Resources, connector: Provider, exc: SignatureRejected,
                              request: CallbackRequest) -> None:
+    """One row per provider and minute, however many arrive (callback_auth_failures):
+    anonymous junk must not grow the audit trail a row per request."""
     log.warning("callback from %s refused: %s", connector.name, exc.reason)
-    header = request.headers.get(connector.signature_header) or ""
     with res.uow() as uow:
-        record_event(uow.session, "signature_verification_failed", payment_id=None,
-                     actor=f"provider:{connector.name}", reason=exc.reason,
-                     provider=connector.name, body_bytes=len(request.body),
-                     signature_header=header[:200] or None,
-                     header_name=connector.signature_header)
+        uow.session.execute(_COUNT_FAILURE, {"provider": connector.name,
+                                             "reason": exc.reason})
         uow.commit()
 
 
@@ -219,8 +235,12 @@ def process_callback(res: Resources, callback_id: int) -> str:
         CALLBACKS.labels(row.provider, "failed").inc()
         return CallbackStatus.FAILED.value
     bind_log_context(callback_id=callback_id, payment_id=event.payment_id)
-    with payment_lock(res.redis, event.payment_id, ttl_seconds=LOCK_TTL_SECONDS,
-                      blocking_timeout=LOCK_WAIT_SECONDS):
+    # A reference we never issued has no payment to lock: it settles as unmatched under
+    # the inbox row's own lock.
+    lock = (nullcontext() if event.payment_id is None else
+            payment_lock(res.redis, event.payment_id, ttl_seconds=LOCK_TTL_SECONDS,
+                         blocking_timeout=LOCK_WAIT_SECONDS))
+    with lock:
         attempts = _count_attempt(res, callback_id)
         if attempts is None:
             return "already handled"

@@ -22,13 +22,16 @@ from adapters.resources import Resources
 from config import Settings
 from domain.errors import Conflict, NotFound
 from domain.ids import MAX_BIGINT
-from domain.methods import CATALOG, resolve_method
+from domain.methods import CATALOG, resolve_method, usable_methods
 from domain.models import Order, Payment
+from domain.pay_links import linkable_pay_url
 from domain.statuses import RETRYABLE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
+from domain.wallet import BALANCE_METHOD, check_balance_method_allowed
 from services import payments
 from services.api_keys import Principal
 from services.audit import record_event
 from services.transitions import lock_payment_status, utc_now
+from services.wallet.checkout_offer import wallet_offer
 
 CHECKOUT_PATH = "/checkout/{payment_id}"
 TOKEN_HEX_CHARS = 32  # 128 bits of the HMAC: unguessable, and a short URL
@@ -45,7 +48,9 @@ class CheckoutCustomer(Principal):
 
 
 def checkout_token(settings: Settings, payment_id: int, expires_at: datetime) -> str:
-    key = hashlib.sha256(f"checkout:{settings.sandbox_webhook_secret}".encode()).digest()
+    # Its own secret (CHECKOUT_TOKEN_SECRET): rotating a provider's key never kills a
+    # live checkout link, and knowing one never mints links.
+    key = hashlib.sha256(f"checkout:{settings.checkout_token_secret}".encode()).digest()
     # Whole microseconds since the epoch: the same instant always signs the same way.
     expiry = round(expires_at.timestamp() * 1_000_000)
     message = f"{payment_id}.{expiry}".encode()
@@ -69,11 +74,15 @@ def checkout_page(res: Resources, payment_id: int, token: str) -> dict[str, Any]
     """Everything the page shows: the order, the payment, the enabled methods."""
     with res.uow() as uow:
         payment, order_number = _authorized(res, uow.session, payment_id, token)
-        view = {**_status_view(uow.session, payment), "order_number": order_number,
-                "amount": payment.amount, "currency": payment.currency,
-                "expires_at": payment.expires_at}
+        view = {**_status_view(uow.session, payment, res.settings.public_base_url),
+                "order_number": order_number, "amount": payment.amount,
+                "currency": payment.currency, "expires_at": payment.expires_at}
+        wallet = wallet_offer(uow.session, payment)
     methods = [{"code": m.code, "name": m.name, "supports_qr": m.supports_qr}
-               for m in CATALOG.values() if m.enabled]
+               for m in usable_methods(res.providers.available_methods)
+               if m.code != BALANCE_METHOD]
+    if wallet is not None:  # the owner's wallet, with what it holds
+        methods.append(wallet)
     return {**view, "methods": methods, "token": token}
 
 
@@ -81,7 +90,7 @@ def checkout_status(res: Resources, payment_id: int, token: str) -> dict[str, An
     """What the page polls: status, the pay link once there, the time left."""
     with res.uow() as uow:
         payment, _ = _authorized(res, uow.session, payment_id, token)
-        return _status_view(uow.session, payment)
+        return _status_view(uow.session, payment, res.settings.public_base_url)
 
 
 def checkout_qr_payload(res: Resources, payment_id: int, token: str) -> str:
@@ -144,7 +153,7 @@ def _customer(res: Resources, payment_id: int, token: str) -> CheckoutCustomer:
         return CheckoutCustomer(key_id=0, role="user", user_id=payment.user_id)
 
 
-def _status_view(session: Any, payment: Payment) -> dict[str, Any]:
+def _status_view(session: Any, payment: Payment, own_origin: str) -> dict[str, Any]:
     now = utc_now(session)
     method = CATALOG.get(payment.method)
     return {
@@ -153,7 +162,8 @@ def _status_view(session: Any, payment: Payment) -> dict[str, Any]:
         "method": payment.method,
         "method_name": method.name if method else payment.method,
         "supports_qr": bool(method and method.supports_qr),
-        "pay_url": payment.pay_url,
+        # Linked only with a scheme a provider uses (domain/pay_links.py): never javascript:.
+        "pay_url": linkable_pay_url(payment.pay_url, own_origin),
         "has_qr": bool(payment.qr_payload),
         "seconds_left": max(0, int((payment.expires_at - now).total_seconds())),
         "can_retry": _may_retry(session, payment),
@@ -175,13 +185,15 @@ def _may_retry(session: Any, payment: Payment) -> bool:
 def _change_method(res: Resources, customer: CheckoutCustomer, payment_id: int,
                    method: object) -> None:
     """Switch an init payment to another enabled method (its fee and provider follow)."""
-    chosen = resolve_method(method)
+    chosen = resolve_method(method, res.providers.available_methods)
     with res.uow() as uow:
         session = uow.session
         status = lock_payment_status(session, payment_id)
         current = session.execute(
-            select(Payment.method, Payment.amount, Payment.currency)
-            .where(Payment.id == payment_id)).one()
+            select(Payment.method, Payment.amount, Payment.currency, Order.purpose)
+            .join(Order, Order.id == Payment.order_id).where(Payment.id == payment_id)).one()
+        check_balance_method_allowed(chosen.code, purpose=current.purpose,
+                                     currency=current.currency)
         if current.method == chosen.code:
             return
         if status != PaymentStatus.INIT:
@@ -191,7 +203,7 @@ def _change_method(res: Resources, customer: CheckoutCustomer, payment_id: int,
             update(Payment).where(Payment.id == payment_id,
                                   Payment.status == PaymentStatus.INIT.value)
             .values(method=chosen.code, fee=chosen.fee_for(current.amount, current.currency),
-                    provider=res.providers.for_method(chosen.code).name,
+                    provider=payments.provider_name_for(res, chosen.code),
                     updated_at=func.now())
             .execution_options(synchronize_session=False))
         record_event(session, "payment_method_changed", payment_id=payment_id,

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -30,6 +33,12 @@ from domain.models import IdempotencyKey
 log = logging.getLogger(__name__)
 
 KEY_MAX_LENGTH = 255
+# Visible ASCII only (letters, digits, punctuation; no spaces): UUIDs, ULIDs and
+# "order-42:pay" fit; nothing a log line, a header or a terminal could misread.
+KEY_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{KEY_MAX_LENGTH}}}")
+# Expired rows (they hold stored answers, checkout links included) are deleted in
+# batches of this many by maintenance.purge_idempotency_keys.
+PURGE_BATCH_SIZE = 5000
 # A stored answer is replayed for this long; after it the key may be used afresh.
 KEY_TTL = timedelta(hours=24)
 # A claim still unanswered after this is abandoned: its request died, or its answer could
@@ -57,11 +66,32 @@ class Claim:
 
 
 def validate_key(key: str) -> str:
-    if not 1 <= len(key) <= KEY_MAX_LENGTH:
+    if not KEY_PATTERN.fullmatch(key):
         raise InvalidInput(
-            f"Idempotency-Key must be 1 to {KEY_MAX_LENGTH} characters long",
-            code="invalid_idempotency_key")
+            f"Idempotency-Key must be 1 to {KEY_MAX_LENGTH} visible ASCII characters "
+            "(letters, digits, punctuation; no spaces)", code="invalid_idempotency_key")
     return key
+
+
+def purge_expired_keys(new_uow: Callable[[], UnitOfWork], *,
+                       batch_size: int = PURGE_BATCH_SIZE,
+                       deadline: float | None = None) -> int:
+    """Delete claims older than KEY_TTL (they can no longer be replayed, and their stored
+    answers hold checkout tokens), a batch per transaction; returns how many."""
+    deleted = 0
+    while deadline is None or time.monotonic() < deadline:
+        due = (select(IdempotencyKey.id)
+               .where(IdempotencyKey.created_at < func.now() - KEY_TTL)
+               .limit(batch_size).with_for_update(skip_locked=True).scalar_subquery())
+        with new_uow() as uow:
+            count = len(uow.session.execute(
+                delete(IdempotencyKey).where(IdempotencyKey.id.in_(due))
+                .returning(IdempotencyKey.id)).all())
+            uow.commit()
+        deleted += count
+        if count < batch_size:
+            break
+    return deleted
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:

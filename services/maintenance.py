@@ -80,6 +80,15 @@ def resend_lost_payment_starts(res: Resources, *,
                         deadline=deadline).as_dict())
 
 
+def purge_idempotency_keys(res: Resources) -> Summary:
+    """Idempotency-Key claims older than 24 h deleted (maintenance.purge_idempotency_keys):
+    they can no longer be replayed, and their stored answers hold checkout links."""
+    from services.idempotency import purge_expired_keys  # noqa: PLC0415
+
+    return _run_job(res, "purge_idempotency_keys", lambda deadline: {
+        "changed": purge_expired_keys(res.uow, deadline=deadline)})
+
+
 def redeliver_stuck_callbacks(res: Resources) -> Summary:
     """Inbox rows still `received` after a minute -> enqueued again.
 

@@ -16,6 +16,7 @@ from domain.errors import Conflict, Forbidden, InvalidInput
 from domain.models import Order, OrderStatusHistory, Payment
 from domain.money import parse_amount, parse_currency
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
+from domain.wallet import check_manual_order_transition, parse_purpose
 from services.api_keys import Principal
 from services.queries import find_order, order_detail
 from services.transitions import transition_order, transition_payment, utc_now
@@ -27,17 +28,18 @@ CLOSING_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.EXPIRED})
 
 def create_order(res: Resources, principal: Principal, *, total_amount: object,
                  currency: object, order_number: str | None,
-                 user_id: int | None) -> dict[str, Any]:
+                 user_id: int | None, purpose: object = None) -> dict[str, Any]:
     owner = _owner_for(principal, user_id)
     code = parse_currency(currency, supported=res.settings.supported_currencies)
     amount = parse_amount(total_amount, field="total_amount", currency=code)
+    order_purpose = parse_purpose(purpose, code)  # wallet_topup: paying it fills the wallet
     with res.uow() as uow:
         number = _checked_order_number(order_number) or _new_order_number(utc_now(uow.session))
         # ON CONFLICT: a duplicate number is an answer (409), not an exception to untangle.
         order_id = uow.session.execute(
             pg_insert(Order)
             .values(order_number=number, user_id=owner, total_amount=amount, currency=code,
-                    status=OrderStatus.PENDING.value)
+                    status=OrderStatus.PENDING.value, purpose=order_purpose.value)
             .on_conflict_do_nothing(index_elements=[Order.order_number])
             .returning(Order.id)
         ).scalar_one_or_none()
@@ -57,7 +59,8 @@ def change_order_status(res: Resources, principal: Principal, order_id: int, *,
     """Admin move through the §4 state machine; an illegal move is 409 and changes nothing."""
     target = _known_order_status(to)
     with res.uow() as uow:
-        find_order(uow.session, principal, order_id, lock=True)
+        order = find_order(uow.session, principal, order_id, lock=True)
+        check_manual_order_transition(order.purpose, target)
         transition_order(uow.session, order_id, target, actor=principal.actor, reason=reason,
                          strict=True)
         if target in CLOSING_STATUSES:

@@ -35,11 +35,13 @@ from domain.statuses import (
     OrderStatus,
     PaymentStatus,
 )
+from domain.wallet import BALANCE_METHOD, WALLET_PROVIDER, check_balance_method_allowed
 from services.api_keys import Principal
 from services.audit import record_event
 from services.payment_start import INITIATE_TASK, close_quietly
 from services.queries import find_order, find_payment, payment_detail
 from services.transitions import transition_payment, utc_now
+from services.wallet.balance_payments import pay_from_balance
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,9 @@ def create_payment(res: Resources, principal: Principal, *, order_id: int, metho
     with res.uow() as uow:
         session = uow.session
         order = find_order(session, principal, order_id, lock=True)
-        chosen = resolve_method(method)
+        chosen = resolve_method(method, res.providers.available_methods)
+        check_balance_method_allowed(chosen.code, purpose=order.purpose,
+                                     currency=order.currency)
         requested = (order.total_amount if amount is None
                      else parse_amount(amount, currency=order.currency))
         if requested != order.total_amount:
@@ -88,7 +92,7 @@ def create_payment(res: Resources, principal: Principal, *, order_id: int, metho
             return payment_detail(session, active_id), False
         new_id = insert_payment_attempt(session, order, chosen, now, res.settings,
                                         actor=principal.actor,
-                                        provider=res.providers.for_method(chosen.code).name)
+                                        provider=provider_name_for(res, chosen.code))
         view = payment_detail(session, _or_active(session, new_id, order.id))
         uow.commit()
     return view, new_id is not None
@@ -116,10 +120,10 @@ def retry_payment(res: Resources, principal: Principal,
         if active_id is not None:  # a concurrent retry (or create) won: that attempt, 200
             return payment_detail(session, active_id), False
         _check_retry_allowed(session, order.id, now)
-        method = resolve_method(previous.method)
+        method = resolve_method(previous.method, res.providers.available_methods)
         new_id = insert_payment_attempt(session, order, method, now, res.settings,
                                         actor=principal.actor, retry_of=previous.id,
-                                        provider=res.providers.for_method(method.code).name)
+                                        provider=provider_name_for(res, method.code))
         view = payment_detail(session, _or_active(session, new_id, order.id))
         uow.commit()
     return view, new_id is not None
@@ -129,9 +133,12 @@ def request_payment_start(res: Resources, principal: Principal, payment_id: int)
     """Accept `pay`: init -> processing (payment_start_requested) and the provider call
     queued. The worker stores the provider's payment (payment_started); a processing
     payment with no provider payment yet is what the start sweep sends again when its
-    message was lost (services/resend.py)."""
+    message was lost (services/resend.py). A balance payment is settled here instead,
+    from the wallet (services/wallet/), and never becomes processing."""
     with res.uow() as uow:
         session = uow.session
+        if find_payment(session, principal, payment_id).method == BALANCE_METHOD:
+            return pay_from_balance(uow, principal, payment_id)
         payment = find_payment(session, principal, payment_id, lock=True)
         status = PaymentStatus(payment.status)
         if status == PaymentStatus.PROCESSING:  # already started: the same answer again
@@ -163,6 +170,14 @@ def request_payment_start(res: Resources, principal: Principal, payment_id: int)
         view = payment_detail(session, payment.id)
         uow.commit()
     return view
+
+
+def provider_name_for(res: Resources, method_code: str) -> str:
+    """The provider a new payment of this method is recorded with: the routed one, or the
+    wallet for the balance, which no provider ever sees."""
+    if method_code == BALANCE_METHOD:
+        return WALLET_PROVIDER
+    return res.providers.for_method(method_code).name
 
 
 def cancel_payment(res: Resources, principal: Principal, payment_id: int, *,

@@ -6,6 +6,7 @@ orders and payments, and anything else is "not found" so existence never leaks.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -124,6 +125,7 @@ def order_detail(session: Session, order_id: int) -> dict[str, Any]:
         "total_amount": in_units(order.total_amount, order.currency),
         "currency": order.currency,
         "status": order.status,
+        "purpose": order.purpose,
         "amount_paid": in_units(Decimal(totals.paid), order.currency),
         "amount_refunded": in_units(Decimal(totals.refunded), order.currency),
         "created_at": order.created_at,
@@ -219,13 +221,16 @@ def _known_method(value: str) -> str:
     return code
 
 
-def list_payment_methods() -> dict[str, Any]:
-    """The whole catalog, disabled methods included, so a client can show why."""
+def list_payment_methods(available: Collection[str] | None = None) -> dict[str, Any]:
+    """The whole catalog, disabled methods included, so a client can show why. A method
+    no provider serves here (`available`) is disabled too."""
     aliases: dict[str, list[str]] = {}
     for alias, code in ALIASES.items():
         aliases.setdefault(code, []).append(alias)
     return {"items": [
-        {"code": m.code, "name": m.name, "enabled": m.enabled, "supports_qr": m.supports_qr,
+        {"code": m.code, "name": m.name,
+         "enabled": m.enabled and (available is None or m.code in available),
+         "supports_qr": m.supports_qr,
          "refundable": m.refundable, "fee_rate": str(m.fee_rate),
          "aliases": aliases.get(m.code, [])}
         for m in CATALOG.values()

@@ -32,12 +32,15 @@ from domain.money import ZERO, format_amount, in_units, parse_amount
 from domain.references import MerchantReferences
 from domain.settlement import REFUNDABLE_PAYMENT_STATUSES
 from domain.statuses import PAID_PAYMENT_STATUSES, OrderStatus, PaymentStatus, RefundStatus
+from domain.wallet import BALANCE_METHOD
 from services.api_keys import Principal
 from services.audit import record_event
 from services.provider_sync import apply_refund_outcome
 from services.queries import find_payment
 from services.settlement import settle_order_after_refund
 from services.transitions import lock_order_status, transition_order
+from services.wallet.balance_payments import refund_to_wallet
+from services.wallet.topups import restore_after_failed_refund, take_back_topup
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +106,17 @@ def request_refund(res: Resources, principal: Principal, payment_id: int, *,
             transition_order(session, order_id, OrderStatus.REFUNDING, actor=principal.actor,
                              reason=f"refund {refund.id} of payment {payment.id} requested")
         count_on_commit(session, REFUNDS.labels("requested"))
-        view = refund_view(refund)
         refund_id = refund.id
-        uow.after_commit(lambda: _enqueue(res, refund_id))
+        # The wallet's part (services/wallet/): a balance payment's refund is credited
+        # and finished here; a top-up's takes its money out of the wallet now (or 409).
+        if payment.method == BALANCE_METHOD:
+            refund_to_wallet(session, payment, refund_id, actor=principal.actor)
+            session.refresh(refund)
+        else:
+            take_back_topup(session, user_id=payment.user_id, payment_id=payment.id,
+                            refund_id=refund_id, amount=requested, actor=principal.actor)
+            uow.after_commit(lambda: _enqueue(res, refund_id))
+        view = refund_view(refund)
         uow.commit()
     return view
 
@@ -279,6 +290,7 @@ def _fail_refused(res: Resources, refund_id: int, exc: ProviderRejected) -> str:
                      refund_id=refund_id, amount=failed,
                      reason=f"provider refused the refund: {exc.detail}"[:500],
                      provider=exc.provider, provider_code=exc.code, provider_status=exc.status)
+        restore_after_failed_refund(session, refund_id, actor=WORKER_ACTOR)  # a top-up's
         settle_order_after_refund(session, ids.order_id, actor=WORKER_ACTOR,
                                   reason=f"refund {refund_id} failed")
         uow.commit()

@@ -43,6 +43,11 @@ from domain.statuses import (
 )
 from services.audit import record_event
 from services.transitions import lock_order_status, transition_order, transition_payment
+from services.wallet.topups import (
+    credit_topup,
+    restore_after_failed_refund,
+    review_if_given_back,
+)
 
 # Bounds on one settlement, so the task's worst case (and so the lock TTL) is bounded.
 LOCK_TIMEOUT = "5s"
@@ -165,6 +170,9 @@ def _apply_success(session: Session, ctx: _Context, payment: PaymentFacts,
     if order_status is not None and order_takes_payment(order_status):
         transition_order(session, payment.order_id, OrderStatus.PAID, actor=ctx.actor,
                          reason=f"payment {payment.id} succeeded", locked=order_status)
+        # A wallet top-up order credits its wallet as it becomes paid (services/wallet/).
+        credit_topup(session, order_id=payment.order_id, payment_id=payment.id,
+                     amount=payment.amount, actor=ctx.actor)
         return Settlement(CallbackStatus.PROCESSED, decision.note)
     # The order can no longer take this money (expired, cancelled, or paid by another
     # attempt): it goes back in full. Nothing is dropped.
@@ -204,6 +212,9 @@ def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
                      values={"refunded_amount": refunded_after}, refund_id=refund.id,
                      amount=refund.amount, refunded_amount=refunded_after)
         _finish_refund(session, refund, RefundStatus.SUCCEEDED, ctx.event.transaction_id)
+        if refund.status is RefundStatus.FAILED:  # a top-up given back is now paid twice
+            review_if_given_back(session, refund_id=refund.id, payment_id=payment.id,
+                                 actor=ctx.actor)
         settle_order_after_refund(session, payment.order_id, actor=ctx.actor,
                                   reason=f"refund callback {ctx.event.event_id}")
         return Settlement(CallbackStatus.PROCESSED)
@@ -212,6 +223,8 @@ def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
         _finish_refund(session, refund, RefundStatus.FAILED, ctx.event.transaction_id)
         record_event(session, "refund_failed", payment_id=payment.id, actor=ctx.actor,
                      refund_id=refund.id, amount=refund.amount, **ctx.detail)
+        # A top-up's refund took its money out of the wallet; it goes back in.
+        restore_after_failed_refund(session, refund.id, actor=ctx.actor)
         settle_order_after_refund(session, payment.order_id, actor=ctx.actor,
                                   reason=f"refund callback {ctx.event.event_id}")
         return Settlement(CallbackStatus.PROCESSED)

@@ -12,12 +12,14 @@ from flask.json.provider import DefaultJSONProvider
 from adapters.metrics import initialise_series
 from adapters.resources import Resources
 from config import Settings
-from standins.sandbox.web import bp as sandbox_bp
+from standins.web import mount_standins
 from web.errors import register_error_handlers
 from web.idempotency import install_idempotency
 from web.json_body import install_body_limit
+from web.rate_limits import install_rate_limits
 from web.request_context import install_request_context
 from web.routes import callbacks, checkout, docs, health, metrics
+from web.security_headers import install_security_headers
 
 API_PREFIX = "/api/v1"
 
@@ -50,19 +52,17 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     install_request_context(app)  # first: every later hook and log line has the id
     register_error_handlers(app)
     install_body_limit(app)  # before anything reads a body
+    install_security_headers(app)
     install_idempotency(app, API_PREFIX)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(metrics.bp)
     # Providers post to /callbacks/<provider> at the root, outside the versioned API.
     app.register_blueprint(callbacks.provider_bp)
-    # The built-in sandbox provider (DESIGN.md §6a), reached over HTTP like a real one.
-    app.register_blueprint(sandbox_bp, url_prefix="/sandbox")
+    install_rate_limits(app, settings, callbacks.provider_bp)
     if settings.is_dev:
-        # The local WeChat Pay double (standins/), never in production: dev and test only.
-        from standins.wechatpay.web import bp as wechatpay_double  # noqa: PLC0415
-
-        app.register_blueprint(wechatpay_double, url_prefix="/doubles/wechatpay")
+        # The sandbox and the provider doubles: stand-ins, never mounted in production.
+        mount_standins(app)
     # The customer's cashier page: no API key, the checkout link's token instead.
     app.register_blueprint(checkout.bp)
     for blueprint in _api_blueprints():
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
 
 def _api_blueprints() -> list[Any]:
     """API blueprints, one module per resource (see web/routes/)."""
-    from web.routes import methods, orders, payments, refunds  # noqa: PLC0415
+    from web.routes import methods, orders, payments, refunds, wallets  # noqa: PLC0415
 
-    return [orders.bp, payments.bp, refunds.bp, methods.bp, callbacks.admin_bp]
+    return [orders.bp, payments.bp, refunds.bp, methods.bp, callbacks.admin_bp,
+            wallets.bp]

@@ -42,6 +42,7 @@ LABELS: dict[str, dict[str, str]] = {
         "status_expired": "Expired",
         "status_partially_refunded": "Partly refunded",
         "status_refunded": "Refunded",
+        "wallet_balance": "Balance",
     },
     "zh": {
         "title": "收银台",
@@ -80,10 +81,12 @@ LABELS: dict[str, dict[str, str]] = {
         "status_expired": "已过期",
         "status_partially_refunded": "部分退款",
         "status_refunded": "已退款",
+        "wallet_balance": "余额",
     },
 }
 
-METHOD_NAMES_ZH = {"wechat": "微信支付", "alipay": "支付宝", "bank_card": "银行卡"}
+METHOD_NAMES_ZH = {"wechat": "微信支付", "alipay": "支付宝", "bank_card": "银行卡",
+                   "balance": "余额支付"}
 # The letter on each method's coloured tile (no images: the page fetches nothing else).
 METHOD_GLYPHS = {"en": {"wechat": "W", "alipay": "A", "bank_card": "C", "balance": "B"},
                  "zh": {"wechat": "微", "alipay": "支", "bank_card": "卡", "balance": "余"}}

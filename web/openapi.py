@@ -27,6 +27,7 @@ from web.openapi_schemas import (
     strict_body_errors,
     string,
 )
+from web.openapi_wallets import WALLET_SCHEMAS, wallet_paths
 
 API = "/api/v1"
 JSON = "application/json"
@@ -128,7 +129,9 @@ PATHS: dict[str, dict[str, Schema]] = {
         errors={400: "Invalid input (`invalid_amount`, `invalid_currency`, "
                      "`user_id_required`, `invalid_field`)",
                 403: "A user key naming another user (`user_id_not_allowed`)",
-                409: "`duplicate_order_number`"})},
+                409: "`duplicate_order_number`"},
+        description="`purpose: wallet_topup` (CNY only) makes an order that credits its "
+                    "user's wallet when paid by any method but the balance.")},
     f"{API}/orders/{{order_id}}": {"get": operation(
         "getOrder", "An order with its status history and paid/refunded totals", "orders",
         params=[p("OrderId")], ok={200: _ok("The order", ref("Order"))},
@@ -138,7 +141,8 @@ PATHS: dict[str, dict[str, Schema]] = {
         auth="admin", params=[p("OrderId")], body="OrderTransition", body_required=True,
         ok={200: _ok("The order after the change", ref("Order"))},
         errors={400: "Unknown status (`invalid_status`)", 404: NOT_FOUND_ORDER,
-                409: "Not allowed from the current status (`invalid_transition`); "
+                409: "Not allowed from the current status (`invalid_transition`), or a "
+                     "wallet top-up moved to paid by hand (`topup_paid_by_payment_only`); "
                      "nothing changed"})},
     f"{API}/payments": {
         "post": api_post(
@@ -147,7 +151,8 @@ PATHS: dict[str, dict[str, Schema]] = {
             ok={201: _ok("The new payment", ref("PaymentDetail")),
                 200: _ok("The order already has an active payment: that one",
                          ref("PaymentDetail"))},
-            errors={400: "`unsupported_method`, `invalid_amount`, or `amount_mismatch` "
+            errors={400: "`unsupported_method` (also `balance` for a wallet top-up or "
+                         "a non-CNY order), `invalid_amount`, or `amount_mismatch` "
                          "(with `order_amount` and `payment_amount`)",
                     404: NOT_FOUND_ORDER,
                     409: "`order_not_payable` (order not pending), `order_expired`"}),
@@ -176,10 +181,15 @@ PATHS: dict[str, dict[str, Schema]] = {
         "payPayment", "Start paying: queue the provider call", "payments",
         params=[p("PaymentId")],
         description="The status becomes processing; `pay_url` appears once the worker "
-                    "has it from the provider (poll the payment).",
-        ok={202: _ok("Accepted; the payment as it is now", ref("PaymentDetail"))},
+                    "has it from the provider (poll the payment). A `balance` payment is "
+                    "settled at once from the owner's wallet instead: 200, succeeded, the "
+                    "order paid.",
+        ok={202: _ok("Accepted; the payment as it is now", ref("PaymentDetail")),
+            200: _ok("A balance payment, paid from the wallet", ref("PaymentDetail"))},
         errors={404: NOT_FOUND_PAYMENT,
-                409: "`payment_not_payable`, `payment_expired`, `order_not_payable`"})},
+                409: "`payment_not_payable`, `payment_expired`, `order_not_payable`, "
+                     "`insufficient_balance` (with `balance` and `amount`; nothing "
+                     "changed)"})},
     f"{API}/payments/{{payment_id}}/cancel": {"post": api_post(
         "cancelPayment", "Cancel a payment (idempotent)", "payments",
         params=[p("PaymentId")], body="Reason",
@@ -210,14 +220,18 @@ PATHS: dict[str, dict[str, Schema]] = {
                         "holds moves the order to refunding (then refunded, or back to paid "
                         "if it fails). The refund goes pending -> processing (the provider "
                         "accepted it) -> succeeded | failed (the provider's callback); the "
-                        "payment becomes partially_refunded or refunded.",
+                        "payment becomes partially_refunded or refunded. A balance "
+                        "payment's refund is credited to the wallet at once (already "
+                        "succeeded in this answer); a wallet top-up's takes its money out "
+                        "of the wallet now.",
             ok={202: _ok("Accepted (pending); a worker executes it with the provider",
                          ref("Refund"))},
             errors={400: "`invalid_amount`, `invalid_field` (reason), or "
                          "`refund_exceeds_remaining` (with `remaining`)",
                     404: NOT_FOUND_PAYMENT,
                     409: "`payment_not_refundable` (not succeeded/partially_refunded), "
-                         "`method_not_refundable`"}),
+                         "`method_not_refundable`, `topup_already_spent` (a wallet "
+                         "top-up whose money the wallet no longer holds)"}),
         "get": operation(
             "listRefunds", "A payment's refunds", "refunds", params=[p("PaymentId")],
             ok={200: _ok("Oldest first", ref("RefundList"))}, errors={404: NOT_FOUND_PAYMENT})},
@@ -277,20 +291,23 @@ PATHS: dict[str, dict[str, Schema]] = {
         "docs", "This API's documentation as a web page (works offline)", "operations",
         auth="none", ok={200: _ok("HTML", string(), media="text/html")})},
 }
-# The built-in sandbox provider's merchant API and pay page (mounted under /sandbox).
-PATHS.update(SANDBOX_PATHS)
 # The customer's cashier page (web/routes/checkout.py).
 PATHS.update(CHECKOUT_PATHS)
 # WeChat Pay's and Alipay's notifications, each in its own protocol (DESIGN.md §6b).
 PATHS.update(PROVIDER_PATHS)
-# The WeChat Pay double (dev and test only, under /doubles/wechatpay).
-PATHS.update(WECHATPAY_DOUBLE_PATHS)
+# Wallets and their ledgers (DESIGN.md §10).
+PATHS.update(wallet_paths(operation=operation, api_post=api_post, ok=_ok))
 
 
 @cache
-def openapi_spec(currencies: tuple[str, ...] = ("CNY",)) -> dict[str, Any]:
+def openapi_spec(currencies: tuple[str, ...] = ("CNY",),
+                 with_standins: bool = True) -> dict[str, Any]:
     """The document for a deployment that takes `currencies` (SUPPORTED_CURRENCIES), with
-    a request and a response example for every operation."""
+    a request and a response example for every operation; `with_standins`: the sandbox's
+    and the WeChat Pay double's routes too (dev and test only, where they are mounted
+    under /sandbox and /doubles/wechatpay)."""
+    paths = ({**PATHS, **SANDBOX_PATHS, **WECHATPAY_DOUBLE_PATHS} if with_standins
+             else PATHS)
     return with_examples({
         "openapi": "3.1.0",
         "info": {
@@ -307,11 +324,11 @@ def openapi_spec(currencies: tuple[str, ...] = ("CNY",)) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": name} for name in
-                 ("orders", "payments", "refunds", "callbacks", "providers", "checkout",
-                  "operations")],
-        "paths": PATHS,
+                 ("orders", "payments", "refunds", "wallets", "callbacks", "providers",
+                  "checkout", "operations")],
+        "paths": paths,
         "components": {
-            "schemas": {**SCHEMAS, "Currency": currency_schema(currencies)},
+            "schemas": {**SCHEMAS, **WALLET_SCHEMAS, "Currency": currency_schema(currencies)},
             "parameters": PARAMETERS,
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",

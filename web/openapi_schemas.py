@@ -10,6 +10,7 @@ from typing import Any
 from domain.methods import CATALOG
 from domain.money import DEFAULT_CURRENCY
 from domain.statuses import CallbackStatus, OrderStatus, PaymentStatus, RefundStatus
+from domain.wallet import OrderPurpose
 from web.json_body import MAX_BODY_BYTES
 
 Schema = dict[str, Any]
@@ -67,6 +68,10 @@ SCHEMAS: dict[str, Schema] = {
         order_amount=ref("Money") | {"description": "amount_mismatch only"},
         payment_amount=ref("Money") | {"description": "amount_mismatch only"},
         retry_after={"type": "integer", "description": "429 only, seconds (also a header)"},
+        balance=ref("Money") | {"description": "insufficient_balance, topup_already_spent: "
+                                               "what the wallet holds"},
+        amount=ref("Money") | {"description": "insufficient_balance, topup_already_spent: "
+                                              "what was needed"},
     ) | {"additionalProperties": True,
          "description": 'Every error: {"detail", "code", ...extra fields}.'},
     "Money": string("A string with exactly the currency's ISO 4217 decimals (CNY \"100.00\", "
@@ -85,7 +90,9 @@ SCHEMAS: dict[str, Schema] = {
         total_amount=ref("AmountInput"), currency=ref("Currency"),
         order_number=string("Your reference, unique; generated when absent",
                             maxLength=64, pattern=r"^[A-Za-z0-9._-]{1,64}$"),
-        user_id=ID | {"description": "Admin keys: required. User keys: omit (own user)."}),
+        user_id=ID | {"description": "Admin keys: required. User keys: omit (own user)."},
+        purpose=string("wallet_topup: paying the order credits its user's wallet (CNY)",
+                       enum=[p.value for p in OrderPurpose], default="purchase")),
     "OrderTransition": obj(["to"], to=ref("OrderStatus"), reason=string(maxLength=500)),
     "OrderHistoryEntry": obj(
         **{"from": nullable(ref("OrderStatus"))}, to=ref("OrderStatus"),
@@ -93,7 +100,8 @@ SCHEMAS: dict[str, Schema] = {
     "Order": obj(
         ["id", "order_number", "user_id", "total_amount", "currency", "status"],
         id=ID, order_number=string(), user_id=ID, total_amount=ref("Money"),
-        currency=ref("Currency"), status=ref("OrderStatus"), amount_paid=ref("Money"),
+        currency=ref("Currency"), status=ref("OrderStatus"),
+        purpose=string(enum=[p.value for p in OrderPurpose]), amount_paid=ref("Money"),
         amount_refunded=ref("Money"), created_at=TIMESTAMP, updated_at=TIMESTAMP,
         history=array(ref("OrderHistoryEntry"))),
     "PaymentCreate": obj(

@@ -109,11 +109,17 @@ class ProviderRefund:
     outcome: ProviderRefundStatus | None = None
 
 
+class HeaderLookup(Protocol):
+    """Request headers: werkzeug's Headers (case-insensitive), or a dict in tests."""
+
+    def get(self, key: str) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class CallbackRequest:
     """A provider's callback exactly as it arrived: verified on these bytes."""
 
-    headers: Mapping[str, str]  # case-insensitive lookups (werkzeug's Headers)
+    headers: HeaderLookup
     body: bytes
 
 

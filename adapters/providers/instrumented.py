@@ -3,7 +3,7 @@ connector makes it: the registry hands out connectors wrapped in this."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from adapters.metrics import PROVIDER_CALLS
@@ -55,7 +55,7 @@ class InstrumentedProvider:
         return self.inner.answer_stored(duplicate)
 
     def answer_refused(self, status: int, code: str, detail: str,
-                       extra: dict[str, object]) -> CallbackAnswer:
+                       extra: Mapping[str, object]) -> CallbackAnswer:
         return self.inner.answer_refused(status, code, detail, extra)
 
     def _count(self, call: str, work: Callable[[], T]) -> T:

@@ -2,8 +2,11 @@
 
     PAYMENT_PROVIDERS="wechat=sandbox,alipay=sandbox,bank_card=sandbox"
 
-Every catalog method not named goes to the sandbox, so an empty setting means
-"the sandbox for everything". A payment records the provider's name when it
+In dev and test every catalog method not named goes to the sandbox, so an empty
+setting means "the sandbox for everything". Anywhere else the sandbox does not exist:
+routing a method to it stops the start, and a method not routed to a real provider is
+disabled (GET /payment-methods lists it with `enabled: false`), never silently sent to
+the sandbox. A payment records the provider's name when it
 starts, and later calls (status, close, refund) go to that provider by name, so
 re-routing a method never strands payments already made elsewhere.
 
@@ -23,6 +26,7 @@ from adapters.providers.instrumented import InstrumentedProvider
 from adapters.providers.sandbox import SandboxProvider
 from config import ConfigError, Settings
 from domain.methods import ALIASES, CATALOG
+from domain.wallet import BALANCE_METHOD
 
 DEFAULT_PROVIDER = SandboxProvider.name
 SETTING = "PAYMENT_PROVIDERS"
@@ -48,11 +52,13 @@ PROVIDER_FACTORIES: Mapping[str, ProviderFactory] = {
 
 
 def parse_provider_routes(spec: str | None,
-                          known_providers: frozenset[str] | None = None) -> dict[str, str]:
-    """method -> provider name for every catalog method; ConfigError on anything unclear."""
+                          known_providers: frozenset[str] | None = None, *,
+                          sandbox_allowed: bool = True) -> dict[str, str]:
+    """method -> provider name for every routed catalog method (every one in dev/test,
+    the sandbox standing in); ConfigError on anything unclear."""
     providers = known_providers if known_providers is not None else frozenset(
         PROVIDER_FACTORIES)
-    routes = {code: DEFAULT_PROVIDER for code in CATALOG}
+    routes = {code: DEFAULT_PROVIDER for code in CATALOG} if sandbox_allowed else {}
     named: set[str] = set()
     for item in (spec or "").split(","):
         item = item.strip()
@@ -70,6 +76,10 @@ def parse_provider_routes(spec: str | None,
                               f"(known: {', '.join(sorted(providers))})")
         if code in named:
             raise ConfigError(f"{SETTING}: {code} is routed twice")
+        if provider == DEFAULT_PROVIDER and not sandbox_allowed:
+            raise ConfigError(f"{SETTING}: {method} is routed to the sandbox, which exists "
+                              "only with APP_ENV dev or test; route it to a real provider "
+                              "or leave it out (it is then disabled)")
         named.add(code)
         routes[code] = provider
     return routes
@@ -85,12 +95,19 @@ class ProviderRegistry:
         self._routes = dict(routes)
         self._factories = factories
         self._built: dict[str, Provider] = {}
-        for name in sorted({DEFAULT_PROVIDER, *self._routes.values()}):
+        standing_in = {DEFAULT_PROVIDER} if settings.is_dev else set()
+        for name in sorted({*standing_in, *self._routes.values()}):
             self.by_name(name)
 
     @property
     def routes(self) -> dict[str, str]:
         return dict(self._routes)
+
+    @property
+    def available_methods(self) -> frozenset[str]:
+        """The methods this deployment can take: those a provider serves here, and the
+        wallet's balance, which no provider ever sees; any other is disabled."""
+        return frozenset(self._routes) | {BALANCE_METHOD}
 
     def for_method(self, method: str) -> Provider:
         code = ALIASES.get(method, method)
@@ -110,15 +127,19 @@ class ProviderRegistry:
         return self._built.get(name)
 
     def by_name(self, name: str) -> Provider:
-        provider = self._built.get(name)
-        if provider is None:
-            factory = self._factories.get(name)
-            if factory is None:
-                raise KeyError(f"unknown payment provider {name!r}")
-            provider = self._built[name] = InstrumentedProvider(factory(self._settings))
+        built = self._built.get(name)
+        if built is not None:
+            return built
+        if name == DEFAULT_PROVIDER and not self._settings.is_dev:
+            raise KeyError("the sandbox exists only with APP_ENV dev or test")
+        factory = self._factories.get(name)
+        if factory is None:
+            raise KeyError(f"unknown payment provider {name!r}")
+        provider = self._built[name] = InstrumentedProvider(factory(self._settings))
         return provider
 
 
 def build_registry(settings: Settings, spec: str | None = None) -> ProviderRegistry:
     """The registry for `spec` (the PAYMENT_PROVIDERS value; None or "" = all sandbox)."""
-    return ProviderRegistry(settings, parse_provider_routes(spec))
+    return ProviderRegistry(settings, parse_provider_routes(
+        spec, sandbox_allowed=settings.is_dev))

@@ -35,7 +35,7 @@ def merchant_key_required(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        expected = resources().settings.sandbox_webhook_secret
+        expected = resources().settings.sandbox_api_key
         if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(),
                                                                  expected.encode()):
             raise Unauthenticated("Send the merchant key: Authorization: Bearer <key>",

@@ -59,7 +59,7 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def flow(api, admin_key, settings, clean_db, celery_worker) -> PaymentFlow:
-    return PaymentFlow(api, admin_key, settings.sandbox_webhook_secret, clean_db)
+    return PaymentFlow(api, admin_key, settings.sandbox_api_key, clean_db)
 
 
 class Customer:

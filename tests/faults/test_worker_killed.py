@@ -11,19 +11,16 @@ queue, and the kills hit only this test's worker.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
-import psutil
 import pytest
-import requests
 from sqlalchemy import func, select
 
 from domain.models import OrderStatusHistory, Payment, PaymentEvent, ProviderCallback
-from tests.support.callbacks import event_body, post_callback, signed_headers
+from tests.support.callbacks import event_body
 from tests.support.factories import make_order, make_payment
+from tests.support.pool_kills import kill_pool_in_rounds, pool_processes, post_callbacks
 from tests.support.private_stack import env_with, serve_app, settings_with
 from tests.support.processes import stop_process_group, wait_until
 from tests.support.worker import start_worker
@@ -34,10 +31,6 @@ PAYMENTS = 1000
 SAME_EVENT_AGAIN = 60      # the provider redelivers an event id it already sent
 NEW_EVENT_SAME_TXN = 60    # or sends the same capture under a new event id
 KILL_ROUNDS = 4
-
-
-def _pool_processes(worker_pid: int) -> list[psutil.Process]:
-    return psutil.Process(worker_pid).children(recursive=False)
 
 
 def _count(res, *where) -> int:
@@ -75,33 +68,11 @@ def test_every_payment_applied_exactly_once_while_pool_processes_are_killed(
                 # Kill the whole pool while it works through the backlog: tasks die
                 # mid-flight, with locks held and transactions open. Before each round the
                 # master must have forked a new pool, and that pool must have done some work.
-                done = 0
-                for _ in range(KILL_ROUNDS):
-                    wait_until(lambda: len(_pool_processes(worker.pid)) == 2, timeout=60,
-                               message="the master to restart its pool processes")
-                    wait_until(lambda d=done: processed() >= d + 30, timeout=60,
-                               message="the new pool processes to get going")
-                    children = _pool_processes(worker.pid)
-                    for child in children:
-                        try:
-                            os.kill(child.pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                    kills.append(len(children))
-                    done = processed()
-
-            local = threading.local()
-
-            def send(body: bytes) -> requests.Response:
-                if not hasattr(local, "http"):
-                    local.http = requests.Session()
-                return post_callback(url, body, headers=signed_headers(body),
-                                     session=local.http)
+                kills.extend(kill_pool_in_rounds(worker.pid, KILL_ROUNDS, processed, step=30))
 
             kill_thread = threading.Thread(target=killer, daemon=True)
             kill_thread.start()
-            with ThreadPoolExecutor(max_workers=6) as pool:
-                responses = list(pool.map(send, bodies))
+            responses = post_callbacks(url, bodies)
             kill_thread.join(timeout=180)
 
             assert [r.status_code for r in responses] == [200] * len(bodies)
@@ -111,7 +82,7 @@ def test_every_payment_applied_exactly_once_while_pool_processes_are_killed(
             # Recovery: no replay by hand, only the retries the task itself schedules.
             wait_until(lambda: _count(res, ProviderCallback.status == "received") == 0,
                        timeout=170, interval=1, message="every stored callback handled")
-            assert len(_pool_processes(worker.pid)) == 2  # the pool is whole again
+            assert len(pool_processes(worker.pid)) == 2  # the pool is whole again
     finally:
         stop_process_group(worker, signal.SIGTERM)
 

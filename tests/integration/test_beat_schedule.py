@@ -30,10 +30,11 @@ JOBS = {  # task name -> interval with SWEEP_INTERVAL_SECONDS = 7
     "maintenance.sync_pending": 300.0,
     "maintenance.resend_refunds": 7.0,
     "maintenance.resend_payment_starts": 7.0,
+    "maintenance.purge_idempotency_keys": 3600.0,
 }
 
 
-def test_the_schedule_has_the_six_jobs_with_intervals_from_settings(settings: Settings):
+def test_the_schedule_has_every_job_with_intervals_from_settings(settings: Settings):
     schedule = build_beat_schedule(replace(settings, sweep_interval_seconds=7))
 
     assert {entry["task"]: entry["schedule"] for entry in schedule.values()} == JOBS

@@ -28,7 +28,7 @@ from tests.support.worker import start_worker
 
 @pytest.fixture
 def flow(api, admin_key, settings, clean_db, celery_worker) -> PaymentFlow:
-    return PaymentFlow(api, admin_key, settings.sandbox_webhook_secret, clean_db)
+    return PaymentFlow(api, admin_key, settings.sandbox_api_key, clean_db)
 
 
 def tickets_for(res, payment_id: int) -> int:

@@ -26,7 +26,7 @@ QUIET = 120  # seconds moved back: past the janitor's one quiet minute
 
 @pytest.fixture
 def flow(api, admin_key, settings, clean_db, celery_worker) -> PaymentFlow:
-    return PaymentFlow(api, admin_key, settings.sandbox_webhook_secret, clean_db)
+    return PaymentFlow(api, admin_key, settings.sandbox_api_key, clean_db)
 
 
 def started_with_lost_callback(flow: PaymentFlow, button: str) -> tuple[dict, str]:

@@ -36,7 +36,7 @@ def app_operations(app: Flask) -> set[tuple[str, str]]:
     """(path template in OpenAPI syntax, method) for every real route but static files."""
     ops = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
             continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         ops |= {(path, m.lower()) for m in (rule.methods or ()) - {"HEAD", "OPTIONS"}}

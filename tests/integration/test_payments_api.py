@@ -101,14 +101,14 @@ def test_failure_another_users_order_is_404(user, clean_db):
     assert row_counts(clean_db)[2:] == (0, 0)
 
 
-@pytest.mark.parametrize("method", ["invalid_method", "paypal", "balance", "crypto"])
+@pytest.mark.parametrize("method", ["invalid_method", "paypal", "crypto"])
 def test_failure_unsupported_method_400(user, clean_db, method):
     order_id = make_order(clean_db)
     response = user.post("/api/v1/payments", json={"order_id": order_id, "method": method})
     assert response.status_code == 400
     body = response.json()
     assert body["code"] == "unsupported_method"
-    assert body["supported_methods"] == ["alipay", "bank_card", "wechat"]
+    assert body["supported_methods"] == ["alipay", "balance", "bank_card", "wechat"]
     assert row_counts(clean_db)[2:] == (0, 0)
 
 
@@ -601,4 +601,5 @@ def test_payment_methods_catalog(user):
                                  "fee_rate": "0.006", "aliases": []}
     assert methods["bank_card"]["aliases"] == ["bank"]
     assert Decimal(methods["bank_card"]["fee_rate"]) == Decimal("0.008")
-    assert [c for c, m in methods.items() if m["enabled"]] == ["wechat", "alipay", "bank_card"]
+    assert [c for c, m in methods.items() if m["enabled"]] == ["wechat", "alipay", "bank_card",
+                                                              "balance"]

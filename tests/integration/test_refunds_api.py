@@ -30,7 +30,7 @@ def admin(api, admin_key):
 
 @pytest.fixture
 def flow(api, admin_key, settings, clean_db, celery_worker) -> PaymentFlow:
-    return PaymentFlow(api, admin_key, settings.sandbox_webhook_secret, clean_db)
+    return PaymentFlow(api, admin_key, settings.sandbox_api_key, clean_db)
 
 
 def refund_count(res) -> int:

@@ -100,7 +100,7 @@ def test_4xx_is_rejected(provider, live_url, settings):
 
 def test_connection_refused_is_unavailable(settings):
     nobody = SandboxProvider(f"http://127.0.0.1:{free_port()}/sandbox",
-                             settings.sandbox_webhook_secret)
+                             settings.sandbox_api_key)
     started = time.monotonic()
     with pytest.raises(ProviderUnavailable) as info:
         nobody.create_payment(payment(41, "1.00", "wechat"))

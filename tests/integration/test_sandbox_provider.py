@@ -8,6 +8,7 @@ to our own /callbacks/sandbox instead.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -39,7 +40,7 @@ def receiver():
 @pytest.fixture
 def merchant(api, settings, celery_worker):
     """The merchant side of the sandbox's API (authenticated with the shared secret)."""
-    return api.as_key(settings.sandbox_webhook_secret)
+    return api.as_key(settings.sandbox_api_key)
 
 
 def create(merchant, payment_id, amount="100.00", method="wechat", **test_options):
@@ -127,7 +128,10 @@ def test_pay_page_then_approve_delivers_exactly_one_signed_payment_succeeded(
     for text in ("123.45 CNY", "WeChat Pay", "pending", f'action="/sandbox/pay/{ref}/approve"',
                  f'action="/sandbox/pay/{ref}/decline"'):
         assert text in page.text
-    assert not any(tag in page.text for tag in ("<script", "<link", "src=", "@import"))
+    # Self-contained: its one stylesheet is its own static file (no inline style: the CSP).
+    assert not any(tag in page.text for tag in ("<script", "src=", "@import", "<style"))
+    assert re.findall(r'<link[^>]*href="([^"]+)"', page.text) == ["/sandbox/static/sandbox.css"]
+    assert api.get("/sandbox/static/sandbox.css").status_code == 200
 
     approved = press(api, ref, "approve")
     assert approved.status_code == 303

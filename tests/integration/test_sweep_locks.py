@@ -26,6 +26,8 @@ JOBS = [  # (job, its lock key, what a run says while someone else holds it)
      {"skipped": "already running"}),
     (maintenance.resend_lost_payment_starts, "maintenance-lock:resend_payment_starts",
      {"skipped": "already running"}),
+    (maintenance.purge_idempotency_keys, "maintenance-lock:purge_idempotency_keys",
+     {"skipped": "already running"}),
     (maintenance.redeliver_stuck_callbacks, "sweep-lock:redeliver-callbacks", {"changed": 0}),
 ]
 

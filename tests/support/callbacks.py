@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from adapters.providers.sandbox.signature import SIGNATURE_HEADER, build_signature_header
 from adapters.resources import Resources
-from config import DEV_WEBHOOK_SECRET
+from config_secrets import DEV_WEBHOOK_SECRET
 from domain.models import PaymentEvent, ProviderCallback
 
 

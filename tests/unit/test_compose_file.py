@@ -45,10 +45,40 @@ def test_exactly_one_beat_and_workers_consume_every_queue():
     assert "-Q callbacks,payments,maintenance" in worker
 
 
+# What an operator would put in .env: the values compose demands with ${NAME:?...}.
+OPERATOR_SECRETS = {"CHECKOUT_TOKEN_SECRET": "k" * 40, "FLOWER_BASIC_AUTH": "ops:" + "p" * 40}
+
+
+def _compose_env(given: dict[str, str]) -> dict[str, str]:
+    """The web's environment as compose would resolve it with `given` set."""
+    def resolve(value: object) -> str:
+        match = re.fullmatch(r"\$\{(\w+)(:-|:\?)(.*)\}", str(value))
+        if not match:
+            return str(value)
+        name, kind, rest = match.groups()
+        if name in given:
+            return given[name]
+        assert kind == ":-", f"{name} is required and was not given"
+        return rest
+    return {k: resolve(v) for k, v in SERVICES["web"]["environment"].items()}
+
+
+def test_secrets_have_no_defaults_in_compose_and_the_app_accepts_real_ones():
+    env = SERVICES["web"]["environment"]
+    for name in OPERATOR_SECRETS:
+        assert str(env[name]).startswith(f"${{{name}:?"), name  # compose refuses without
+    assert "SANDBOX_WEBHOOK_SECRET" not in env  # the sandbox does not exist in production
+    settings = Settings.from_env(_compose_env(OPERATOR_SECRETS))
+    assert settings.checkout_token_secret == OPERATOR_SECRETS["CHECKOUT_TOKEN_SECRET"]
+
+
+def test_flower_is_not_published_by_default():
+    assert "ports" not in SERVICES["flower"]
+    assert SERVICES["flower"]["expose"] == ["5555"]
+
+
 def test_compose_settings_are_the_ones_the_app_reads():
-    env = {k: re.sub(r"\$\{\w+:-(.*)\}", r"\1", str(v))
-           for k, v in SERVICES["web"]["environment"].items()}
-    settings = Settings.from_env(env)
+    settings = Settings.from_env(_compose_env(OPERATOR_SECRETS))
     assert settings.environment == "production"
     assert settings.database_url.startswith("postgresql+psycopg://payments:")
     assert settings.payment_ttl_seconds == 1800 and settings.order_ttl_seconds == 86400

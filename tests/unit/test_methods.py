@@ -13,7 +13,7 @@ from domain.methods import CATALOG, resolve_method
 def test_catalog_matches_the_design():
     expected = {
         "wechat": (True, Decimal("0.006")), "alipay": (True, Decimal("0.006")),
-        "bank_card": (True, Decimal("0.008")), "balance": (False, Decimal("0")),
+        "bank_card": (True, Decimal("0.008")), "balance": (True, Decimal("0")),
         # seed 004's rates, for the methods it lists as disabled too
         "credit_card": (False, Decimal("0.008")), "paypal": (False, Decimal("0.029")),
         "crypto": (False, Decimal("0.01")),
@@ -35,7 +35,7 @@ def test_bank_is_an_alias_of_bank_card():
     assert resolve_method("bank").code == "bank_card"
 
 
-@pytest.mark.parametrize("code", ["balance", "credit_card", "paypal", "crypto", "cash", "",
+@pytest.mark.parametrize("code", ["credit_card", "paypal", "crypto", "cash", "",
                                   "WECHAT", "x" * 1000, 5, ["wechat"], True])
 def test_unknown_or_disabled_methods_are_unsupported(code):
     with pytest.raises(InvalidInput) as err:
@@ -46,7 +46,7 @@ def test_unknown_or_disabled_methods_are_unsupported(code):
 def test_unsupported_method_lists_what_is_supported():
     with pytest.raises(InvalidInput) as err:
         resolve_method("paypal")
-    assert err.value.extra["supported_methods"] == ["alipay", "bank_card", "wechat"]
+    assert err.value.extra["supported_methods"] == ["alipay", "balance", "bank_card", "wechat"]
 
 
 @pytest.mark.parametrize(("code", "amount", "fee"), [

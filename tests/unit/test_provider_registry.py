@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from adapters.providers.registry import build_registry, parse_provider_routes
@@ -11,7 +13,7 @@ from domain.methods import CATALOG
 
 SETTINGS = Settings(database_url="postgresql+psycopg://u@127.0.0.1/db",
                     redis_url="redis://127.0.0.1:6379/0", broker_url="redis://127.0.0.1:6379/0",
-                    public_base_url="http://shop.example")
+                    public_base_url="http://shop.example", environment="test")
 
 
 @pytest.mark.parametrize("spec", [None, "", " , "])
@@ -64,3 +66,33 @@ def test_an_unrouted_provider_needs_nothing_and_takes_no_callbacks():
     assert registry.for_callbacks("wechatpay") is None
     assert registry.for_callbacks("alipay") is None
     assert registry.for_callbacks("acme") is None
+
+
+PRODUCTION = replace(SETTINGS, environment="production")
+
+
+def test_outside_dev_the_sandbox_cannot_be_routed_and_unrouted_methods_are_disabled():
+    with pytest.raises(ConfigError, match="sandbox.*dev or test"):
+        build_registry(PRODUCTION, "wechat=sandbox")
+    registry = build_registry(PRODUCTION, "")
+    # Nothing silently to the sandbox: only the wallet's balance, which needs no provider.
+    assert registry.available_methods == frozenset({"balance"})
+    assert registry.for_callbacks("sandbox") is None
+    with pytest.raises(KeyError):
+        registry.for_method("wechat")
+    with pytest.raises(KeyError):
+        registry.by_name("sandbox")
+
+
+def test_unrouted_methods_are_refused_and_listed_disabled():
+    from domain.errors import InvalidInput
+    from domain.methods import resolve_method
+    from services.queries import list_payment_methods
+
+    with pytest.raises(InvalidInput) as refused:
+        resolve_method("wechat", available=frozenset({"alipay"}))
+    assert refused.value.code == "unsupported_method"
+    assert refused.value.extra["supported_methods"] == ["alipay"]
+    listed = {m["code"]: m["enabled"] for m in
+              list_payment_methods(frozenset({"alipay"}))["items"]}
+    assert listed["alipay"] is True and listed["wechat"] is False

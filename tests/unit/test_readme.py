@@ -15,7 +15,8 @@ RUN_BY = {
     "Sandbox-Signature: t=$t": ["tests/e2e/test_make_up.py"],
     "payments keys create": ["tests/integration/test_cli.py", "tests/integration/test_sweep_cli.py",
                              "tests/integration/test_callbacks_endpoint.py",
-                             "tests/e2e/test_make_up.py"],
+                             "tests/e2e/test_make_up.py",
+                             "tests/integration/test_wallet_journey.py"],  # wallets verify
     "make bench": ["tests/e2e/test_bench_smoke.py"],
 }
 # Blocks known to run by no test yet: each one is a gap to close, named here so that a new

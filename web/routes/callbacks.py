@@ -16,12 +16,13 @@ import time
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, TooManyRequests
 
 from adapters.metrics import CALLBACK_LATENCY, CALLBACKS
 from adapters.providers.base import CallbackAnswer, CallbackRequest
 from domain.errors import DomainError
 from services.callbacks import (
+    MAX_PAGE_SIZE,
     callback_connector,
     ingest_callback,
     list_callbacks,
@@ -31,7 +32,7 @@ from web.auth import current_principal, require_key
 from web.deps import resources
 from web.errors import STATUS_BY_KIND, error_response
 from web.json_body import json_body
-from web.routes.params import query_int
+from web.routes.params import query_int, query_page
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,16 @@ def refused(exc: DomainError):
 def too_large(exc: HTTPException):
     _count_too_large()
     return _refusal(413, "request_entity_too_large", exc.description or "Too large", {})
+
+
+@provider_bp.errorhandler(TooManyRequests)
+def too_many_refusals(exc: HTTPException):
+    """Too many refused signatures from this address (web/rate_limits.py)."""
+    response = _refusal(429, "too_many_refused_callbacks",
+                        "Too many callbacks with a bad signature from this address; "
+                        "try again later", {})
+    response.headers["Retry-After"] = "60"
+    return response
 
 
 # --- oversized callbacks are counted (issue #15): outcome "too_large" -------------------
@@ -143,8 +154,7 @@ def _read_bounded_body(limit: int) -> bytes:
 @admin_bp.get("/callbacks")
 @require_key(admin=True)
 def list_stored_callbacks():
-    page = query_int("page", default=1)
-    page_size = query_int("page_size", default=50)
+    page, page_size = query_page(default_size=50, max_size=MAX_PAGE_SIZE)
     payment_id = query_int("payment_id")
     status = request.args.get("status") or None
     return jsonify(list_callbacks(resources(), status=status, payment_id=payment_id,

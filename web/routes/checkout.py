@@ -45,6 +45,9 @@ def page(payment_id: int):
     lang = language(request)
     methods = [{**m, "label": method_name(lang, m["code"], m["name"]),
                 "glyph": method_glyph(lang, m["code"])} for m in view["methods"]]
+    for m in methods:
+        if "balance" in m:  # the wallet's, shown beside it
+            m["balance"] = format_amount(m["balance"])
     urls = {
         "status": url_for(".status", payment_id=payment_id, token=view["token"]),
         "pay": url_for(".pay", payment_id=payment_id, token=view["token"]),

@@ -24,12 +24,14 @@ METHOD_ORDER = ("get", "post", "put", "patch", "delete")
 
 @bp.get("/openapi.json")
 def openapi_json():
-    return jsonify(openapi_spec(resources().settings.supported_currencies))
+    settings = resources().settings
+    return jsonify(openapi_spec(settings.supported_currencies, settings.is_dev))
 
 
 @bp.get("/docs")
 def docs_page():
-    spec = openapi_spec(resources().settings.supported_currencies)
+    settings = resources().settings
+    spec = openapi_spec(settings.supported_currencies, settings.is_dev)
     reader = _SpecReader(spec)
     return render_template("docs.html", info=spec["info"], operations=reader.operations(),
                            schemas=reader.schemas(), code=inline_code)

@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify
 
 from services import queries
 from web.auth import require_key
+from web.deps import resources
 
 bp = Blueprint("methods", __name__)
 
@@ -13,4 +14,4 @@ bp = Blueprint("methods", __name__)
 @bp.get("/payment-methods")
 @require_key()
 def list_methods():
-    return jsonify(queries.list_payment_methods())
+    return jsonify(queries.list_payment_methods(resources().providers.available_methods))

@@ -17,12 +17,12 @@ bp = Blueprint("orders", __name__)
 @bp.post("/orders")
 @require_key()
 def create_order():
-    body = json_body(("total_amount", "currency", "order_number", "user_id"))
+    body = json_body(("total_amount", "currency", "order_number", "user_id", "purpose"))
     view = orders.create_order(
         resources(), current_principal(),
         total_amount=body.get("total_amount"), currency=body.get("currency"),
         order_number=body_str(body, "order_number", max_len=64),
-        user_id=body_id(body, "user_id", required=False))
+        user_id=body_id(body, "user_id", required=False), purpose=body.get("purpose"))
     return jsonify(view), 201
 
 

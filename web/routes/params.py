@@ -18,6 +18,9 @@ from domain.ids import MAX_BIGINT, is_int
 # The longest free-text reason (cancel, refund, order transition) a request may carry.
 REASON_MAX = 500
 DIGITS = re.compile(r"[0-9]{1,19}")
+# Every listing's page is capped: an OFFSET past this is no listing anyone pages through
+# (use the filters), and an unbounded one reaches past BIGINT.
+MAX_PAGE = 10_000
 
 
 def _bad(field: str, sentence: str) -> InvalidInput:
@@ -56,6 +59,13 @@ def query_int(name: str, *, default: int | None = None, minimum: int = 1,
     if not DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
         raise _bad(name, f"must be a whole number from {minimum} to {maximum}")
     return int(raw)
+
+
+def query_page(*, default_size: int, max_size: int) -> tuple[int, int]:
+    """`page` (1..MAX_PAGE) and `page_size` (1..max_size) of a listing."""
+    page = query_int("page", default=1, maximum=MAX_PAGE) or 1
+    size = query_int("page_size", default=default_size, maximum=max_size) or default_size
+    return page, size
 
 
 def query_str(name: str, *, max_len: int = 64) -> str | None:

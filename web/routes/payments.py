@@ -15,6 +15,7 @@ from web.routes.params import (
     body_str,
     query_datetime,
     query_int,
+    query_page,
     query_str,
 )
 
@@ -22,7 +23,6 @@ bp = Blueprint("payments", __name__)
 
 MAX_PAGE_SIZE = 100
 # Keeps OFFSET inside BIGINT whatever the page size; nobody pages this far.
-MAX_PAGE = 10_000_000
 
 
 @bp.post("/payments")
@@ -42,8 +42,7 @@ def list_payments():
         order_id=query_int("order_id"), status=query_str("status"),
         method=query_str("method"), user_id=query_int("user_id"),
         created_from=query_datetime("created_from"), created_to=query_datetime("created_to"))
-    page = query_int("page", default=1, maximum=MAX_PAGE) or 1
-    page_size = query_int("page_size", default=20, maximum=MAX_PAGE_SIZE) or 20
+    page, page_size = query_page(default_size=20, max_size=MAX_PAGE_SIZE)
     listing = queries.list_payments(resources(), current_principal(), filters, page=page,
                                     page_size=page_size)
     return jsonify({**listing, "items": [_linked(item) for item in listing["items"]]})
@@ -65,8 +64,9 @@ def get_payment_status(payment_id: int):
 @require_key()
 def pay(payment_id: int):
     json_body(())  # no fields, but a body that is not a JSON object is still refused
-    return jsonify(_linked(payments.request_payment_start(resources(), current_principal(),
-                                                          payment_id))), 202
+    view = payments.request_payment_start(resources(), current_principal(), payment_id)
+    # A balance payment is settled within the request (DESIGN.md §10): 200, not accepted.
+    return jsonify(_linked(view)), 200 if view["status"] == "succeeded" else 202
 
 
 @bp.post("/payments/<int:payment_id>/cancel")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from services.maintenance import (
     expire_stale_orders,
     expire_stale_payments,
+    purge_idempotency_keys,
     resend_lost_payment_starts,
     resend_lost_refunds,
     sync_processing_payments,
@@ -47,3 +48,8 @@ def resend_payment_starts(older_than_seconds: object = None) -> None:
 def _quiet_period(value: object) -> dict[str, float]:
     seconds = seconds_argument(value)
     return {} if seconds is None else {"older_than_seconds": seconds}
+
+
+@celery.task(name="maintenance.purge_idempotency_keys", acks_late=True, ignore_result=True)
+def purge_idempotency_keys_task() -> None:
+    purge_idempotency_keys(resources())

@@ -52,14 +52,14 @@ class SandboxProvider:
                  session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self._webhook_secrets = webhook_secrets or (api_key,)
+        self._webhook_secrets = webhook_secrets
         self._tolerance_seconds = tolerance_seconds
         self._timeout = timeout
         self._http = session or requests.Session()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxProvider:
-        return cls(settings.public_base_url + SANDBOX_PATH, settings.sandbox_webhook_secret,
+        return cls(settings.public_base_url + SANDBOX_PATH, settings.sandbox_api_key,
                    webhook_secrets=(settings.sandbox_webhook_secret,),
                    tolerance_seconds=settings.callback_tolerance_seconds)
 
