@@ -123,7 +123,7 @@ def drive_traffic(flow: PaymentFlow, web_url: str) -> None:
 def test_every_dashboard_and_recording_rule_expression_returns_data(
         stack, clean_db, admin_key, settings):
     web_url, prometheus = stack
-    flow = PaymentFlow(Api(web_url), admin_key, settings.sandbox_webhook_secret, clean_db)
+    flow = PaymentFlow(Api(web_url), admin_key, settings.sandbox_api_key, clean_db)
     wait_until(lambda: prometheus.targets_up() == {"web": True, "worker": True}, timeout=30,
                interval=0.5, message="prometheus scraping web and worker")
 

@@ -31,7 +31,7 @@ def test_the_customer_pays_from_the_wallet_on_the_page(api, admin_key, settings,
     from selenium.webdriver.common.by import By
 
     make_user_key(USER)
-    flow = PaymentFlow(api, admin_key, settings.sandbox_webhook_secret, clean_db)
+    flow = PaymentFlow(api, admin_key, settings.sandbox_api_key, clean_db)
     credit(flow.admin, USER, "120.00")
     order = flow.order("88.80", user_id=USER)
     payment = flow.payment(order["id"], "wechat")

@@ -18,7 +18,7 @@ USER = 71
 @pytest.fixture
 def flow(api, admin_key, settings, clean_db, make_user_key) -> PaymentFlow:
     make_user_key(USER)
-    return PaymentFlow(api, admin_key, settings.sandbox_webhook_secret, clean_db)
+    return PaymentFlow(api, admin_key, settings.sandbox_api_key, clean_db)
 
 
 def checkout(flow: PaymentFlow, total: str, **order_fields) -> tuple[int, str]:

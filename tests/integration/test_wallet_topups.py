@@ -24,7 +24,7 @@ D = Decimal
 @pytest.fixture
 def flow(api, admin_key, settings, clean_db, celery_worker, make_user_key) -> PaymentFlow:
     make_user_key(USER)
-    return PaymentFlow(api, admin_key, settings.sandbox_webhook_secret, clean_db)
+    return PaymentFlow(api, admin_key, settings.sandbox_api_key, clean_db)
 
 
 def paid_topup(flow: PaymentFlow, total: str, **test_options) -> tuple[dict, dict, str]:
