@@ -29,4 +29,5 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "resend-refunds": job("maintenance.resend_refunds", sweep),
         "resend-payment-starts": job("maintenance.resend_payment_starts", sweep),
         "purge-idempotency-keys": job("maintenance.purge_idempotency_keys", ONE_HOUR),
+        "redeliver-webhooks": job("maintenance.redeliver_webhooks", sweep),
     }

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from config_secrets import SecretError, Secrets, read_secrets
 from domain.money import STORED_DECIMALS, is_iso_currency, minor_units
+from domain.webhooks import DEFAULT_RETRY_SCHEDULE, DISABLE_AFTER_SECONDS, parse_schedule
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 # Only these run the lenient defaults and mount the stand-ins (sandbox, doubles); an
@@ -162,6 +163,32 @@ class AlipaySettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Merchant webhooks (DESIGN.md §9): the retry schedule (seconds after each failed
+    attempt; then the delivery is failed) and whether private networks may be targets."""
+
+    retry_schedule_seconds: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
+    allow_private_networks: bool = False
+    # An endpoint whose every delivery failed for this long is disabled.
+    disable_after_seconds: int = DISABLE_AFTER_SECONDS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        raw = (env.get("WEBHOOK_RETRY_SCHEDULE_SECONDS") or "").strip()
+        try:
+            schedule = parse_schedule(raw) if raw else cls.retry_schedule_seconds
+        except ValueError as exc:
+            raise ConfigError(f"WEBHOOK_RETRY_SCHEDULE_SECONDS {exc}") from None
+        allow = (env.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS") or "").strip().lower()
+        if allow not in ("", "0", "1", "true", "false"):
+            raise ConfigError(f"WEBHOOK_ALLOW_PRIVATE_NETWORKS must be 0 or 1, got {allow!r}")
+        return cls(retry_schedule_seconds=schedule,
+                   allow_private_networks=allow in ("1", "true"),
+                   disable_after_seconds=_int(env, "WEBHOOK_DISABLE_AFTER_SECONDS",
+                                              cls.disable_after_seconds))
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     redis_url: str
@@ -186,6 +213,7 @@ class Settings:
     callback_auth_failure_limit: str = "30 per minute"
     # How many proxies in front of us set X-Forwarded-For (0: the peer is the client).
     trusted_proxies: int = 0
+    webhooks: WebhookSettings = WebhookSettings()
     # The provider doubles' retry schedules are multiplied by this (tests: 0.01).
     standin_retry_scale: float = 1.0
     run_dir: Path = PROJECT_ROOT / ".run"
@@ -258,6 +286,7 @@ class Settings:
             out_trade_no_prefix=_out_trade_no_prefix(env),
             wechatpay=WechatPaySettings.from_env(env),
             alipay=AlipaySettings.from_env(env),
+            webhooks=WebhookSettings.from_env(env),
             standin_retry_scale=_scale(env, "STANDIN_RETRY_SCALE"),
             callback_auth_failure_limit=_rate(env, "CALLBACK_AUTH_FAILURE_LIMIT",
                                               "30 per minute"),

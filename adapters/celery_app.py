@@ -11,13 +11,16 @@ from kombu import Queue
 
 from config import Settings
 
-QUEUES = ("callbacks", "payments", "maintenance")
+# webhooks: merchant deliveries, on a queue (and worker) of their own, so a receiver that
+# hangs for its whole timeout never holds up a callback being applied (DESIGN.md §9).
+QUEUES = ("callbacks", "payments", "maintenance", "webhooks")
 
 TASK_ROUTES = {
     "callbacks.*": {"queue": "callbacks"},
     "payments.*": {"queue": "payments"},
     "refunds.*": {"queue": "payments"},
     "maintenance.*": {"queue": "maintenance"},
+    "webhooks.*": {"queue": "webhooks"},
     "sandbox.*": {"queue": "payments"},  # the sandbox provider's callback deliveries
     "standins.*": {"queue": "payments"},  # the provider doubles' notifications
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +17,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.metrics import AFTER_COMMIT_FAILURES
 
 log = logging.getLogger(__name__)
+
+# Tasks asked for deep inside a transaction, by code that has the session but no unit of
+# work (services/webhooks/outbox.py: a delivery per event): commit() sends them.
+_DEFERRED_TASKS = "deferred_tasks"
+TaskSender = Callable[..., bool]
+
+
+def defer_task(session: Session, task_name: str, *args: Any) -> None:
+    """Send `task_name(*args)` once this session's transaction commits (a rollback drops
+    it). Only a unit of work given a task sender sends; the work must be stored so that
+    a sweep can send it again anyway."""
+    session.info.setdefault(_DEFERRED_TASKS, []).append((task_name, args))
 
 
 def make_engine(database_url: str, pool_size: int = 5) -> Engine:
@@ -35,8 +48,10 @@ def make_engine(database_url: str, pool_size: int = 5) -> Engine:
 class UnitOfWork:
     """`with uow: ...; uow.commit()`; the session is `uow.session`."""
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, session_factory: sessionmaker[Session],
+                 task_sender: TaskSender | None = None) -> None:
         self._session_factory = session_factory
+        self._task_sender = task_sender
         self._after_commit: list[Callable[[], None]] = []
         self.session: Session
 
@@ -48,13 +63,17 @@ class UnitOfWork:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
+            self.session.info.pop(_DEFERRED_TASKS, None)
             self.session.rollback()
         finally:
             self.session.close()
 
     def commit(self) -> None:
+        tasks = self.session.info.pop(_DEFERRED_TASKS, [])
         self.session.commit()
         hooks, self._after_commit = self._after_commit, []
+        if self._task_sender is not None:
+            hooks += [_sender(self._task_sender, name, args) for name, args in tasks]
         for hook in hooks:
             try:
                 hook()
@@ -69,6 +88,12 @@ class UnitOfWork:
         self._after_commit.append(hook)
 
 
+def _sender(send: TaskSender, name: str, args: tuple[Any, ...]) -> Callable[[], None]:
+    def hook() -> None:
+        send(name, *args)  # False (logged by the sender) leaves it to the work's sweep
+    return hook
+
+
 class Database:
     """Owns the engine; hands out units of work. Connects lazily, on first use."""
 
@@ -76,8 +101,8 @@ class Database:
         self.engine = make_engine(database_url, pool_size=pool_size)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
 
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.session_factory)
+    def uow(self, task_sender: TaskSender | None = None) -> UnitOfWork:
+        return UnitOfWork(self.session_factory, task_sender)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -75,6 +75,17 @@ WALLET_ENTRIES = Counter("payments_wallet_entries_total",
 WALLET_REFUSALS = Counter("payments_wallet_refusals_total",
                           "Wallet movements refused, by code: insufficient_balance (a balance "
                           "payment), topup_already_spent (a top-up's refund)", ["code"])
+WEBHOOK_DELIVERIES = Counter("payments_webhook_deliveries_total",
+                             "Merchant webhook delivery attempts by outcome: delivered (a 2xx), "
+                             "retried (failed, tried again later), failed (the retry schedule "
+                             "ran out), skipped (its endpoint was disabled)", ["outcome"])
+WEBHOOK_DELIVERY_LATENCY = Histogram(
+    "payments_webhook_delivery_latency_seconds",
+    "From an event's commit to its delivery's 2xx (retries included)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400))
+WEBHOOK_ENDPOINTS_DISABLED = Counter("payments_webhook_endpoints_disabled_total",
+                                     "Webhook endpoints disabled after failing every "
+                                     "delivery for 3 days")
 TASK_DURATION = Histogram("payments_task_seconds", "Celery task run time", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 TASK_FAILURES = Counter("payments_task_failures_total", "Celery task failures", ["task"])
@@ -157,6 +168,21 @@ def initialise_series(providers: Iterable[str], tasks: Iterable[str] = ()) -> No
     for task in tasks:
         TASK_FAILURES.labels(task)
         ENQUEUE_FAILURES.labels(task)
+
+
+class _Observation:
+    """A histogram observation that count_on_commit can hold until the commit."""
+
+    def __init__(self, histogram: Any) -> None:
+        self._histogram = histogram
+
+    def inc(self, value: float) -> None:
+        self._histogram.observe(value)
+
+
+def observe_on_commit(session: Session, histogram: Any, value: float) -> None:
+    """Observe `value` once `session`'s transaction commits (like count_on_commit)."""
+    session.info.setdefault(_PENDING_KEY, []).append((_Observation(histogram), value))
 
 
 @event.listens_for(Session, "after_commit")

@@ -47,7 +47,8 @@ class Resources:
         return TaskQueue(self.celery)
 
     def uow(self) -> UnitOfWork:
-        return self.db.uow()
+        # Tasks deferred inside the transaction (adapters.db.defer_task) go to our queue.
+        return self.db.uow(task_sender=lambda name, *args: self.queue.send(name, *args))
 
     def close(self) -> None:
         if "db" in self.__dict__:

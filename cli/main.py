@@ -106,6 +106,20 @@ def cmd_wallets_verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_webhooks_test(args: argparse.Namespace) -> int:
+    """A signed `ping` to URL, with the secrets of the endpoint registered at that URL (or
+    --secret); exits 0 when the receiver answered 2xx."""
+    from services.webhooks.ping import send_ping  # noqa: PLC0415
+
+    res = _resources()
+    try:
+        outcome = send_ping(res, args.url, secret=args.secret)
+    finally:
+        res.close()
+    print(json.dumps(outcome))
+    return 0 if outcome["delivered"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="wallets_cmd", required=True)
     wallets.add_parser("verify", help="check every wallet's balance against its ledger; "
                        "exits 1 naming any that differ").set_defaults(func=cmd_wallets_verify)
+
+    webhooks = sub.add_parser("webhooks", help="merchant webhooks").add_subparsers(
+        dest="webhooks_cmd", required=True)
+    test = webhooks.add_parser("test", help="send a signed ping event to a receiver")
+    test.add_argument("url")
+    test.add_argument("--secret", default=None,
+                      help="sign with this secret (default: the endpoint's at this URL)")
+    test.set_defaults(func=cmd_webhooks_test)
     return parser
 
 

@@ -86,6 +86,11 @@ def _app_children(env: dict[str, str], settings: Settings, logs: Path, web_port:
         command_child("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency",
                                  str(workers), "-Q", "callbacks,payments,maintenance",
                                  "--hostname", "worker@%h"], env, logs),
+        # Merchant webhooks on a worker of their own: a shop's receiver that hangs for the
+        # whole 10 s timeout then holds up only other webhooks, never a payment (§9).
+        command_child("webhooks-worker", [*celery, "worker", "--loglevel", "INFO",
+                                          "--concurrency", str(workers), "-Q", "webhooks",
+                                          "--hostname", "webhooks@%h"], env, logs),
         command_child("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule",
                                str(settings.run_dir / "celerybeat-schedule")], env, logs),
         command_child("flower", [*celery, "flower", f"--port={flower_port}",

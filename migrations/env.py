@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import domain.wallet_models  # noqa: F401 - the wallet's tables, on the same metadata
+import domain.webhook_models  # noqa: F401 - the webhooks' and events' tables
 import standins.models  # noqa: F401 - the doubles' tables are on the same metadata
 import standins.sandbox.models  # noqa: F401 - its tables are on the same metadata
 from domain.models import Base

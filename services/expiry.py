@@ -8,7 +8,9 @@ UPDATE's RETURNING writes their audit/history rows. So:
   waited for: the callback's success wins, and the sweep takes what is still
   due on its next run;
 - a row that changed since it was read is not moved (the status re-check);
-- every moved row gets exactly one audit row, in the same commit;
+- every moved row gets exactly one audit row, in the same commit, and one merchant
+  event (§9), written set-based too (services/webhooks/outbox.py): in the payments'
+  statement itself, and by a second one over the ids the orders' statement returns;
 - the commit does not wait for the WAL flush: a batch lost in a crash is redone by
   the next run (why that is safe: _begin_sweep_batch).
 Rows are never loaded into Python, so one run copes with any backlog; a run
@@ -36,6 +38,7 @@ from adapters.metrics import EXPIRATIONS, count_on_commit, count_payment_final
 from adapters.resources import Resources
 from domain.models import Order, OrderStatusHistory, Payment, PaymentEvent
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
+from domain.webhooks import EventType
 from services.provider_sync import (
     UNKNOWN,
     ProviderAnswer,
@@ -44,6 +47,7 @@ from services.provider_sync import (
     apply_answer,
     query_statuses,
 )
+from services.webhooks.outbox import defer_deliveries, payment_events_from, record_events
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +118,11 @@ def expire_due_payments(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
     while not _past(deadline, tally):
         with res.uow() as uow:
             _begin_sweep_batch(uow.session)
-            changed = uow.session.execute(
+            expired_ids, delivery_ids = uow.session.execute(
                 _expire_payments_statement(batch_size, statuses=(PaymentStatus.INIT.value,))
-            ).scalar_one()
+            ).one()
+            changed = len(expired_ids)
+            defer_deliveries(uow.session, delivery_ids)
             count_payment_final(uow.session, PaymentStatus.EXPIRED.value, changed)
             uow.commit()
         if not changed:
@@ -163,9 +169,11 @@ def _expire_due_processing(res: Resources, batch_size: int, deadline: float | No
             continue
         with res.uow() as uow:
             _begin_sweep_batch(uow.session)
-            changed = uow.session.execute(_expire_payments_statement(
+            expired_ids, delivery_ids = uow.session.execute(_expire_payments_statement(
                 len(expirable), statuses=(PaymentStatus.PROCESSING.value,), only_ids=expirable)
-            ).scalar_one()
+            ).one()
+            changed = len(expired_ids)
+            defer_deliveries(uow.session, delivery_ids)
             count_payment_final(uow.session, PaymentStatus.EXPIRED.value, changed)
             uow.commit()
         tally.changed += changed
@@ -174,7 +182,8 @@ def _expire_due_processing(res: Resources, batch_size: int, deadline: float | No
 
 def _expire_payments_statement(batch_size: int, *, statuses: Sequence[str],
                                only_ids: Sequence[int] | None = None) -> Select[Any]:
-    """One batch, one statement; returns how many payments it expired:
+    """One batch, one statement; returns the ids of the payments it expired and of the
+    webhook deliveries of their payment.expired events (services/webhooks/outbox.py):
 
     WITH due AS (SELECT id, status, expires_at FROM payments
                  WHERE status IN (:statuses) AND expires_at < now() [AND id IN (:ids)]
@@ -185,8 +194,10 @@ def _expire_payments_statement(batch_size: int, *, statuses: Sequence[str],
                      RETURNING payments.id, due.status, due.expires_at),
          events AS (INSERT INTO payment_events (payment_id, event, actor, detail)
                     SELECT id, 'payment_expired', :actor, jsonb_build_object(...) FROM expired
-                    RETURNING payment_id)
-    SELECT count(*) FROM events
+                    RETURNING payment_id),
+         webhook_events AS (INSERT INTO events ... SELECT ... FROM expired AS p ...),
+         webhook_deliveries_queued AS (INSERT INTO webhook_deliveries ... RETURNING id)
+    SELECT array(SELECT payment_id FROM events), array(SELECT id FROM webhook_deliveries_queued)
     """
     conditions = [Payment.status.in_(statuses), Payment.expires_at < func.now()]
     if only_ids is not None:
@@ -204,7 +215,7 @@ def _expire_payments_statement(batch_size: int, *, statuses: Sequence[str],
                .where(Payment.id == any_(func.array(select(due.c.id).scalar_subquery())),
                       Payment.id == due.c.id, Payment.status.in_(ACTIVE))
                .values(status=PaymentStatus.EXPIRED.value, updated_at=func.now())
-               .returning(Payment.id, due.c.status.label("from_status"), due.c.expires_at)
+               .returning(*Payment.__table__.c, due.c.status.label("from_status"))
                .cte("expired"))
     events = (insert(PaymentEvent).from_select(
         ["payment_id", "event", "actor", "detail"],
@@ -214,7 +225,10 @@ def _expire_payments_statement(batch_size: int, *, statuses: Sequence[str],
                                        "reason", PAYMENT_TTL_REASON,
                                        "expires_at", expired.c.expires_at)))
         .returning(PaymentEvent.payment_id).cte("events"))
-    return select(func.count()).select_from(events)
+    # The merchant's payment.expired events (§9) from the same RETURNING, set-based too.
+    queued = payment_events_from(expired, EventType.PAYMENT_EXPIRED)
+    return select(func.array(select(events.c.payment_id).scalar_subquery()),
+                  func.array(select(queued.c.id).scalar_subquery()))
 
 
 # -- orders ---------------------------------------------------------------------------------
@@ -252,8 +266,11 @@ def expire_due_orders(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
                                          Payment.status.in_(ACTIVE))
                 .with_for_update(skip_locked=True)).scalars()) if active else set()
             busy = {p.order_id for p in active if p.id not in locked}
-            orders, payments = session.execute(_expire_orders_statement(
+            expired_orders, cancelled_payments = session.execute(_expire_orders_statement(
                 [o for o in order_ids if o not in busy], sorted(locked))).one()
+            orders, payments = len(expired_orders), len(cancelled_payments)
+            record_events(session, EventType.PAYMENT_CANCELLED, cancelled_payments)
+            record_events(session, EventType.ORDER_EXPIRED, expired_orders)
             count_on_commit(session, EXPIRATIONS.labels("order"), orders)
             count_payment_final(session, PaymentStatus.CANCELLED.value, payments)
             uow.commit()
@@ -275,7 +292,8 @@ def _lock_due_orders(ttl: timedelta, after_id: int, batch_size: int) -> Select[A
 def _expire_orders_statement(order_ids: Sequence[int],
                              payment_ids: Sequence[int]) -> Select[Any]:
     """Locked orders -> expired and their locked active payments -> cancelled, with their
-    history and audit rows; one statement, returning (orders expired, payments cancelled):
+    history and audit rows; one statement, returning the ids of (orders expired, payments
+    cancelled):
 
     WITH expired_orders AS (UPDATE orders SET status = 'expired' ...
                             WHERE id IN (:orders) AND status = 'pending' RETURNING id),
@@ -285,7 +303,7 @@ def _expire_orders_statement(order_ids: Sequence[int],
                        AND order_id IN (SELECT id FROM expired_orders)
                        RETURNING id, order_id, before.status),
          cancel_events AS (INSERT INTO payment_events ... SELECT ... FROM cancelled)
-    SELECT (SELECT count(*) FROM history), (SELECT count(*) FROM cancel_events)
+    SELECT array(SELECT order_id FROM history), array(SELECT payment_id FROM cancel_events)
     """
     pending = OrderStatus.PENDING.value
     expired_orders = (update(Order)
@@ -315,8 +333,8 @@ def _expire_orders_statement(order_ids: Sequence[int],
                                        "reason", ORDER_EXPIRED_REASON,
                                        "order_id", cancelled.c.order_id)))
         .returning(PaymentEvent.payment_id).cte("cancel_events"))
-    return select(select(func.count()).select_from(history).scalar_subquery(),
-                  select(func.count()).select_from(events).scalar_subquery())
+    return select(func.array(select(history.c.order_id).scalar_subquery()),
+                  func.array(select(events.c.payment_id).scalar_subquery()))
 
 
 # -- the janitor ----------------------------------------------------------------------------

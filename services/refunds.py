@@ -33,6 +33,7 @@ from domain.references import MerchantReferences
 from domain.settlement import REFUNDABLE_PAYMENT_STATUSES
 from domain.statuses import PAID_PAYMENT_STATUSES, OrderStatus, PaymentStatus, RefundStatus
 from domain.wallet import BALANCE_METHOD
+from domain.webhooks import EventType
 from services.api_keys import Principal
 from services.audit import record_event
 from services.provider_sync import apply_refund_outcome
@@ -41,6 +42,7 @@ from services.settlement import settle_order_after_refund
 from services.transitions import lock_order_status, transition_order
 from services.wallet.balance_payments import refund_to_wallet
 from services.wallet.topups import restore_after_failed_refund, take_back_topup
+from services.webhooks.outbox import record_event as record_webhook_event
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +288,7 @@ def _fail_refused(res: Resources, refund_id: int, exc: ProviderRejected) -> str:
         if failed is None:
             return "already finished"
         count_on_commit(session, REFUNDS.labels(RefundStatus.FAILED.value))
+        record_webhook_event(session, EventType.REFUND_FAILED, refund_id)
         record_event(session, "refund_failed", payment_id=ids.id, actor=WORKER_ACTOR,
                      refund_id=refund_id, amount=failed,
                      reason=f"provider refused the refund: {exc.detail}"[:500],

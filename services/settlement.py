@@ -41,6 +41,7 @@ from domain.statuses import (
     PaymentStatus,
     RefundStatus,
 )
+from domain.webhooks import EventType
 from services.audit import record_event
 from services.transitions import lock_order_status, transition_order, transition_payment
 from services.wallet.topups import (
@@ -48,6 +49,7 @@ from services.wallet.topups import (
     restore_after_failed_refund,
     review_if_given_back,
 )
+from services.webhooks.outbox import record_event as record_webhook_event
 
 # Bounds on one settlement, so the task's worst case (and so the lock TTL) is bounded.
 LOCK_TIMEOUT = "5s"
@@ -238,6 +240,7 @@ def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
         session.execute(update(Payment).where(Payment.id == payment.id)
                         .values(needs_review=True, updated_at=func.now())
                         .execution_options(synchronize_session=False))
+        record_webhook_event(session, EventType.PAYMENT_NEEDS_REVIEW, payment.id)
         record_event(session, decision.audit_event or "refund_abnormal",
                      payment_id=payment.id, actor=ctx.actor, refund_id=refund.id,
                      amount=refund.amount, reason=decision.note, **ctx.detail)
@@ -260,6 +263,8 @@ def _finish_refund(session: Session, refund: RefundFacts, status: RefundStatus,
     if changed is None:
         raise SettlementConflict(f"refund {refund.id} changed while locked")
     count_on_commit(session, REFUNDS.labels(status.value))
+    record_webhook_event(session, EventType.REFUND_SUCCEEDED if status is RefundStatus.SUCCEEDED
+                         else EventType.REFUND_FAILED, refund.id)
 
 
 def settle_order_after_refund(session: Session, order_id: int, *, actor: str,
@@ -297,6 +302,7 @@ def _record_non_application(session: Session, ctx: _Context, decision: Decision,
         session.execute(update(Payment).where(Payment.id == payment.id)
                         .values(needs_review=True, updated_at=func.now())
                         .execution_options(synchronize_session=False))
+        record_webhook_event(session, EventType.PAYMENT_NEEDS_REVIEW, payment.id)
     if decision.action is Action.REJECT:
         record_event(session, decision.audit_event or "callback_rejected",
                      payment_id=payment.id if payment else None, actor=ctx.actor,

@@ -22,7 +22,9 @@ from domain.statuses import (
     PaymentStatus,
     check_order_transition,
 )
+from domain.webhooks import order_event, payment_event
 from services.audit import record_event
+from services.webhooks.outbox import record_event as record_webhook_event
 
 # The statements every settlement runs, built once: building and cache-keying a
 # statement per call cost more Python time than PostgreSQL spends running it (B2).
@@ -73,6 +75,9 @@ def transition_order(session: Session, order_id: int, to: OrderStatus, *, actor:
     session.execute(_INSERT_ORDER_HISTORY, {
         "order_id": order_id, "from_status": current.value, "to_status": to.value,
         "reason": reason, "actor": actor})
+    webhook_event = order_event(current, to)
+    if webhook_event is not None:  # the merchant's event (§9), after the history it shows
+        record_webhook_event(session, webhook_event, order_id)
     return current
 
 
@@ -104,6 +109,9 @@ def transition_payment(session: Session, payment_id: int, to: PaymentStatus, *, 
     record_event(session, event, payment_id=payment_id, actor=actor,
                  from_status=current.value, to_status=to.value, **detail)
     count_payment_moved(session, to.value, from_status=current.value)
+    webhook_event = payment_event(to)
+    if webhook_event is not None:  # the merchant's event (§9), in this same transaction
+        record_webhook_event(session, webhook_event, payment_id)
     return current
 
 

@@ -37,7 +37,10 @@ TABLES = ("idempotency_keys", "wallet_entries", "wallets", "payment_events", "re
           "sandbox_deliveries", "sandbox_refunds", "sandbox_payments",
           # the provider doubles' tables
           "standin_notifications", "standin_refunds", "standin_orders",
-          "callback_auth_failures")
+          "callback_auth_failures",
+          # merchant webhooks and the events feed (migration 0004)
+          "webhook_attempts", "webhook_deliveries", "webhook_endpoints", "notifications",
+          "events")
 
 
 @pytest.fixture(scope="session")

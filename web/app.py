@@ -72,7 +72,16 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
 
 def _api_blueprints() -> list[Any]:
     """API blueprints, one module per resource (see web/routes/)."""
-    from web.routes import methods, orders, payments, refunds, wallets  # noqa: PLC0415
+    from web.routes import (  # noqa: PLC0415
+        events,  # §9, with notifications and webhooks
+        methods,
+        notifications,
+        orders,
+        payments,
+        refunds,
+        wallets,
+        webhooks,
+    )
 
     return [orders.bp, payments.bp, refunds.bp, methods.bp, callbacks.admin_bp,
-            wallets.bp]
+            wallets.bp, webhooks.bp, events.bp, notifications.bp]

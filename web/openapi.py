@@ -28,6 +28,7 @@ from web.openapi_schemas import (
     string,
 )
 from web.openapi_wallets import WALLET_SCHEMAS, wallet_paths
+from web.openapi_webhooks import WEBHOOK_PARAMETERS, WEBHOOK_SCHEMAS, webhook_paths
 
 API = "/api/v1"
 JSON = "application/json"
@@ -297,6 +298,8 @@ PATHS.update(CHECKOUT_PATHS)
 PATHS.update(PROVIDER_PATHS)
 # Wallets and their ledgers (DESIGN.md §10).
 PATHS.update(wallet_paths(operation=operation, api_post=api_post, ok=_ok))
+# Merchant webhooks, the events feed and notifications (DESIGN.md §9).
+PATHS.update(webhook_paths())
 
 
 @cache
@@ -325,11 +328,12 @@ def openapi_spec(currencies: tuple[str, ...] = ("CNY",),
         "servers": [{"url": "/"}],
         "tags": [{"name": name} for name in
                  ("orders", "payments", "refunds", "wallets", "callbacks", "providers",
-                  "checkout", "operations")],
+                  "checkout", "webhooks", "notifications", "operations")],
         "paths": paths,
         "components": {
-            "schemas": {**SCHEMAS, **WALLET_SCHEMAS, "Currency": currency_schema(currencies)},
-            "parameters": PARAMETERS,
+            "schemas": {**SCHEMAS, **WALLET_SCHEMAS, **WEBHOOK_SCHEMAS,
+                        "Currency": currency_schema(currencies)},
+            "parameters": {**PARAMETERS, **WEBHOOK_PARAMETERS},
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
                 "description": "An API key from `payments keys create`"}},

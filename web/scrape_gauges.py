@@ -1,6 +1,6 @@
 """The gauges GET /metrics reads at scrape time, for one app: inbox backlog and the
-age of its oldest callback, queue depth per Celery queue (services/backlog.py), and
-readiness (the checks of GET /readyz, 1 or 0 each)."""
+age of its oldest callback, queue depth per Celery queue (services/backlog.py),
+readiness (the checks of GET /readyz, 1 or 0 each), and pending webhook deliveries."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from adapters.metrics import ScrapeGauge, ScrapeGauges
 from adapters.redis_client import make_redis
 from adapters.resources import Resources
 from services.backlog import inbox_backlog, oldest_received_age, queue_depths
+from services.webhooks.delivery import pending_deliveries
 from web.readiness import readiness_checks
 
 _EXTENSION = "payments_scrape_gauges"
@@ -34,7 +35,10 @@ def _gauges(res: Resources) -> list[ScrapeGauge]:
               ScrapeGauge("payments_ready",
                           "The checks of GET /readyz: 1 ok, 0 unavailable", ("check",),
                           lambda: {(check,): float(result == "ok")
-                                   for check, result in readiness_checks(res).items()})]
+                                   for check, result in readiness_checks(res).items()}),
+              ScrapeGauge("payments_webhook_deliveries_pending",
+                          "Merchant webhook deliveries not yet delivered nor failed", (),
+                          lambda: {(): float(pending_deliveries(res))})]
     broker_url = res.settings.broker_url
     if broker_url.startswith(("redis://", "rediss://", "unix://")):
         broker = make_redis(broker_url)

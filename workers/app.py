@@ -21,6 +21,7 @@ celery.conf.include = [
     "workers.tasks.sandbox",
     "workers.tasks.standins",
     "workers.tasks.refunds",
+    "workers.tasks.webhooks",
 ]
 
 import workers.metrics_endpoint  # noqa: E402, F401 - zeroed series; /metrics if configured

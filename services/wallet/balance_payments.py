@@ -23,6 +23,7 @@ from domain.money import format_amount
 from domain.settlement import REFUNDABLE_PAYMENT_STATUSES, PaymentFacts, payment_status_after_refund
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, OrderStatus, PaymentStatus, RefundStatus
 from domain.wallet import EntryKind, InsufficientBalance
+from domain.webhooks import EventType
 from services.api_keys import Principal
 from services.queries import find_payment, payment_detail
 from services.settlement import settle_order_after_refund
@@ -34,6 +35,7 @@ from services.transitions import (
     utc_now,
 )
 from services.wallet.ledger import LedgerConflict, lock_wallet, post_entry
+from services.webhooks.outbox import record_event as record_webhook_event
 
 _INIT_ONLY = frozenset({PaymentStatus.INIT})
 
@@ -117,5 +119,6 @@ def refund_to_wallet(session: Session, payment: Payment, refund_id: int, *,
     if moved is None or finished is None:  # unreachable under the caller's locks
         raise LedgerConflict(f"refund {refund_id} of payment {payment.id} moved while locked")
     count_on_commit(session, REFUNDS.labels(RefundStatus.SUCCEEDED.value))
+    record_webhook_event(session, EventType.REFUND_SUCCEEDED, refund_id)  # §9
     settle_order_after_refund(session, payment.order_id, actor=actor,
                               reason=f"refund {refund_id} credited to the wallet")

@@ -20,8 +20,10 @@ from adapters.metrics import WALLET_REFUSALS
 from domain.models import Order, Payment
 from domain.wallet import EntryKind, OrderPurpose, TopupAlreadySpent
 from domain.wallet_models import WalletEntry
+from domain.webhooks import EventType
 from services.audit import record_event
 from services.wallet.ledger import Entry, lock_wallet, post_entry
+from services.webhooks.outbox import record_event as record_webhook_event
 
 _ORDER_PURPOSE = select(Order.purpose, Order.user_id).where(Order.id == bindparam("id"))
 _TOPUP_CREDITED = select(exists().where(WalletEntry.payment_id == bindparam("payment_id"),
@@ -86,6 +88,7 @@ def review_if_given_back(session: Session, *, refund_id: int, payment_id: int,
     session.execute(update(Payment).where(Payment.id == payment_id)
                     .values(needs_review=True, updated_at=func.now())
                     .execution_options(synchronize_session=False))
+    record_webhook_event(session, EventType.PAYMENT_NEEDS_REVIEW, payment_id)  # §9
     record_event(session, "topup_refund_succeeded_after_give_back", payment_id=payment_id,
                  actor=actor, refund_id=refund_id,
                  reason="the refund succeeded after its top-up was put back in the wallet")

@@ -20,6 +20,7 @@ from devstack.embedded import free_port
 from tests.support.callbacks import event_body, post_callback
 from tests.support.processes import wait_until
 from tests.support.readme import run_sh, sh_block
+from tests.support.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.slow
 
@@ -146,6 +147,23 @@ def test_make_up_runs_the_stack_on_embedded_servers_and_stops_cleanly(stack):
 
     wait_until(callback_metrics, timeout=30, interval=1, message="callback metrics")
 
+    # Merchant webhooks go out through the stack's own webhooks worker (DESIGN.md §9).
+    with webhook_receiver() as receiver:
+        hook_url, token = receiver.hook()
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        api = stack["web"] + "/api/v1"
+        assert requests.post(f"{api}/webhook-endpoints", json={"url": hook_url, "events": [
+            "payment.cancelled"]}, headers=admin, timeout=10).status_code == 201
+        order = requests.post(f"{api}/orders", json={"total_amount": "5.00", "user_id": 1},
+                              headers=admin, timeout=10).json()
+        payment = requests.post(f"{api}/payments", json={"order_id": order["id"]},
+                                headers=admin, timeout=10).json()
+        assert requests.post(f"{api}/payments/{payment['id']}/cancel", headers=admin,
+                             timeout=10).status_code == 200
+        delivered = wait_until(lambda: receiver.calls(token), timeout=60, interval=0.5,
+                               message="a webhook delivered by make up's webhooks worker")
+        assert delivered[0].headers["Payments-Event-Type"] == "payment.cancelled"
+
     # A crashed worker is restarted by the supervisor.
     supervisor_pid = _descendants(make.pid)[0].pid
     tree = _descendants(supervisor_pid)
@@ -158,7 +176,8 @@ def test_make_up_runs_the_stack_on_embedded_servers_and_stops_cleanly(stack):
                timeout=30, message="worker restarted")
 
     everything = [psutil.Process(make.pid), *_descendants(make.pid)]
-    assert len(everything) >= 8  # make, supervisor, postgres, redis, web, worker, beat, flower
+    # make, supervisor, postgres, redis, web, worker, webhooks-worker, beat, flower
+    assert len(everything) >= 9
 
     started = time.monotonic()
     os.kill(make.pid, signal.SIGTERM)

@@ -31,6 +31,7 @@ JOBS = {  # task name -> interval with SWEEP_INTERVAL_SECONDS = 7
     "maintenance.resend_refunds": 7.0,
     "maintenance.resend_payment_starts": 7.0,
     "maintenance.purge_idempotency_keys": 3600.0,
+    "maintenance.redeliver_webhooks": 7.0,  # lost webhook deliveries (DESIGN.md §9)
 }
 
 

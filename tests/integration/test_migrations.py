@@ -7,6 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 import domain.wallet_models  # noqa: F401 - the wallet's tables, on the same metadata
+import domain.webhook_models  # noqa: F401 - the webhooks' and events' tables
 import standins.models  # noqa: F401 - the doubles' tables, on the same metadata
 import standins.sandbox.models  # noqa: F401 - the sandbox's tables, on the same metadata
 from domain.models import Base

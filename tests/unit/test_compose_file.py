@@ -15,8 +15,8 @@ SERVICES = COMPOSE["services"]
 
 
 def test_every_role_is_there():
-    assert set(SERVICES) == {"postgres", "redis", "migrate", "web", "worker", "beat", "flower",
-                             "prometheus", "grafana"}
+    assert set(SERVICES) == {"postgres", "redis", "migrate", "web", "worker",
+                             "webhooks-worker", "beat", "flower", "prometheus", "grafana"}
     assert SERVICES["postgres"]["image"] == "postgres:16"
     assert SERVICES["redis"]["image"] == "redis:7"
 
@@ -28,7 +28,7 @@ def test_redis_keeps_the_queue_across_restarts_and_never_evicts():
 
 
 def test_apps_start_after_a_successful_migration_on_healthy_servers():
-    for role in ("web", "worker", "beat", "flower"):
+    for role in ("web", "worker", "webhooks-worker", "beat", "flower"):
         deps = SERVICES[role]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["postgres"]["condition"] == "service_healthy"
@@ -43,6 +43,8 @@ def test_exactly_one_beat_and_workers_consume_every_queue():
     assert SERVICES["beat"]["deploy"]["replicas"] == 1
     worker = " ".join(SERVICES["worker"]["command"])
     assert "-Q callbacks,payments,maintenance" in worker
+    # webhooks on a worker of their own, so a hanging receiver never delays a payment
+    assert "-Q webhooks" in " ".join(SERVICES["webhooks-worker"]["command"])
 
 
 # What an operator would put in .env: the values compose demands with ${NAME:?...}.

@@ -1,0 +1,141 @@
+"""Events written in the transaction of the change they tell of (an outbox, §9).
+
+`record_events` runs right after a change's compare-and-set, in the caller's
+transaction: the event row (with the object's API view from views.py), the
+customer's notification where the event has one, and a delivery row for every
+enabled endpoint subscribed to it, in ONE statement whether it is one payment or
+a sweep's batch of thousands. So there is no event without its change and no
+change without its event: they commit or roll back together.
+
+The delivery tasks are sent after the commit (adapters/db.py sends what is listed
+under AFTER_COMMIT_TASKS); a send lost with the broker down leaves the delivery
+row pending, and the redelivery sweep (delivery.py) sends it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    String,
+    TextClause,
+    and_,
+    bindparam,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, array
+from sqlalchemy.orm import Session
+
+from adapters.db import defer_task
+from domain.webhook_models import Event, WebhookDelivery, WebhookEndpoint
+from domain.webhooks import ALL_EVENTS, NOTIFICATION_TYPES, EventType
+from services.webhooks.views import ORDER_VIEW, PAYMENT_VIEW, REFUND_VIEW
+
+DELIVER_TASK = "webhooks.deliver"
+
+# object type -> (its rows as FROM ... with the alias its view reads, that alias, the
+# notification's columns (user_id, order_id, payment_id, refund_id), or None: none)
+_SOURCES = {
+    "payment": ("payments p", "p", PAYMENT_VIEW, "p.user_id, p.order_id, p.id, NULL"),
+    "order": ("orders o", "o", ORDER_VIEW, None),
+    "refund": ("refunds r JOIN payments p ON p.id = r.payment_id", "r", REFUND_VIEW,
+               "p.user_id, p.order_id, p.id, r.id"),
+}
+
+
+def _statement(object_type: str, notify: bool) -> TextClause:
+    source, alias, view, notification = _SOURCES[object_type]
+    notified = ""
+    if notify and notification:
+        notified = f"""
+        notified AS (
+            INSERT INTO notifications (user_id, order_id, payment_id, refund_id, type, event_id)
+            SELECT {notification}, :notification, ev.id
+            FROM ev JOIN {source} ON {alias}.id = ev.object_id),"""
+    sql = f"""
+        WITH ev AS (
+            INSERT INTO events (type, object_type, object_id, data)
+            SELECT :type, '{object_type}', {alias}.id, jsonb_build_object('object', {view})
+            FROM {source} WHERE {alias}.id = ANY(:ids)
+            RETURNING id, object_id),{notified}
+        queued AS (
+            INSERT INTO webhook_deliveries (event_id, endpoint_id)
+            SELECT ev.id, e.id FROM ev JOIN webhook_endpoints e
+                ON e.enabled AND e.events && ARRAY[CAST(:type AS varchar), '*']
+            RETURNING id)
+        SELECT id FROM queued"""
+    binds: list[BindParameter[Any]] = [bindparam("ids", type_=ARRAY(BigInteger)),
+                                       bindparam("type", type_=String)]
+    if notified:
+        binds.append(bindparam("notification", type_=String))
+    return text(sql).bindparams(*binds)
+
+
+# Built once: one per object type, with and without the notification.
+_STATEMENTS = {(kind, notify): _statement(kind, notify)
+               for kind in _SOURCES for notify in (False, True)}
+
+
+def object_type_of(event_type: EventType) -> str:
+    return event_type.value.split(".", 1)[0]
+
+
+def record_events(session: Session, event_type: EventType, object_ids: Sequence[int]) -> int:
+    """One `event_type` event per object (payment, order or refund id), in the caller's
+    transaction, after its change. Returns how many deliveries were queued."""
+    if not object_ids:
+        return 0
+    notification = NOTIFICATION_TYPES.get(event_type)
+    statement = _STATEMENTS[(object_type_of(event_type), notification is not None)]
+    params = {"ids": list(object_ids), "type": event_type.value}
+    if notification is not None:
+        params["notification"] = notification
+    delivery_ids = session.execute(statement, params).scalars().all()
+    defer_deliveries(session, delivery_ids)
+    return len(delivery_ids)
+
+
+def record_event(session: Session, event_type: EventType, object_id: int) -> int:
+    return record_events(session, event_type, (object_id,))
+
+
+def payment_events_from(rows: CTE, event_type: EventType) -> CTE:
+    """For a set-based writer whose statement already has the changed payments' rows
+    (an UPDATE ... RETURNING every column the view reads, as the CTE `rows`): the events
+    and their deliveries as CTEs of that same statement, so 100,000 payments are neither
+    read again nor sent back and forth (B4). Returns the deliveries' CTE (column `id`):
+    pass its ids to defer_deliveries. No notification: for the payment events with one
+    (succeeded, failed) use record_events."""
+    assert event_type not in NOTIFICATION_TYPES and object_type_of(event_type) == "payment"
+    p = rows.alias("p")
+    events = (insert(Event).from_select(
+        ["type", "object_type", "object_id", "data"],
+        select(literal(event_type.value), literal("payment"), p.c.id,
+               literal_column(f"jsonb_build_object('object', {PAYMENT_VIEW})")).select_from(p))
+        .returning(Event.id).cte("webhook_events"))
+    subscribed = subscribes_to(event_type.value)
+    return (insert(WebhookDelivery).from_select(
+        ["event_id", "endpoint_id"],
+        select(events.c.id, WebhookEndpoint.id).select_from(events)
+        .join(WebhookEndpoint, subscribed), include_defaults=False)  # the server's defaults
+        .returning(WebhookDelivery.id).cte("webhook_deliveries_queued"))
+
+
+def subscribes_to(event_type: str) -> ColumnElement[bool]:
+    """An enabled endpoint that wants `event_type` (by name, or all with "*")."""
+    return and_(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.events.overlap(
+        array([literal(event_type, String), literal(ALL_EVENTS, String)])))
+
+
+def defer_deliveries(session: Session, delivery_ids: Sequence[int]) -> None:
+    for delivery_id in delivery_ids:
+        defer_task(session, DELIVER_TASK, int(delivery_id))
