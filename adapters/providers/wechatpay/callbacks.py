@@ -16,13 +16,12 @@ resource is decrypted and read. Nothing decrypted is ever logged.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from adapters.providers.base import CallbackAnswer, CallbackRequest
+from adapters.providers.base import CallbackAnswer, CallbackRequest, HeaderLookup
 from adapters.providers.wechatpay.signing import (
     SCHEME,
     WechatPayKeys,
@@ -89,7 +88,7 @@ class NotificationVerifier:
         raise InvalidInput(f"Unsupported WeChat Pay event_type {event_type[:40]!r}",
                            code="invalid_callback", field="event_type")
 
-    def authenticate(self, headers: Mapping[str, str], body: bytes, *, now: float) -> None:
+    def authenticate(self, headers: HeaderLookup, body: bytes, *, now: float) -> None:
         signature = _header(headers, SIGNATURE_HEADER)
         timestamp = _header(headers, TIMESTAMP_HEADER)
         nonce = _header(headers, NONCE_HEADER)
@@ -179,7 +178,7 @@ def answer_refused(status: int, detail: str) -> CallbackAnswer:
     return CallbackAnswer(status, body, "application/json")
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
+def _header(headers: HeaderLookup, name: str) -> str:
     value = headers.get(name)
     if value is None or not value.strip():
         raise MissingSignature(f"The {name} header is missing")
