@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Flask
 
 SANDBOX_PREFIX = "/sandbox"
+WECHATPAY_PREFIX = "/doubles/wechatpay"
 
 
 def mount_standins(app: Flask) -> None:
@@ -16,3 +17,7 @@ def mount_standins(app: Flask) -> None:
 
     # The built-in sandbox provider (DESIGN.md §6a), reached over HTTP like a real one.
     app.register_blueprint(sandbox_bp, url_prefix=SANDBOX_PREFIX)
+    # The local WeChat Pay double (DESIGN.md §6b): WECHATPAY_BASE_URL points here.
+    from standins.wechatpay.web import bp as wechatpay_bp
+
+    app.register_blueprint(wechatpay_bp, url_prefix=WECHATPAY_PREFIX)

@@ -13,6 +13,7 @@ from typing import Any
 
 from services.idempotency import KEY_MAX_LENGTH
 from standins.sandbox.openapi import SANDBOX_PATHS
+from standins.wechatpay.openapi import WECHATPAY_DOUBLE_PATHS
 from web.openapi_checkout import CHECKOUT_PATHS
 from web.openapi_examples import with_examples
 from web.openapi_providers import PROVIDER_PATHS
@@ -306,8 +307,10 @@ def openapi_spec(currencies: tuple[str, ...] = ("CNY",),
                  with_standins: bool = True) -> dict[str, Any]:
     """The document for a deployment that takes `currencies` (SUPPORTED_CURRENCIES), with
     a request and a response example for every operation; `with_standins`: the sandbox's
-    routes too (dev and test only, where it is mounted under /sandbox)."""
-    paths = {**PATHS, **SANDBOX_PATHS} if with_standins else PATHS
+    and the WeChat Pay double's routes too (dev and test only, where they are mounted
+    under /sandbox and /doubles/wechatpay)."""
+    paths = ({**PATHS, **SANDBOX_PATHS, **WECHATPAY_DOUBLE_PATHS} if with_standins
+             else PATHS)
     return with_examples({
         "openapi": "3.1.0",
         "info": {

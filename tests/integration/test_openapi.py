@@ -126,7 +126,8 @@ def test_money_is_a_string_in_the_currencys_decimals_and_errors_share_one_shape(
     assert set(schemas["Error"]["required"]) == {"detail", "code"}
     own_formats = {"/callbacks/wechatpay", "/callbacks/alipay"}  # answered as they expect
     for path, _method, op in operations(spec):
-        if path in own_formats:
+        # The provider doubles answer as the providers they stand in for do.
+        if path in own_formats or path.startswith("/doubles/"):
             continue
         for status, response in op["responses"].items():
             if status.startswith("4"):

@@ -1,0 +1,247 @@
+"""The WeChat Pay API v3 connector (DESIGN.md §6b): Native orders, query, close, refund.
+
+Every request is signed with the merchant API key (signing.py) and every 2xx answer
+must carry WeChat Pay's signature over its exact bytes: one that does not verify may
+come from anyone on the way, so it is treated as no answer at all (ProviderUnavailable,
+logged and counted), and the caller asks again later. Amounts go to WeChat Pay in fen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Self
+from urllib.parse import quote
+
+import requests
+
+from adapters.providers.base import (
+    CallbackAnswer,
+    CallbackRequest,
+    PaymentRequest,
+    ProviderPayment,
+    ProviderPaymentStatus,
+    ProviderRefund,
+    ProviderRejected,
+    ProviderStatus,
+    ProviderUnavailable,
+    RefundRequest,
+)
+from adapters.providers.instrumented import UNVERIFIED_ANSWER
+from adapters.providers.wechatpay import callbacks
+from adapters.providers.wechatpay.credentials import WechatPayCredentials, load_credentials
+from adapters.providers.wechatpay.signing import answer_message, authorization, new_nonce, verify
+from config import Settings
+from domain.callback_events import CallbackEvent
+from domain.money import from_minor_units, to_minor_units
+
+log = logging.getLogger(__name__)
+
+CALLBACK_PATH = "/callbacks/wechatpay"
+CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 10.0
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+MAX_DESCRIPTION = 127  # the order's description, string(127)
+
+# trade_state -> what it means for us. REFUND: it was paid (and since refunded, in
+# part or whole); REVOKED is a cancelled code-scan payment, as final as CLOSED.
+_TRADE_STATES = {
+    "SUCCESS": ProviderPaymentStatus.SUCCEEDED,
+    "REFUND": ProviderPaymentStatus.SUCCEEDED,
+    "NOTPAY": ProviderPaymentStatus.PENDING,
+    "USERPAYING": ProviderPaymentStatus.PENDING,
+    "CLOSED": ProviderPaymentStatus.CLOSED,
+    "REVOKED": ProviderPaymentStatus.CLOSED,
+    "PAYERROR": ProviderPaymentStatus.FAILED,
+    "ACCEPT": ProviderPaymentStatus.PENDING,  # accepted, the debit still to come
+}
+
+
+class WechatPayProvider:
+    name = "wechatpay"
+    signature_header = callbacks.SIGNATURE_HEADER
+
+    def __init__(self, credentials: WechatPayCredentials, notify_url: str, *,
+                 tolerance_seconds: int = 300,
+                 timeout: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS,
+                                                 READ_TIMEOUT_SECONDS),
+                 session: requests.Session | None = None) -> None:
+        self._creds = credentials
+        self.notify_url = notify_url
+        self._timeout = timeout
+        self._http = session or requests.Session()
+        self._notifications = callbacks.NotificationVerifier(
+            mchid=credentials.mchid, apiv3_key=credentials.apiv3_key,
+            keys=credentials.wechatpay_keys, tolerance_seconds=tolerance_seconds)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(load_credentials(settings.wechatpay),
+                   settings.public_base_url + CALLBACK_PATH,
+                   tolerance_seconds=settings.callback_tolerance_seconds)
+
+    # --- calls ------------------------------------------------------------------------
+
+    def create_payment(self, request: PaymentRequest) -> ProviderPayment:
+        # Asking again with the same out_trade_no and the same fields gives the same
+        # code_url, so a redelivered task finds its order again.
+        body = self._call("POST", "/v3/pay/transactions/native", {
+            "appid": self._creds.appid, "mchid": self._creds.mchid,
+            "description": request.description[:MAX_DESCRIPTION] or request.out_trade_no,
+            "out_trade_no": request.out_trade_no, "notify_url": self.notify_url,
+            "amount": {"total": to_minor_units(request.amount, request.currency),
+                       "currency": request.currency},
+        })
+        code_url = _text(body, "code_url")
+        return ProviderPayment(reference=request.out_trade_no, pay_url=code_url,
+                               qr_payload=code_url)
+
+    def query_status(self, reference: str) -> ProviderStatus:
+        body = self._call("GET", f"{_order_path(reference)}?mchid={quote(self._creds.mchid)}")
+        state = _text(body, "trade_state")
+        status = _TRADE_STATES.get(state)
+        if status is None:
+            raise _garbled(f"unknown trade_state {state!r}")
+        raw_amount = body.get("amount")
+        amount: dict[str, Any] = raw_amount if isinstance(raw_amount, dict) else {}
+        currency = amount.get("currency") or "CNY"
+        total = amount.get("total")
+        if isinstance(total, int) and not isinstance(total, bool) and total > 0:
+            value = from_minor_units(total, currency)
+        elif status is ProviderPaymentStatus.SUCCEEDED:
+            raise _garbled("a paid order without amount.total")
+        else:
+            # WeChat Pay gives the amount only once paid; an unpaid order's is never read.
+            value = Decimal("0.00")
+        transaction_id = body.get("transaction_id")
+        return ProviderStatus(status=status, amount=value, currency=currency,
+                              transaction_id=transaction_id if transaction_id else None)
+
+    def close(self, reference: str) -> None:
+        try:
+            self._call("POST", f"{_order_path(reference)}/close", {"mchid": self._creds.mchid})
+        except ProviderRejected as exc:
+            if exc.code in ("ORDER_CLOSED", "ORDER_NOT_EXIST"):
+                return  # closed already, or never made: it cannot be paid either way
+            if exc.code == "ORDERPAID" or self._paid(reference):
+                raise ProviderRejected(self.name, f"order {reference} is already paid",
+                                       status=exc.status, code="already_paid") from exc
+            raise
+
+    def refund(self, request: RefundRequest) -> ProviderRefund:
+        payload: dict[str, Any] = {
+            "out_trade_no": request.out_trade_no, "out_refund_no": request.out_refund_no,
+            "notify_url": self.notify_url,
+            "amount": {"refund": to_minor_units(request.amount, request.currency),
+                       "total": to_minor_units(request.payment_amount, request.currency),
+                       "currency": request.currency},
+        }
+        if request.reason:
+            payload["reason"] = request.reason[:80]
+        body = self._call("POST", "/v3/refund/domestic/refunds", payload)
+        # Accepted (usually PROCESSING): the outcome comes as a REFUND.* notification.
+        return ProviderRefund(reference=_text(body, "refund_id"), outcome=None)
+
+    # --- callbacks --------------------------------------------------------------------
+
+    def parse_callback(self, request: CallbackRequest, *, now: float) -> CallbackEvent:
+        return self._notifications.parse(request, now=now)
+
+    def answer_stored(self, duplicate: bool) -> CallbackAnswer:
+        return callbacks.answer_stored()
+
+    def answer_refused(self, status: int, code: str, detail: str,
+                       extra: Mapping[str, object]) -> CallbackAnswer:
+        return callbacks.answer_refused(status, detail)
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    def _paid(self, reference: str) -> bool:
+        try:
+            return self.query_status(reference).status is ProviderPaymentStatus.SUCCEEDED
+        except (ProviderRejected, ProviderUnavailable):
+            return False
+
+    def _call(self, method: str, url: str, payload: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+        # The signature covers these exact bytes, so they are made once and sent as is.
+        body = (json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+                if payload is not None else b"")
+        headers = {"Accept": "application/json", "Authorization": authorization(
+            mchid=self._creds.mchid, serial_no=self._creds.merchant_serial_no,
+            private_key=self._creds.merchant_private_key, method=method, url=url, body=body,
+            timestamp=str(int(time.time())), nonce=new_nonce())}
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self._http.request(method, self._creds.base_url + url, data=body or None,
+                                          headers=headers, timeout=self._timeout,
+                                          allow_redirects=False)
+        except requests.RequestException as exc:
+            raise ProviderUnavailable(self.name, f"{method} {_path(url)}: "
+                                                 f"{type(exc).__name__}") from exc
+        status = response.status_code
+        answer = _json_object(response.content)
+        where = f"{method} {_path(url)}: HTTP {status} {answer.get('code') or ''}".strip()
+        if status >= 500 or status in TRANSIENT_STATUSES:
+            raise ProviderUnavailable(self.name, where, status=status, code=answer.get("code"))
+        if status >= 400:
+            raise ProviderRejected(self.name, f"{where} {answer.get('message') or ''}".strip(),
+                                   status=status, code=answer.get("code"))
+        if not 200 <= status < 300:
+            raise _garbled(where)
+        if not self._answer_verifies(response):
+            # Counted as "unverified" by the registry's InstrumentedProvider.
+            log.warning("wechatpay: %s answered without a valid WeChat Pay signature; "
+                        "treated as no answer", where)
+            raise ProviderUnavailable(self.name, f"{where}: the answer's signature does not "
+                                                 "verify", status=status,
+                                      code=UNVERIFIED_ANSWER)
+        if status != 204 and not answer:
+            raise _garbled(f"{where}: not a JSON object")
+        return answer
+
+    def _answer_verifies(self, response: requests.Response) -> bool:
+        h = response.headers
+        signature, timestamp, nonce, serial = (
+            h.get(n) for n in (callbacks.SIGNATURE_HEADER, callbacks.TIMESTAMP_HEADER,
+                               callbacks.NONCE_HEADER, callbacks.SERIAL_HEADER))
+        if not (signature and timestamp and nonce and serial):
+            return False
+        key = self._creds.wechatpay_keys.key_for(serial, now=time.time())
+        return key is not None and verify(key, answer_message(timestamp, nonce,
+                                                              response.content), signature)
+
+
+def _order_path(reference: str) -> str:
+    # Our out_trade_no is [A-Za-z0-9_]; anything else in a path is our bug.
+    if not reference or not reference.replace("_", "").isalnum() or not reference.isascii():
+        raise ProviderRejected(WechatPayProvider.name, f"malformed out_trade_no {reference!r}",
+                               code="invalid_reference")
+    return f"/v3/pay/transactions/out-trade-no/{reference}"
+
+
+def _path(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise _garbled(f"the answer has no {name!r}")
+    return value
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _garbled(detail: str) -> ProviderUnavailable:
+    return ProviderUnavailable(WechatPayProvider.name, f"unexpected answer: {detail}")
