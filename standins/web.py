@@ -10,6 +10,7 @@ from flask import Flask
 
 SANDBOX_PREFIX = "/sandbox"
 WECHATPAY_PREFIX = "/doubles/wechatpay"
+ALIPAY_PREFIX = "/doubles/alipay"
 
 
 def mount_standins(app: Flask) -> None:
@@ -21,3 +22,7 @@ def mount_standins(app: Flask) -> None:
     from standins.wechatpay.web import bp as wechatpay_bp
 
     app.register_blueprint(wechatpay_bp, url_prefix=WECHATPAY_PREFIX)
+    # The local Alipay double (DESIGN.md §6b): ALIPAY_GATEWAY_URL points at its gateway.do.
+    from standins.alipay.web import bp as alipay_bp
+
+    app.register_blueprint(alipay_bp, url_prefix=ALIPAY_PREFIX)
