@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from services.idempotency import KEY_MAX_LENGTH
+from standins.alipay.openapi import ALIPAY_DOUBLE_PATHS
 from standins.sandbox.openapi import SANDBOX_PATHS
 from standins.wechatpay.openapi import WECHATPAY_DOUBLE_PATHS
 from web.openapi_checkout import CHECKOUT_PATHS
@@ -307,10 +308,10 @@ def openapi_spec(currencies: tuple[str, ...] = ("CNY",),
                  with_standins: bool = True) -> dict[str, Any]:
     """The document for a deployment that takes `currencies` (SUPPORTED_CURRENCIES), with
     a request and a response example for every operation; `with_standins`: the sandbox's
-    and the WeChat Pay double's routes too (dev and test only, where they are mounted
-    under /sandbox and /doubles/wechatpay)."""
-    paths = ({**PATHS, **SANDBOX_PATHS, **WECHATPAY_DOUBLE_PATHS} if with_standins
-             else PATHS)
+    and the two doubles' routes too (dev and test only, where they are mounted under
+    /sandbox and /doubles/)."""
+    paths = ({**PATHS, **SANDBOX_PATHS, **WECHATPAY_DOUBLE_PATHS, **ALIPAY_DOUBLE_PATHS}
+             if with_standins else PATHS)
     return with_examples({
         "openapi": "3.1.0",
         "info": {
