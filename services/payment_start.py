@@ -18,7 +18,6 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from adapters.db import UnitOfWork
 from adapters.providers.base import (
     PaymentRequest,
     Provider,
@@ -28,9 +27,9 @@ from adapters.providers.base import (
 )
 from adapters.resources import Resources
 from domain.models import Order, Payment
-from domain.references import MerchantReferences
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
 from services.audit import record_event
+from services.merchant_references import fix_out_trade_no
 from services.transitions import lock_payment_status, transition_payment, utc_now
 
 log = logging.getLogger(__name__)
@@ -104,19 +103,9 @@ def _initiation_target(res: Resources, payment_id: int) -> _Target | None:
             log.info("%s: payment %s expired before it started; the expiry sweep closes it",
                      INITIATE_TASK, payment_id)
             return None
-        out_trade_no = payment.out_trade_no or _fix_out_trade_no(uow, res, payment_id)
+        out_trade_no = payment.out_trade_no or fix_out_trade_no(uow, res, payment_id)
         return _Target(payment.id, payment.amount, payment.currency, payment.method,
                        out_trade_no, payment.order_number)
-
-
-def _fix_out_trade_no(uow: UnitOfWork, res: Resources, payment_id: int) -> str:
-    reference = MerchantReferences(res.settings.out_trade_no_prefix).out_trade_no(payment_id)
-    uow.session.execute(update(Payment).where(Payment.id == payment_id,
-                                              Payment.out_trade_no.is_(None))
-                        .values(out_trade_no=reference)
-                        .execution_options(synchronize_session=False))
-    uow.commit()
-    return reference
 
 
 def _record_provider_payment(res: Resources, payment_id: int, provider: Provider,

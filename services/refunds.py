@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from adapters.db import UnitOfWork
 from adapters.metrics import REFUNDS, count_on_commit
 from adapters.providers.base import ProviderRejected, RefundRequest
 from adapters.resources import Resources
@@ -29,13 +28,13 @@ from domain.errors import Conflict, InvalidInput
 from domain.methods import ALIASES, CATALOG
 from domain.models import Payment, Refund
 from domain.money import ZERO, format_amount, in_units, parse_amount
-from domain.references import MerchantReferences
 from domain.settlement import REFUNDABLE_PAYMENT_STATUSES
 from domain.statuses import PAID_PAYMENT_STATUSES, OrderStatus, PaymentStatus, RefundStatus
 from domain.wallet import BALANCE_METHOD
 from domain.webhooks import EventType
 from services.api_keys import Principal
 from services.audit import record_event
+from services.merchant_references import fix_out_refund_no
 from services.provider_sync import apply_refund_outcome
 from services.queries import find_payment
 from services.settlement import settle_order_after_refund
@@ -232,8 +231,6 @@ def _execution_target(res: Resources, refund_id: int) -> _Execution | None:
                    Payment.currency, Payment.out_trade_no)
             .join(Payment, Payment.id == Refund.payment_id)
             .where(Refund.id == refund_id)).first()
-        out_refund_no = (row.out_refund_no or _fix_out_refund_no(uow, res, refund_id)
-                         if row is not None else "")
     if row is None:
         log.warning("%s: refund %s does not exist; nothing to do", EXECUTE_TASK, refund_id)
         return None
@@ -247,23 +244,16 @@ def _execution_target(res: Resources, refund_id: int) -> _Execution | None:
         log.error("%s: refund %s cannot be executed: payment %s has no provider "
                   "reference; left pending for an operator", EXECUTE_TASK, refund_id, row.id)
         return None
+    out_refund_no = row.out_refund_no
+    if out_refund_no is None:
+        with res.uow() as uow:
+            out_refund_no = fix_out_refund_no(uow, res, refund_id)
     return _Execution(refund_id, row.amount, row.provider, row.provider_reference,
                       payment_id=row.id, payment_amount=row.payment_amount,
                       currency=row.currency,
                       # Sandbox payments started before references existed have none.
                       out_trade_no=row.out_trade_no or row.provider_reference,
                       out_refund_no=out_refund_no, reason=row.reason)
-
-
-def _fix_out_refund_no(uow: UnitOfWork, res: Resources, refund_id: int) -> str:
-    """Fixed before the provider hears of it, so every retry names the same refund."""
-    reference = MerchantReferences(res.settings.out_trade_no_prefix).out_refund_no(refund_id)
-    uow.session.execute(update(Refund).where(Refund.id == refund_id,
-                                             Refund.out_refund_no.is_(None))
-                        .values(out_refund_no=reference)
-                        .execution_options(synchronize_session=False))
-    uow.commit()
-    return reference
 
 
 def _fail_refused(res: Resources, refund_id: int, exc: ProviderRejected) -> str:

@@ -18,7 +18,6 @@ celery.conf.include = [
     "workers.tasks.callbacks",
     "workers.tasks.payments",
     "workers.tasks.maintenance",
-    "workers.tasks.sandbox",
     "workers.tasks.standins",
     "workers.tasks.refunds",
     "workers.tasks.webhooks",
