@@ -9,6 +9,8 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -52,14 +54,15 @@ def _processes_using(run_dir: Path) -> list[psutil.Process]:
     return [p for p in found if p.pid != os.getpid() and _alive(p)]
 
 
-@pytest.fixture
-def stack(tmp_path: Path):
+@contextmanager
+def _make_up(tmp_path: Path, **extra_env: str) -> Iterator[dict]:
+    """`make up` exactly as a newcomer runs it (plus `extra_env`), torn down after."""
     run_dir = tmp_path / "run"
     web_port, flower_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "REDIS_URL", "BROKER_URL")}
     env.update(RUN_DIR=str(run_dir), WEB_PORT=str(web_port), FLOWER_PORT=str(flower_port),
-               FLOWER_BASIC_AUTH="ops:secret-test")
+               FLOWER_BASIC_AUTH="ops:secret-test", **extra_env)
     out_path = tmp_path / "make-up.out"
     with open(out_path, "wb") as out:
         make = subprocess.Popen(["make", "--no-print-directory", "-C", str(PROJECT_ROOT), "up"],
@@ -74,6 +77,12 @@ def stack(tmp_path: Path):
             os.killpg(make.pid, signal.SIGKILL)
         for proc in _processes_using(run_dir):
             proc.kill()
+
+
+@pytest.fixture
+def stack(tmp_path: Path):
+    with _make_up(tmp_path) as info:
+        yield info
 
 
 def _ready(url: str) -> bool:
@@ -186,3 +195,50 @@ def test_make_up_runs_the_stack_on_embedded_servers_and_stops_cleanly(stack):
                message="every process of the stack to exit")
     assert _processes_using(stack["run_dir"]) == []
     assert time.monotonic() - started < 60
+
+
+def test_provider_doubles_make_up_pays_through_both_doubles(tmp_path):
+    """The README's one setting: `PROVIDER_DOUBLES=1 make up` routes wechat and alipay to
+    the local doubles; a payment of each is paid on the double's page, notified, applied."""
+    [command] = [line for line in sh_block("PROVIDER_DOUBLES=1 make up").splitlines()
+                 if "make up" in line]
+    assert command.split("#")[0].split() == ["PROVIDER_DOUBLES=1", "make", "up"]
+    with _make_up(tmp_path, PROVIDER_DOUBLES="1") as stack:
+        make: subprocess.Popen = stack["make"]
+
+        def up() -> bool:
+            if make.poll() is not None:
+                raise AssertionError("make up exited:\n" + stack["out"].read_text()[-4000:])
+            return _ready(stack["web"])
+
+        wait_until(up, timeout=240, interval=0.5, message="GET /readyz = 200")
+        output = wait_until(lambda: "demo admin key" in stack["out"].read_text()
+                            and stack["out"].read_text(), timeout=30, message="banner")
+        admin = {"Authorization": "Bearer "
+                 + re.search(r"demo admin key\s+(\S+)", output).group(1)}
+        api = stack["web"] + "/api/v1"
+        for method, provider in (("wechat", "wechatpay"), ("alipay", "alipay")):
+            order = requests.post(f"{api}/orders", headers=admin, timeout=10,
+                                  json={"total_amount": "12.30", "user_id": 1}).json()
+            payment = requests.post(f"{api}/payments", headers=admin, timeout=10,
+                                    json={"order_id": order["id"], "method": method}).json()
+            assert payment["provider"] == provider
+            assert requests.post(f"{api}/payments/{payment['id']}/pay", headers=admin,
+                                 timeout=10).status_code == 202
+            pay_url = wait_until(lambda p=payment: requests.get(
+                f"{api}/payments/{p['id']}", headers=admin, timeout=10).json()["pay_url"],
+                timeout=60, message=f"{provider} pay_url")
+            assert pay_url.startswith(f"{stack['web']}/doubles/{provider}/pay/")
+            assert requests.post(pay_url + "/approve", timeout=10,
+                                 allow_redirects=False).status_code == 303
+            paid = wait_until(lambda p=payment: (lambda v: v["status"] == "succeeded" and v)(
+                requests.get(f"{api}/payments/{p['id']}", headers=admin, timeout=10).json()),
+                timeout=90, message=f"{provider} notification applied")
+            assert paid["out_trade_no"] == f"P{payment['id']:010d}"
+            assert requests.get(f"{api}/orders/{order['id']}", headers=admin,
+                                timeout=10).json()["status"] == "paid"
+        # The doubles' keys were made under RUN_DIR, once.
+        assert (stack["run_dir"] / "doubles" / "wechatpay").is_dir()
+        assert (stack["run_dir"] / "doubles" / "alipay").is_dir()
+        os.killpg(make.pid, signal.SIGTERM)
+        make.wait(60)
