@@ -112,15 +112,15 @@ def callback_connector(res: Resources, provider: str) -> Provider:
 
 # --- ingest -------------------------------------------------------------------------------
 
-def ingest_callback(res: Resources, provider: str, request: CallbackRequest, *,
+def ingest_callback(res: Resources, connector: Provider, request: CallbackRequest, *,
                     now: float | None = None) -> IngestResult:
     """Verify, store (committed before returning), enqueue after commit when new.
 
-    The connector verifies and parses the provider's own format; what is stored is the
-    raw request body and the normalised event, with the provider's merchant references
-    resolved to our payment and refund ids.
+    The connector (callback_connector) verifies and parses the provider's own format;
+    what is stored is the raw request body and the normalised event, with the provider's
+    merchant references resolved to our payment and refund ids.
     """
-    connector = callback_connector(res, provider)
+    provider = connector.name
     CALLBACKS.labels(provider, "received").inc()
     try:
         event = connector.parse_callback(request, now=time.time() if now is None else now)

@@ -157,7 +157,7 @@ class Provider(Protocol):
         ...
 
     def parse_callback(self, request: CallbackRequest, *, now: float) -> CallbackEvent:
-        """The verified callback as our event. Raises domain.signatures.SignatureRejected
+        """The verified callback as our event. Raises domain.callback_auth.SignatureRejected
         (not authentic: answered 401) or domain.errors.InvalidInput (authentic but not
         understood: 400). Never logs the body or anything decrypted from it."""
         ...

@@ -67,7 +67,7 @@ def _observe_latency(response: Response) -> Response:
 def receive_callback(provider: str):
     connector = callback_connector(resources(), provider)  # 404 before reading anything
     raw_body = _read_bounded_body(MAX_CALLBACK_BYTES)
-    result = ingest_callback(resources(), provider,
+    result = ingest_callback(resources(), connector,
                              CallbackRequest(headers=request.headers, body=raw_body))
     return _as_response(connector.answer_stored(result.duplicate))
 
