@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from adapters import kombu_redis
 from config import Settings
 
 # webhooks: merchant deliveries, on a queue (and worker) of their own, so a receiver that
@@ -32,6 +33,9 @@ TASK_TIME_LIMIT_SECONDS = 600
 
 
 def make_celery(settings: Settings) -> Celery:
+    # kombu's Redis transport with its restore-on-a-closed-connection crash worked
+    # around (adapters/kombu_redis.py, celery/kombu#582): a worker survives Redis vanishing.
+    kombu_redis.register()
     app = Celery("payments", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
