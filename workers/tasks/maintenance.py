@@ -7,6 +7,7 @@ to repeat. maintenance.redeliver_callbacks lives in workers/tasks/callbacks.py.
 from __future__ import annotations
 
 from services.maintenance import (
+    check_processing_refunds,
     expire_stale_orders,
     expire_stale_payments,
     purge_idempotency_keys,
@@ -43,6 +44,11 @@ def resend_refunds(older_than_seconds: object = None) -> None:
 @celery.task(name="maintenance.resend_payment_starts", acks_late=True, ignore_result=True)
 def resend_payment_starts(older_than_seconds: object = None) -> None:
     resend_lost_payment_starts(resources(), **_quiet_period(older_than_seconds))
+
+
+@celery.task(name="maintenance.check_refunds", acks_late=True, ignore_result=True)
+def check_refunds(older_than_seconds: object = None) -> None:
+    check_processing_refunds(resources(), **_quiet_period(older_than_seconds))
 
 
 def _quiet_period(value: object) -> dict[str, float]:
