@@ -37,5 +37,5 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         # this sends again the ones a Redis that lost its data dropped (standins/resume.py).
         schedule["resume-standin-deliveries"] = {
             "task": "standins.resume_deliveries", "schedule": float(sweep),
-            "options": {"expires": float(sweep), "queue": "payments"}}
+            "options": {"expires": float(sweep), "queue": "maintenance"}}
     return schedule
