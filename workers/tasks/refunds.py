@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import OperationalError
 
+from adapters.locks import LockBusy
 from adapters.providers.base import ProviderUnavailable
 from services.refunds import CHECK_TASK, EXECUTE_TASK, check_refund, execute_refund
 from workers.app import celery
@@ -30,8 +31,10 @@ def execute(raw_id: object) -> str | None:
     return execute_refund(resources(), refund_id)
 
 
+# A busy payment lock (its callback being applied right now) is retried like the rest.
 @celery.task(name=CHECK_TASK, acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True, autoretry_for=(ProviderUnavailable, OperationalError),
+             ignore_result=True,
+             autoretry_for=(ProviderUnavailable, OperationalError, LockBusy),
              retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
              max_retries=MAX_RETRIES)
 def check(raw_id: object) -> str | None:
