@@ -7,7 +7,8 @@ after-commit hooks (enqueueing tasks) only once the transaction is durable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +30,24 @@ def defer_task(session: Session, task_name: str, *args: Any) -> None:
     it). Only a unit of work given a task sender sends; the work must be stored so that
     a sweep can send it again anyway."""
     session.info.setdefault(_DEFERRED_TASKS, []).append((task_name, args))
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A SAVEPOINT around the block: an exception rolls back only the block's statements,
+    and also forgets what the block asked to do at commit (deferred tasks, counters held
+    in session.info), so a rolled-back change is neither sent nor counted."""
+    marks = {key: len(value) for key, value in session.info.items() if isinstance(value, list)}
+    nested = session.begin_nested()
+    try:
+        yield
+    except BaseException:
+        nested.rollback()
+        for key, value in list(session.info.items()):
+            if isinstance(value, list):
+                del value[marks.get(key, 0):]
+        raise
+    nested.commit()
 
 
 def make_engine(database_url: str, pool_size: int = 5) -> Engine:

@@ -1,9 +1,12 @@
 """Provider callbacks: the inbox (DESIGN.md §6, §7).
 
-- ingest_callback: verify, commit to the inbox, enqueue after commit. A callback
-  answered 2xx is always stored; one that is not stored never gets a 2xx.
-- process_callback: the worker's exactly-once apply, under a per-payment Redis
-  lock, with an attempt counter so a poison callback ends `failed`, not looping.
+- ingest_callback: verify, commit to the inbox, wake the batch appliers after commit
+  (services/callback_batches.py applies them). A callback answered 2xx is always
+  stored; one that is not stored never gets a 2xx.
+- process_callback: one callback's exactly-once apply (the redelivery sweep's and
+  replay's path), under a per-payment Redis lock, with an attempt counter so a poison
+  callback ends `failed`, not looping. The batch path applies through the same
+  settlement under the same locks.
 - redeliver_stuck: re-enqueue inbox rows a lost message or a dead broker left
   `received` (the beat job maintenance.redeliver_callbacks).
 - list_callbacks / replay_callback: the admin's view and hand.
@@ -43,6 +46,7 @@ from domain.ids import MAX_BIGINT
 from domain.models import Base, CallbackAuthFailure, Payment, ProviderCallback, Refund
 from domain.statuses import CallbackStatus
 from services.audit import record_event
+from services.callback_wakeup import wake_appliers
 from services.settlement import Settlement, settle_callback
 
 log = logging.getLogger(__name__)
@@ -156,10 +160,10 @@ def _store(res: Resources, provider: str, event: CallbackEvent,
             "payment_id": event.payment_id, "raw_body": request.body,
             "payload": json.dumps(event_payload(event))}).scalar_one_or_none()
         if callback_id is not None:
-            new_id = int(callback_id)
-            bind_log_context(callback_id=new_id)
-            # A dead broker only delays it: the row is stored and the sweep sends it.
-            uow.after_commit(_send_later(res, PROCESS_TASK, new_id))
+            bind_log_context(callback_id=int(callback_id))
+            # Not a message per callback: a wake-up for the batch appliers, when none is
+            # on its way. A lost one only delays it: the row is stored and the sweep finds it.
+            uow.after_commit(lambda: wake_appliers(res))
         uow.commit()
     return None if callback_id is None else int(callback_id)
 
@@ -433,7 +437,7 @@ def replay_callback(res: Resources, callback_id: int, actor: str) -> dict[str, A
         uow.session.execute(
             update(ProviderCallback).where(ProviderCallback.id == callback_id)
             .values(status=CallbackStatus.RECEIVED.value, attempts=0, processed_at=None,
-                    updated_at=func.now())
+                    claimed_until=None, updated_at=func.now())
             .execution_options(synchronize_session=False))
         known_payment = row.payment_id is not None and uow.session.execute(
             select(Payment.id).where(Payment.id == row.payment_id)).first() is not None
