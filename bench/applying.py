@@ -1,9 +1,10 @@
 """B2 applying: callbacks applied per second by the worker pool ÷ no-op tasks per second.
 
 Each run stores N success callbacks in the inbox (each for its own `processing` payment)
-and queues their `callbacks.process` messages while no worker runs; then starts a worker
-as `make up` does and times it through the queue. The baseline queues N `bench.noop`
-tasks on the same queue, same broker, and times a worker with the same settings.
+and sends the one wake-up ingest would have sent while no worker runs; then starts a
+worker as `make up` does and times it applying them in batches. The baseline queues N
+`bench.noop` tasks on the same queue, same broker, and times a worker with the same
+settings.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import json
 import struct
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
 from prometheus_client import CollectorRegistry
@@ -30,31 +33,39 @@ from bench.servers import process_env
 from config import Settings
 from domain.models import Base, ProviderCallback
 from domain.statuses import CallbackStatus
-from services.callbacks import PROCESS_TASK
+from services.callback_batches import BATCH_SIZE
+from services.callback_wakeup import wake_appliers
 
 SCENARIO = "B2"
 TITLE = "applying: callbacks applied/s by the worker pool ÷ no-op tasks/s"
 FULL_SIZE = 10_000
 QUICK_SIZE = 2_000
-TARGET = Target(0.6, at_most=False)
+TARGET = Target(1.0, at_most=False)
 CONCURRENCY = 2  # as `make up` starts it (WORKER_CONCURRENCY), one per core here
 # The rate is taken between these fractions of the queue done: worker start-up and the
 # last stragglers are not what is being compared.
 WINDOW = (0.1, 0.9)
 TASK_COUNT_METRIC = "payments_task_seconds"
+# Applied callbacks, as the worker counts them at each batch's commit.
+APPLIED_METRIC = "payments_callbacks"
 NOOP_TASK = "bench.noop"  # bench/noop_task.py
 
 ABOUT = f"""\
 Subject: N success callbacks stored in the inbox (each a signed `payment.succeeded` for its own
-`processing` payment) with their `callbacks.process` messages queued while no worker runs;
-then one worker as `make up` starts it (prefork, {CONCURRENCY} processes, acks late, prefetch
-1) applies them: per callback a Redis lock on the payment, the inbox row and the payment
-locked, the payment → succeeded and its order → paid with history and audit rows, the inbox
-row → processed, one commit. Baseline: N `bench.noop` tasks (same argument, same queue, same
-broker and worker settings) that do nothing. Both rates are completed tasks per second
-between {WINDOW[0]:.0%} and {WINDOW[1]:.0%} of the queue, read from the worker's own
-`{TASK_COUNT_METRIC}` counts, so worker start-up is not in either. Each run checks that every
-payment succeeded exactly once."""
+`processing` payment) and the one `callbacks.apply_batch` wake-up ingest would have sent, while
+no worker runs; then one worker as `make up` starts it (prefork, {CONCURRENCY} processes, acks
+late, prefetch 1) applies them in batches of up to {BATCH_SIZE}: per batch one claim (the
+waiting rows locked with SKIP LOCKED, their payments' Redis locks taken in one pipelined round
+trip, attempts counted and a lease set, committed), then one transaction in which each
+callback settles in its own savepoint (the inbox row and the payment locked, the payment →
+succeeded and its order → paid with history, audit and outbox rows, the inbox row →
+processed), one commit, the locks released. A full batch sends the next wake-up at once, so
+both pool processes work. Baseline: N `bench.noop` tasks (same argument, same queue, same
+broker and worker settings) that do nothing. Both rates are completions per second between
+{WINDOW[0]:.0%} and {WINDOW[1]:.0%} of the work, read from the worker's own metrics
+(`{APPLIED_METRIC}_total{{outcome="processed"}}`, counted at each batch's commit;
+`{TASK_COUNT_METRIC}` for the no-ops), so worker start-up is not in either. Each run checks
+that every payment succeeded exactly once."""
 
 # Where the time goes; refresh when the settlement path changes.
 PROFILE = """\
@@ -108,13 +119,12 @@ def run(settings: Settings, progress: Progress, *, size: int, runs: int, mode: s
 
 def _time_subject(settings: Settings, res: Resources, progress: Progress, tag: str,
                   size: int) -> float:
-    progress.say(f"{tag}: storing {size:,} callbacks and queueing them")
+    progress.say(f"{tag}: storing {size:,} callbacks and waking the appliers")
     empty_tables(res)
-    callback_ids = _store_callbacks(res, create_processing_payments(res, size))
-    for callback_id in callback_ids:
-        if not res.queue.send(PROCESS_TASK, callback_id):
-            raise RuntimeError("could not queue callbacks.process")
-    rate = _drain(settings, progress, tag, PROCESS_TASK, size, include=None)
+    _store_callbacks(res, create_processing_payments(res, size))
+    wake_appliers(res)
+    rate = _drain(settings, progress, tag, "callbacks", size, include=None,
+                  count=_callbacks_applied)
     problem = _check_applied(res, size)
     if problem:
         raise RuntimeError(f"{tag}: {problem}")
@@ -144,9 +154,10 @@ def _store_callbacks(res: Resources, payment_ids: list[int]) -> list[int]:
 
 
 def _drain(settings: Settings, progress: Progress, tag: str, task: str, size: int,
-           include: str | None) -> float:
-    """Start a worker, wait until it has run `size` tasks named `task`, stop it; the
-    rate between the WINDOW fractions of the queue."""
+           include: str | None, count: Callable[[Path, str], int] | None = None) -> float:
+    """Start a worker, wait until it has done `size` of `task` (tasks of that name run,
+    or what `count` counts), stop it; the rate between the WINDOW fractions of the work."""
+    count = count or _tasks_done
     env = process_env(settings)
     metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
     low, high = int(size * WINDOW[0]), int(size * WINDOW[1])
@@ -161,7 +172,7 @@ def _drain(settings: Settings, progress: Progress, tag: str, task: str, size: in
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{tag}: only {done:,} of {size:,} {task} ran")
             time.sleep(0.02)
-            done = max(done, _tasks_done(metrics_dir, task))
+            done = max(done, count(metrics_dir, task))
             now = time.monotonic()
             for mark in (low, high):
                 if done >= mark and mark not in marks:
@@ -174,6 +185,18 @@ def _drain(settings: Settings, progress: Progress, tag: str, task: str, size: in
 
 def _tasks_done(metrics_dir: Path, task: str) -> int:
     """Tasks named `task` finished so far, from the worker processes' metric files."""
+    return _metric_sum(metrics_dir, TASK_COUNT_METRIC,
+                       lambda s: s.name.endswith("_count") and s.labels.get("task") == task)
+
+
+def _callbacks_applied(metrics_dir: Path, _: str) -> int:
+    """Callbacks applied (committed) so far, from the worker processes' metric files."""
+    return _metric_sum(metrics_dir, APPLIED_METRIC,
+                       lambda s: s.name.endswith("_total")
+                       and s.labels.get("outcome") == "processed")
+
+
+def _metric_sum(metrics_dir: Path, family_name: str, wanted: Callable[[Any], bool]) -> int:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(metrics_dir))
     try:
@@ -184,9 +207,8 @@ def _tasks_done(metrics_dir: Path, task: str) -> int:
         # next poll (the caller keeps the highest count seen).
         return 0
     for family in families:
-        if family.name == TASK_COUNT_METRIC:
-            return int(sum(s.value for s in family.samples
-                           if s.name.endswith("_count") and s.labels.get("task") == task))
+        if family.name == family_name:
+            return int(sum(s.value for s in family.samples if wanted(s)))
     return 0
 
 
