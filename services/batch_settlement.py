@@ -14,6 +14,7 @@ here raises, it rolls back and settles every one of them singly instead.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,9 +29,8 @@ from domain.settlement import Action, PaymentFacts, decide_payment_event, order_
 from domain.statuses import OrderStatus, PaymentStatus
 from domain.wallet import OrderPurpose
 from domain.webhooks import EventType
-from services.audit import _INSERT_EVENT, _jsonable
+from services.audit import jsonable
 from services.settlement import SettlementConflict
-from services.transitions import _INSERT_ORDER_HISTORY
 from services.webhooks.outbox import record_events
 
 
@@ -70,6 +70,20 @@ _PAY_ORDERS = text("""
     UPDATE orders SET status = 'paid', updated_at = now()
     WHERE id = ANY(:ids) AND status = 'pending' RETURNING id""").bindparams(
     bindparam("ids", type_=_IDS))
+# One INSERT each for the batch's audit and history rows (an executemany would still be a
+# statement per row).
+_AUDIT = text("""
+    INSERT INTO payment_events (payment_id, event, actor, detail)
+    SELECT v.payment_id, 'payment_succeeded', v.actor, v.detail::jsonb
+    FROM unnest(:ids, :actors, :details) AS v(payment_id, actor, detail)""").bindparams(
+    bindparam("ids", type_=_IDS), bindparam("actors", type_=ARRAY(String)),
+    bindparam("details", type_=ARRAY(String)))
+_HISTORY = text("""
+    INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor)
+    SELECT v.order_id, 'pending', 'paid', v.reason, v.actor
+    FROM unnest(:ids, :reasons, :actors) AS v(order_id, reason, actor)""").bindparams(
+    bindparam("ids", type_=_IDS), bindparam("reasons", type_=ARRAY(String)),
+    bindparam("actors", type_=ARRAY(String)))
 _MARK_PROCESSED = text("""
     UPDATE provider_callbacks
     SET status = 'processed', last_error = NULL, processed_at = now(), updated_at = now()
@@ -140,14 +154,14 @@ def _apply_successes(session: Session, fast: Sequence[tuple[Pending, PaymentFact
         "txns": [item.event.transaction_id for item, _ in fast]}).scalars().all()
     if len(moved) != len(fast):
         raise SettlementConflict(f"{len(fast) - len(moved)} payments changed while locked")
-    session.execute(_INSERT_EVENT, [{
-        "payment_id": p.id, "event": "payment_succeeded", "actor": _actor(item),
-        "detail": _jsonable({
+    session.execute(_AUDIT, {
+        "ids": ids, "actors": [_actor(item) for item, _ in fast],
+        "details": [json.dumps(jsonable({
             "from_status": p.status.value, "to_status": PaymentStatus.SUCCEEDED.value,
             "event_id": item.event.event_id, "provider": item.provider,
             "callback_id": item.callback_id, "transaction_id": item.event.transaction_id,
-            "amount": item.event.amount, "currency": item.event.currency})}
-        for item, p in fast])
+            "amount": item.event.amount, "currency": item.event.currency}))
+            for item, p in fast]})
     for from_status, count in Counter(p.status.value for _, p in fast).items():
         count_payment_moved(session, PaymentStatus.SUCCEEDED.value, count,
                             from_status=from_status)
@@ -157,10 +171,9 @@ def _apply_successes(session: Session, fast: Sequence[tuple[Pending, PaymentFact
     paid = session.execute(_PAY_ORDERS, {"ids": order_ids}).scalars().all()
     if len(paid) != len(order_ids):
         raise SettlementConflict(f"{len(order_ids) - len(paid)} orders changed while locked")
-    session.execute(_INSERT_ORDER_HISTORY, [{
-        "order_id": p.order_id, "from_status": OrderStatus.PENDING.value,
-        "to_status": OrderStatus.PAID.value, "reason": f"payment {p.id} succeeded",
-        "actor": _actor(item)} for item, p in fast])
+    session.execute(_HISTORY, {
+        "ids": order_ids, "reasons": [f"payment {p.id} succeeded" for _, p in fast],
+        "actors": [_actor(item) for item, _ in fast]})
     record_events(session, EventType.ORDER_PAID, order_ids)
 
     session.execute(_MARK_PROCESSED, {"ids": [item.callback_id for item, _ in fast]})
