@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -151,28 +152,32 @@ def ingest_callback(res: Resources, connector: Provider, request: CallbackReques
 
 def _store(res: Resources, provider: str, event: CallbackEvent,
            request: CallbackRequest) -> int | None:
-    """The inbox row's id, committed; None when this event id was stored before."""
-    with res.uow() as uow:
-        event = resolve_references(uow.session, event)
+    """The inbox row's id, committed; None when this event id was stored before.
+
+    One statement that must be durable before the answer, so it runs in autocommit: the
+    INSERT is its own transaction, committed when it returns, without the BEGIN and COMMIT
+    round trips of a transaction around it (B1). The references are read before it."""
+    with res.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        event = resolve_references(conn, event)
         bind_log_context(payment_id=event.payment_id)
-        callback_id = uow.session.execute(_STORE_CALLBACK, {
+        callback_id = conn.execute(_STORE_CALLBACK, {
             "provider": provider, "event_id": event.event_id, "event_type": event.type.value,
             "payment_id": event.payment_id, "raw_body": request.body,
             "payload": json.dumps(event_payload(event))}).scalar_one_or_none()
-        if callback_id is not None:
-            bind_log_context(callback_id=int(callback_id))
-            # Not a message per callback: a wake-up for the batch appliers, when none is
-            # on its way. A lost one only delays it: the row is stored and the sweep finds it.
-            uow.after_commit(lambda: wake_appliers(res))
-        uow.commit()
-    return None if callback_id is None else int(callback_id)
+    if callback_id is None:
+        return None
+    bind_log_context(callback_id=int(callback_id))
+    # Not a message per callback: a wake-up for the batch appliers, when none is on its
+    # way. A lost one only delays it: the row is stored and the sweep finds it.
+    wake_appliers(res)
+    return int(callback_id)
 
 
 _PAYMENT_BY_REFERENCE = select(Payment.id).where(Payment.out_trade_no == bindparam("ref"))
 _REFUND_BY_REFERENCE = select(Refund.id).where(Refund.out_refund_no == bindparam("ref"))
 
 
-def resolve_references(session: Session, event: CallbackEvent) -> CallbackEvent:
+def resolve_references(session: Session | Connection, event: CallbackEvent) -> CallbackEvent:
     """Our ids for the merchant references a real provider's event names. A reference we
     never issued resolves to None: the callback is kept, and settles as unmatched."""
     payment_id, refund_id = event.payment_id, event.refund_id
