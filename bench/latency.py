@@ -40,8 +40,8 @@ TITLE = "end-to-end latency at a fixed rate: callback sent → payment committed
 # Callbacks per second, each a row of its own; the capacity row is the highest of them at
 # which the p99 holds the target with the queue not growing (every lower rate holding too).
 RATES = (50, 100, 200, 300, 400)
-FULL_SIZE = 30           # seconds of load per run
-QUICK_SIZE = 8
+FULL_SIZE = 20           # seconds of load per rate and run
+QUICK_SIZE = 5
 WARM_UP_SECONDS = 2
 TARGET = Target(100, at_most=True, on="subject")  # p99 in ms
 CAPACITY_TARGET = Target(300, at_most=False, on="subject")  # callbacks/s

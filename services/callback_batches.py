@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from adapters.db import savepoint
 from adapters.locks import acquire_many, payment_lock_name, release_many
+from adapters.log_context import log_context
 from adapters.metrics import CALLBACKS, count_on_commit
 from adapters.resources import Resources
 from domain.callback_events import CallbackEvent, parse_callback_event
@@ -222,15 +223,19 @@ def _apply(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome) -
                 _count(outcome, readable)
             else:
                 pending.append(Pending(row.id, readable, row.provider))
-        rest = _settle_common_case(s, pending, outcome)
+        done, rest = _settle_common_case(s, pending, outcome)
+        settled: list[tuple[Pending, str, str | None]] = [
+            (item, "processed", None) for item in done]
         by_id = {row.id: row for row in claimed}
         for item in rest:
             if time.monotonic() > deadline:
                 untried.append(item.callback_id)
                 continue
-            applied = _apply_one(s, by_id[item.callback_id], item.event, refunds, errors)
+            with log_context(callback_id=item.callback_id, payment_id=item.event.payment_id):
+                applied = _apply_one(s, by_id[item.callback_id], item.event, refunds, errors)
             if applied is not None:
-                _count(outcome, applied)
+                _count(outcome, applied[0])
+                settled.append((item, *applied))
         for callback_id, error, backoff in errors:
             s.execute(_KEEP_ERROR, {"id": callback_id, "error": error, "backoff": backoff})
         if untried:
@@ -238,6 +243,10 @@ def _apply(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome) -
         for refund_id in refunds:
             uow.after_commit(_sender(res, REFUND_TASK, refund_id))
         uow.commit()
+    for item, status, note in settled:  # each callback's line, as the single path logs it
+        with log_context(callback_id=item.callback_id, payment_id=item.event.payment_id):
+            log.info("callback %s (%s %s) -> %s%s", item.callback_id, item.event.type.value,
+                     item.event.event_id, status, f": {note}" if note else "")
     outcome.errors, outcome.released = len(errors), len(untried)
     return min((backoff for _, _, backoff in errors), default=None)
 
@@ -258,10 +267,11 @@ def _readable(s: Session, row: _Claimed) -> CallbackEvent | str:
         return _give_up(s, row, f"unreadable callback body: {exc.detail}")
 
 
-def _settle_common_case(s: Session, pending: list[Pending],
-                        outcome: BatchOutcome) -> list[Pending]:
+def _settle_common_case(s: Session, pending: list[Pending], outcome: BatchOutcome
+                        ) -> tuple[list[Pending], list[Pending]]:
     """First successes of waiting payments, set-based (services/batch_settlement.py), in
-    a savepoint; what is left (or everything, if that raised) is settled one by one."""
+    a savepoint: (those settled, the rest). The rest (or everything, if that raised) is
+    settled one by one."""
     try:
         with savepoint(s):
             done, rest = settle_first_successes(s, pending)
@@ -269,15 +279,17 @@ def _settle_common_case(s: Session, pending: list[Pending],
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             raise
         log.info("callback batch settles one by one after: %s: %s", type(exc).__name__, exc)
-        return pending
+        return [], pending
     if done:
         _count(outcome, "processed", len(done))
-    return rest
+    by_id = {item.callback_id: item for item in pending}
+    return [by_id[callback_id] for callback_id in done], rest
 
 
 def _apply_one(s: Session, row: _Claimed, event: CallbackEvent, refunds: list[int],
-               errors: list[tuple[int, str, float]]) -> str | None:
-    """One callback in its savepoint; what became of it (None: errored or already done)."""
+               errors: list[tuple[int, str, float]]) -> tuple[str, str | None] | None:
+    """One callback in its savepoint; what became of it and why (None: errored or
+    already done)."""
     try:
         with savepoint(s):
             settlement = settle_callback(s, row.id, event, provider=row.provider,
@@ -298,9 +310,7 @@ def _apply_one(s: Session, row: _Claimed, event: CallbackEvent, refunds: list[in
         return None
     if settlement.refund_id is not None:
         refunds.append(settlement.refund_id)
-    if settlement.note:
-        log.info("callback %s -> %s: %s", row.id, settlement.status.value, settlement.note)
-    return settlement.status.value
+    return settlement.status.value, settlement.note
 
 
 def _give_up(s: Session, row: _Claimed, error: str) -> str:
