@@ -91,8 +91,11 @@ class BatchOutcome:
 def _schedule_follow_up(res: Resources, delay: float) -> float | None:
     """A batch in `delay` seconds, unless one is pending already."""
     delay = max(MIN_RETRY_SECONDS, delay)
+    # Two slots, so a pending far one (a dead batch's lease, 30 s) never holds back a near
+    # one (a busy lock, 0.5 s).
+    key = f"{RETRY_KEY}:{'soon' if delay <= BUSY_RETRY_SECONDS * 2 else 'later'}"
     try:
-        if not res.redis.set(RETRY_KEY, 1, nx=True, px=int(delay * 1000)):
+        if not res.redis.set(key, 1, nx=True, px=int(delay * 1000)):
             return None
     except redis.RedisError:
         return None  # no Redis, no locks: the task's retry or the sweep carries on
