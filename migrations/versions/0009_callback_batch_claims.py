@@ -1,7 +1,7 @@
 """callback batches: a claim lease on inbox rows and an index of the waiting ones
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0008
 Create Date: 2026-12-01 11:00:00
 """
 
@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0004"
+# Written on 0004; chained after main's 0008 (api keys' last_used_at) when main was merged.
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
