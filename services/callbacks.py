@@ -156,14 +156,19 @@ def _store(res: Resources, provider: str, event: CallbackEvent,
 
     One statement that must be durable before the answer, so it runs in autocommit: the
     INSERT is its own transaction, committed when it returns, without the BEGIN and COMMIT
-    round trips of a transaction around it (B1). The references are read before it."""
-    with res.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        event = resolve_references(conn, event)
-        bind_log_context(payment_id=event.payment_id)
-        callback_id = conn.execute(_STORE_CALLBACK, {
-            "provider": provider, "event_id": event.event_id, "event_type": event.type.value,
-            "payment_id": event.payment_id, "raw_body": request.body,
-            "payload": json.dumps(event_payload(event))}).scalar_one_or_none()
+    round trips of a transaction around it, on a pool that does not ping (a dead
+    connection is retried instead: the insert is idempotent) (B1). The references are
+    read before it."""
+    def insert(conn: Connection) -> Any:
+        resolved = resolve_references(conn, event)
+        bind_log_context(payment_id=resolved.payment_id)
+        return conn.execute(_STORE_CALLBACK, {
+            "provider": provider, "event_id": resolved.event_id,
+            "event_type": resolved.type.value, "payment_id": resolved.payment_id,
+            "raw_body": request.body, "payload": json.dumps(event_payload(resolved))
+        }).scalar_one_or_none()
+
+    callback_id = res.db.run_autocommit(insert)
     if callback_id is None:
         return None
     bind_log_context(callback_id=int(callback_id))
