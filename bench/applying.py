@@ -69,25 +69,28 @@ that every payment succeeded exactly once."""
 
 # Where the time goes; refresh when the settlement path changes.
 PROFILE = """\
-Where the time goes (measured 2026-12-01 on the machine below, quiet): CPU time of each process
-while a worker drains the queue. A no-op task costs 2.2 ms of worker CPU (Celery's prefork
-pool, acks, task events for Flower, our logging and metrics signals) and leaves the cores 57%
-idle: it is bound by round trips (acks late, prefetch 1), not CPU. An applied callback costs
-about 8 ms of worker CPU, 2.3 ms in PostgreSQL and 0.3 ms in Redis. Applying one is three
-transactions (read the inbox row; count the attempt, committed first so an attempt that kills
-its worker still counts; the settlement), a Redis lock on the payment (two round trips), and in
-the settlement eleven statements and one commit. `process_callback` alone, called in a loop,
-took 9.1 ms of CPU before this round and 4.6–5.1 ms after; by cProfile, psycopg 49% of its
-time (mostly waiting on PostgreSQL), SQLAlchemy 33%, redis-py 4%, our own code about 4%.
-Fixed on the way: the settlement locked the order three times and the payment twice (rows it
-already held), set its two timeouts in two statements, built every statement anew (building and
-cache-keying cost more Python time than PostgreSQL spent running them) and wrote audit and
-history rows through the ORM's bulk-insert path; it now runs prebuilt statements with bound
-parameters and Core inserts. What bounds the rest: with ~10.6 ms of CPU per callback the two
-cores cannot apply more than about 190/s even fully busy, against ~470/s no-ops, so the ratio
-stays under about 0.4 on this machine whatever the scheduling. 0.6 means ~280/s, 7 ms of CPU
-per callback in all: with Celery's 2.2 ms, the apply itself (PostgreSQL and Redis included)
-would have to fit in about 5 ms instead of about 8.4."""
+Where the time goes (measured 2026-12-01 on the machine below, shared with four other
+engineers' test runs: load average 10-12 on 2 cores): `apply_callback_batch` called in a loop
+over 2,000 stored callbacks, under cProfile, took 1.1 ms of CPU per callback in the worker process
+(3.9 ms wall: the rest is waiting on PostgreSQL), against 14 ms per callback when each callback
+of the batch was settled by `settle_callback` in its own savepoint. One batch of 100 is about
+twenty statements and three Redis round trips in all: the claim (the candidates, the earliest
+foreign lease, one pipelined `SET NX PX` per payment, the attempt and lease UPDATE, commit), the
+set-based settlement of the common case (lock the inbox rows, the orders, the payments; the
+transaction owners; one UPDATE of the payments from `unnest`; one INSERT of the audit rows; the
+outbox's events with notifications and deliveries; one UPDATE of the orders; one INSERT of their
+history; the orders' events; the inbox rows marked; one commit), the locks' release. By
+cProfile, psycopg's waiting on PostgreSQL is half of a batch's time, SQLAlchemy a sixth, redis-py
+and Celery's one follow-up send an eighth each, our own code a few per cent. What bounds the
+rest: PostgreSQL's own work per row (about a dozen row writes per callback, each with its index
+entries and WAL) and, at small batches, the fixed cost of the twenty round trips. The no-op
+baseline is round-trip bound (acks late, prefetch 1: about four Redis round trips per task) and
+suffers more than the batch does from a loaded machine: in these runs it reached 47-53 tasks/s
+against 379-577/s on a quiet machine earlier the same day (the full rows below, measured with
+the previous one-message-per-callback apply), while the batches applied 416-692/s. So the
+ratio in the quick rows overstates what a quiet machine shows; against the quiet no-op rate
+(~540/s) the batches' 416-692/s is about 0.8-1.3. A full run on a quiet machine is the honest
+figure and is still to be made."""
 
 
 def run(settings: Settings, progress: Progress, *, size: int, runs: int, mode: str,

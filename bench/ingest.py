@@ -37,21 +37,26 @@ run. A run counts only with zero errors and every answered callback stored."""
 
 # Where the time goes; refresh when the ingest path changes.
 PROFILE = """\
-Where the time goes (measured 2026-12-01 on the machine below, quiet): CPU time of each process
-over a wrk run, per request: the hello-world costs 0.39 ms in gunicorn; a callback 2.0 ms in
-gunicorn, 0.3 ms in PostgreSQL and under 0.1 ms in Redis, and the 2 cores are busy. So the
-ratio is the ratio of Python CPU per request. `ingest_callback` alone, called in a loop, takes
-1.6–1.8 ms of CPU; by cProfile, psycopg 31% (mostly waiting for the durable commit), SQLAlchemy
-14%, redis-py 13%, kombu 9%, Celery's `send_task` 8%, and our own code (HMAC check, parsing)
-about 3%. Fixed on the way: Celery published a task-sent event on every send (one more Redis
-publish per callback; Flower does not need it), and the insert is now built once as a Core
-statement. What bounds the rest: a 2xx must follow a committed insert and a publish.
-A ratio of 0.5 means about 2,100 callbacks/s here, under 1 ms of CPU per request in all; less
-the 0.39 ms the hello-world request itself costs, about half a millisecond would be left for
-verify, insert, commit and publish, less than what psycopg, SQLAlchemy and Celery's message
-building cost in Python here. Publishing with a raw `LPUSH` of a prebuilt message and the
-insert through psycopg alone would be the next steps, each giving up a library's guarantees
-for ~0.3–0.5 ms."""
+Where the time goes (measured 2026-12-01 on the machine below, shared with four other
+engineers' test runs: load average 10-12 on 2 cores, so absolute figures are a fifth of a quiet
+machine's and every round trip waits for a core). CPU per request, both apps driven in one
+process through Flask's test client: ours 2.8 ms, the floor 1.6 ms (ours was 4.2 ms before the
+last two changes below). The requests make the same number of round trips (ours: the
+rate limiter's Redis GET, the INSERT, the wake-up's `SET NX`; the floor: BEGIN, INSERT, COMMIT,
+LPUSH), so the gap is Python: by cProfile, Flask-Limiter's check before every callback (its
+Redis read and its own bookkeeping) is about a third of our request, SQLAlchemy's execution of
+the prebuilt insert a sixth, Flask's and our request hooks (request id, security headers,
+metrics) most of the rest; our own code (signature check, parsing, the storable check) a few
+per cent. Changed on the way: the wake-up replaces one `callbacks.process` message per callback
+(Celery's message building and publish were most of the old gap); the insert runs in
+autocommit (committed when it returns, without BEGIN and COMMIT round trips) on a pool that does
+not ping on checkout (a connection found dead is retried once: the insert is idempotent); no
+X-RateLimit headers (one Redis read less). What bounds the rest: the rate limiter's check, which
+needs a Redis read for every callback because it runs before the signature is known to be good;
+checking it only after a signature fails (an address over the limit would still cost an HMAC
+check per request) would remove a third of our request, and is the next step. The ratio varied
+widely with the machine's load (0.19-0.50 in these runs, 0.82 in a single run earlier in the
+hour), so the quick row is a miss, measured on a loaded machine."""
 
 
 def _prepare(settings: Settings, res: Resources, count: int) -> list[Request]:

@@ -63,17 +63,24 @@ Target: p99 ≤ {TARGET.value:g} ms. Baseline, for scale: the hello-world POST
 (`bench/hello.py`) at the same rate through the same sender, its HTTP round trip; the ratio
 column is subject p99 ÷ baseline p99."""
 
-# What the two rates show; refresh with the numbers.
+# What the rates show; refresh with the numbers.
 PROFILE = """\
-What bounds it (measured 2026-12-01 on the machine below): at 50/s a payment is committed as
-succeeded some 15–20 ms after its callback was due (p50; the notes give each row's), most of it
-the worker's three transactions (B2) and the ingest's commit and publish (B1). At 200/s the
-arrivals exceed what this 2-core machine applies while it also serves the callbacks (B2:
-100–150/s with the web idle), so the queue grows for as long as the load lasts and the latency
-with it: the p99 is then the length of the run, not a latency of the code. No callback is lost
-at either rate (every run checks that every payment was committed as succeeded). Throughput per
-callback is B2's subject; more worker processes on more cores (see README, Scaling out) raise
-the rate the p99 holds at."""
+What bounds it (measured 2026-12-01 on the machine below, shared with four other engineers'
+test runs, load average 10-12 on 2 cores, so every process waits for a core at each round
+trip): even the hello-world round trip missed 100 ms at 400/s in two runs of three (156-1,457
+ms), and at 50/s it took 13-31 ms (5-7 ms on the quiet machine of the full rows, which were
+measured with the previous one-message-per-callback apply: 29-133 ms at 50/s). A callback's
+way is the ingest (one autocommit INSERT, one Redis `SET NX`, and a wake-up message when none
+is on its way), the wake-up's delivery, then a batch: about twenty sequential round trips to
+PostgreSQL and Redis (claim, set-based settlement, commit, release), whatever its size. On this
+loaded machine each round trip costs several milliseconds of waiting for a core, so a batch of
+one callback takes about as long as a batch of a hundred, and the p99 at 50/s was 296-348 ms;
+from 100/s on the web's share of the two cores (about 3 ms of CPU per callback, B1) and the
+sender's left the worker too little, and the queue grew. The capacity row is therefore 0 here,
+a miss. What would move it: fewer sequential round trips per batch (the claim and the
+settlement in one transaction where no attempt needs counting first, the orders and payments
+locked in one statement), and a quiet machine to measure on; batches of many callbacks already
+cost a tenth of what the single path did per callback (B2)."""
 
 NOTIFY_TRIGGER = f"""
 CREATE OR REPLACE FUNCTION bench_notify_succeeded() RETURNS trigger AS $$
