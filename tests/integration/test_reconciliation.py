@@ -1,0 +1,143 @@
+"""The daily reconciliation against each provider's stand-in (issue #17): the real
+statement over HTTP (WeChat Pay's trade bill with its hash, Alipay's bill zip, the
+sandbox's JSON), parsed, compared with our books, and what the provider took but we had
+not applied applied through the callbacks' settlement."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from domain.models import Order, Payment, PaymentEvent, Refund
+from domain.reconciliation_models import ReconciliationItem, ReconciliationRun
+from domain.webhook_models import Event
+from services.reconciliation.run import ReconciliationFailed, reconcile_day
+from standins.statements import arm_fault, clear_faults
+from tests.support.reconciliation import ProviderDay
+
+PROVIDERS = ("wechatpay", "alipay", "sandbox")
+
+
+def today(res) -> object:
+    return datetime.now(ZoneInfo(res.settings.reconcile_tz)).date()
+
+
+def items(res, run_id: int) -> set[tuple[str, str, str, int | None]]:
+    with res.uow() as uow:
+        return {(i.object, i.kind, i.status, i.refund_id or i.payment_id) for i in
+                uow.session.scalars(select(ReconciliationItem)
+                                    .where(ReconciliationItem.run_id == run_id))}
+
+
+def counts(res) -> dict[str, int]:
+    """Rows a second run must not add to: audit, events, refunds, order history."""
+    with res.uow() as uow:
+        return {table.__tablename__: uow.session.execute(
+            select(func.count()).select_from(table)).scalar_one()
+            for table in (PaymentEvent, Event, Refund)}
+
+
+def the_day(res, provider: str):
+    """The scenario of the issue: 5 fine, 1 paid whose callback never came, 1 succeeded
+    here but unknown at the provider, 1 amount mismatch, 1 refund paid out there and not
+    finished here."""
+    day = ProviderDay(res, provider)
+    fine = [day.payment(f"{10 + n}.00") for n in range(5)]
+    lost = day.payment("66.60", ours="processing")
+    missing = day.payment("77.70", at_provider=False)
+    mismatch = day.payment("88.80", provider_amount="99.00")
+    refund_id = day.refund(fine[0], "4.00")
+    return fine, lost, missing, mismatch, refund_id
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_day_reports_exactly_its_discrepancies_and_applies_what_the_provider_took(
+        doubles, provider):
+    res = doubles.resources
+    fine, lost, missing, mismatch, refund_id = the_day(res, provider)
+
+    summary = reconcile_day(res, provider, today(res))
+
+    assert summary["status"] == "succeeded"
+    assert (summary["statement_lines"], summary["matched"], summary["applied"],
+            summary["flagged"]) == (8, 5, 2, 2)
+    assert items(res, summary["run_id"]) == {
+        ("payment", "missing_here", "applied", lost.payment_id),
+        ("payment", "missing_at_provider", "flagged", missing.payment_id),
+        ("payment", "amount_mismatch", "flagged", mismatch.payment_id),
+        ("refund", "missing_here", "applied", refund_id)}
+    with res.uow() as uow:
+        paid = uow.session.get(Payment, lost.payment_id)
+        assert paid.status == "succeeded" and paid.transaction_id == lost.transaction_id
+        assert uow.session.get(Order, lost.order_id).status == "paid"
+        assert uow.session.execute(select(PaymentEvent.actor).where(
+            PaymentEvent.payment_id == lost.payment_id,
+            PaymentEvent.event == "payment_succeeded")).scalar_one() == "system:reconcile"
+        assert uow.session.get(Refund, refund_id).status == "succeeded"
+        refunded = uow.session.get(Payment, fine[0].payment_id)
+        assert (refunded.status, str(refunded.refunded_amount)) == ("partially_refunded",
+                                                                    "4.00")
+        # Flagged is only flagged: the mismatched payment keeps what we hold.
+        assert uow.session.get(Payment, mismatch.payment_id).status == "succeeded"
+        announced = uow.session.execute(select(Event.data).where(
+            Event.type == "reconciliation.mismatch")).scalars().all()
+    assert sorted(e["object"]["kind"] for e in announced) == sorted(
+        ["missing_here", "missing_at_provider", "amount_mismatch", "missing_here"])
+    assert {e["object"]["provider"] for e in announced} == {provider}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_same_run_twice_changes_nothing_the_second_time(doubles, provider):
+    res = doubles.resources
+    the_day(res, provider)
+    first = reconcile_day(res, provider, today(res))
+    before = counts(res)
+    with res.uow() as uow:
+        payments = uow.session.execute(
+            select(Payment.id, Payment.status, Payment.refunded_amount, Payment.updated_at)
+            .order_by(Payment.id)).all()
+
+    second = reconcile_day(res, provider, today(res))
+
+    assert second["run_id"] == first["run_id"]
+    assert items(res, second["run_id"]) == items(res, first["run_id"])
+    assert (second["applied"], second["flagged"]) == (first["applied"], first["flagged"])
+    assert second["matched"] == first["matched"] + 2  # the two applied now match
+    assert counts(res) == before
+    with res.uow() as uow:
+        assert uow.session.execute(
+            select(Payment.id, Payment.status, Payment.refunded_amount, Payment.updated_at)
+            .order_by(Payment.id)).all() == payments
+        run = uow.session.get(ReconciliationRun, second["run_id"])
+        assert (run.status, run.attempts) == ("succeeded", 2)
+
+
+@pytest.mark.parametrize(("provider", "fault", "reason"), [
+    ("wechatpay", "hash", "does not match its SHA1"),
+    ("wechatpay", "unavailable", "statement not fetched"),
+    ("alipay", "unavailable", "statement not fetched"),
+    ("sandbox", "unavailable", "statement not fetched"),
+])
+def test_a_statement_that_cannot_be_had_fails_the_run_and_touches_nothing(
+        doubles, provider, fault, reason):
+    res = doubles.resources
+    _, lost, *_ = the_day(res, provider)
+    before = counts(res)
+    clear_faults(res.redis, provider)
+    arm_fault(res.redis, provider, fault)
+
+    with pytest.raises(ReconciliationFailed) as failed:
+        reconcile_day(res, provider, today(res))
+
+    assert reason in failed.value.reason
+    with res.uow() as uow:
+        run = uow.session.execute(select(ReconciliationRun).where(
+            ReconciliationRun.provider == provider)).scalar_one()
+        assert run.status == "failed" and reason in (run.error or "")
+        assert uow.session.get(Payment, lost.payment_id).status == "processing"
+        assert uow.session.execute(select(func.count()).select_from(ReconciliationItem)
+                                   ).scalar_one() == 0
+    assert counts(res) == before
