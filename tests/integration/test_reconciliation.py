@@ -16,6 +16,7 @@ from domain.reconciliation_models import ReconciliationItem, ReconciliationRun
 from domain.webhook_models import Event
 from services.reconciliation.run import ReconciliationFailed, reconcile_day
 from standins.statements import arm_fault, clear_faults
+from tests.support.processes import wait_until
 from tests.support.reconciliation import ProviderDay
 
 PROVIDERS = ("wechatpay", "alipay", "sandbox")
@@ -141,3 +142,30 @@ def test_a_statement_that_cannot_be_had_fails_the_run_and_touches_nothing(
         assert uow.session.execute(select(func.count()).select_from(ReconciliationItem)
                                    ).scalar_one() == 0
     assert counts(res) == before
+
+
+def test_a_failed_run_is_retried_by_its_task_and_then_applies(doubles):
+    """maintenance.reconcile on a real worker: the first statement fails its hash, the
+    run is `failed`, and the task's retry (backoff shortened for the test) succeeds."""
+    res = doubles.resources
+    _, lost, *_ = the_day(res, "wechatpay")
+    clear_faults(res.redis, "wechatpay")
+    arm_fault(res.redis, "wechatpay", "hash")
+
+    assert res.queue.send("maintenance.reconcile", today(res).isoformat(), ["wechatpay"], 2)
+
+    def run() -> ReconciliationRun | None:
+        with res.uow() as uow:
+            row = uow.session.execute(select(ReconciliationRun).where(
+                ReconciliationRun.provider == "wechatpay")).scalar_one_or_none()
+            if row is not None:
+                uow.session.expunge(row)
+            return row
+    failed = wait_until(lambda: (r := run()) is not None and r.status == "failed" and r,
+                        timeout=30, message="the first attempt failed")
+    assert "SHA1" in failed.error
+    done = wait_until(lambda: (r := run()) is not None and r.status == "succeeded" and r,
+                      timeout=60, message="the retry succeeded")
+    assert done.attempts == 2 and done.error is None and done.applied == 2
+    with res.uow() as uow:
+        assert uow.session.get(Payment, lost.payment_id).status == "succeeded"
