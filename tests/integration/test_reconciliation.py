@@ -169,3 +169,40 @@ def test_a_failed_run_is_retried_by_its_task_and_then_applies(doubles):
     assert done.attempts == 2 and done.error is None and done.applied == 2
     with res.uow() as uow:
         assert uow.session.get(Payment, lost.payment_id).status == "succeeded"
+
+
+def test_the_runs_and_their_items_over_the_admin_api(doubles):
+    res = doubles.resources
+    _, _, missing, _, _ = the_day(res, "alipay")
+    summary = reconcile_day(res, "alipay", today(res))
+    admin = doubles.api.as_key(doubles.admin_key())
+
+    runs = admin.get("/api/v1/reconciliation/runs", params={"provider": "alipay"})
+    assert runs.status_code == 200, runs.text
+    [run] = runs.json()["items"]
+    assert (run["id"], run["status"], run["statement_date"], run["applied"],
+            run["flagged"]) == (summary["run_id"], "succeeded", today(res).isoformat(), 2, 2)
+    flagged = admin.get(f"/api/v1/reconciliation/runs/{run['id']}/items",
+                        params={"status": "flagged", "page_size": 1})
+    assert flagged.status_code == 200, flagged.text
+    body = flagged.json()
+    assert (body["total"], body["page_size"], len(body["items"])) == (2, 1, 1)
+    assert {i["kind"] for i in admin.get(
+        f"/api/v1/reconciliation/runs/{run['id']}/items",
+        params={"status": "flagged"}).json()["items"]} == {"missing_at_provider",
+                                                          "amount_mismatch"}
+    [gone] = [i for i in admin.get(f"/api/v1/reconciliation/runs/{run['id']}/items"
+                                   ).json()["items"] if i["kind"] == "missing_at_provider"]
+    assert (gone["payment_id"], gone["reference"], gone["our_amount"],
+            gone["provider_amount"]) == (missing.payment_id, missing.out_trade_no, "77.70", None)
+
+    bad = admin.get(f"/api/v1/reconciliation/runs/{run['id']}/items",
+                    params={"status": "weird"})
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_status")
+    assert admin.get("/api/v1/reconciliation/runs", params={"date": "2026-13-01"}
+                     ).json()["code"] == "invalid_field"
+    unknown = admin.get("/api/v1/reconciliation/runs/999999999/items")
+    assert (unknown.status_code, unknown.json()["code"]) == (
+        404, "reconciliation_run_not_found")
+    user = doubles.api.as_key(doubles.user_key(1))
+    assert user.get("/api/v1/reconciliation/runs").json()["code"] == "admin_only"
