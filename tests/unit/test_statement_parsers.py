@@ -68,7 +68,7 @@ def test_a_wechatpay_bill_read_by_column_name_not_place():
     (b"", "empty"),
     ("交易时间,商户号\r\n`x,`y\r\n".encode(), "lacks"),
     (WECHAT_BILL.replace(b"`88.80,`0.00,`", b"`88.80,`"), "fields under"),
-    (WECHAT_BILL.replace("`0.60%,`88.80,".encode(), "`0.60%,`abc,".encode()), "amount"),
+    (WECHAT_BILL.replace(b"`0.60%,`88.80,", b"`0.60%,`abc,"), "amount"),
     (b"\xff\xfe", "UTF-8"),
 ])
 def test_a_wechatpay_bill_that_does_not_read_is_not_a_statement(bill, problem):
