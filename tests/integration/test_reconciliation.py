@@ -5,17 +5,36 @@ not applied applied through the callbacks' settlement."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import requests
 from sqlalchemy import func, select
+from wechatpayv3 import WeChatPay, WeChatPayType
 
-from domain.models import Order, Payment, PaymentEvent, Refund
+from adapters.providers.wechatpay.statement import parse_trade_bill
+from domain.models import (
+    Order,
+    OrderStatusHistory,
+    Payment,
+    PaymentEvent,
+    ProviderCallback,
+    Refund,
+)
 from domain.reconciliation_models import ReconciliationItem, ReconciliationRun
 from domain.webhook_models import Event
 from services.reconciliation.run import ReconciliationFailed, reconcile_day
+from standins.models import StandinOrder
 from standins.statements import arm_fault, clear_faults
+from standins.wechatpay.keys import load_double_keys
+from standins.wechatpay.notify import render_notification, transaction_payload
+from standins.wechatpay.orders import order_view
 from tests.support.processes import wait_until
 from tests.support.reconciliation import ProviderDay
 
@@ -206,3 +225,86 @@ def test_the_runs_and_their_items_over_the_admin_api(doubles):
         404, "reconciliation_run_not_found")
     user = doubles.api.as_key(doubles.user_key(1))
     assert user.get("/api/v1/reconciliation/runs").json()["code"] == "admin_only"
+
+
+def test_the_wechatpay_sdk_fetches_the_same_bill_from_the_double(doubles):
+    """wechatpayv3 as an oracle: it verifies the double's signed tradebill answer, its
+    signed download is accepted, and the bill it gets has the announced SHA1 and reads
+    as the lines our connector reads."""
+    res = doubles.resources
+    fine, *_ = the_day(res, "wechatpay")
+    env = doubles.env
+    wx = WeChatPay(wechatpay_type=WeChatPayType.NATIVE, mchid=env["WECHATPAY_MCHID"],
+                   private_key=Path(env["WECHATPAY_MERCHANT_PRIVATE_KEY_FILE"]).read_text(),
+                   cert_serial_no=env["WECHATPAY_MERCHANT_SERIAL_NO"],
+                   appid=env["WECHATPAY_APPID"], apiv3_key=env["WECHATPAY_APIV3_KEY"],
+                   public_key=Path(env["WECHATPAY_PUBLIC_KEY_FILE"]).read_text(),
+                   public_key_id=env["WECHATPAY_PUBLIC_KEY_ID"], timeout=(3, 30))
+    wx._core._gate_way = env["WECHATPAY_BASE_URL"]  # the SDK's host is fixed: the double's
+
+    code, message = wx.trade_bill(bill_date=today(res).isoformat())
+    assert code == 200, message
+    answer = json.loads(message)
+    code, content = wx.download_bill(answer["download_url"])
+    assert code == 200, content
+    bill = gzip.decompress(content)
+    assert hashlib.sha1(bill).hexdigest() == answer["hash_value"]
+    ours = res.providers.by_name("wechatpay").fetch_statement(today(res))
+    assert parse_trade_bill(bill, today(res)) == ours
+    assert {line.out_trade_no for line in ours.lines} >= {p.out_trade_no for p in fine}
+
+
+def test_a_run_racing_the_lost_notifications_applies_each_success_once(doubles):
+    """The notifications arrive after all, while the run applies the same successes: the
+    per-payment lock and the settlement's compare-and-set let exactly one of the two
+    apply each (whichever comes first), and the other changes nothing."""
+    res = doubles.resources
+    day = ProviderDay(res, "wechatpay")
+    lost = [day.payment(f"{20 + n}.00", ours="processing") for n in range(6)]
+    keys = load_double_keys(res.settings.run_dir)
+    with res.uow() as uow:
+        orders = uow.session.scalars(select(StandinOrder).where(
+            StandinOrder.out_trade_no.in_([p.out_trade_no for p in lost]))).all()
+        notifications = [render_notification(res.settings, transaction_payload(
+            order_view(keys, order))) for order in orders]
+    http = requests.Session()
+
+    def notify(notification: tuple[dict[str, str], bytes]) -> int:
+        headers, body = notification
+        return http.post(doubles.live_url + "/callbacks/wechatpay", data=body,
+                         headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        # The notifications first: their worker applies them while the run fetches and
+        # applies, so each success is claimed by one side or the other.
+        early = [notify(n) for n in notifications[:3]]  # stored, being applied
+        sent = [pool.submit(notify, n) for n in notifications[3:]]
+        summary = reconcile_day(res, "wechatpay", today(res))
+        answers = early + [f.result() for f in sent]
+    assert answers == [204] * len(lost)
+    wait_until(lambda: _inbox_settled(res), timeout=30, message="notifications applied")
+
+    assert summary["applied"] + summary["matched"] == len(lost)
+    actors: list[str] = []
+    with res.uow() as uow:
+        for payment in lost:
+            assert uow.session.get(Payment, payment.payment_id).status == "succeeded"
+            successes = uow.session.execute(select(PaymentEvent.actor).where(
+                PaymentEvent.payment_id == payment.payment_id,
+                PaymentEvent.event == "payment_succeeded")).scalars().all()
+            assert len(successes) == 1, successes
+            actors += successes
+            assert uow.session.execute(select(func.count()).select_from(OrderStatusHistory)
+                                       .where(OrderStatusHistory.order_id == payment.order_id,
+                                              OrderStatusHistory.to_status == "paid")
+                                       ).scalar_one() == 1
+    # Measured here: the worker takes a second or two to pick each callback up, so the
+    # run claims them all and the callbacks end `processed` as duplicates; whichever
+    # side comes first, the other is a no-op.
+    print(f"applied by: {sorted(actors)}")
+
+
+def _inbox_settled(res) -> bool:
+    with res.uow() as uow:
+        return uow.session.execute(select(func.count()).select_from(ProviderCallback).where(
+            ProviderCallback.status == "received")).scalar_one() == 0
