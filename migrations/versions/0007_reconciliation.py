@@ -1,7 +1,7 @@
 """reconciliation: a run per provider and statement day, and its items (issue #17)
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0008
 Create Date: 2026-12-01 11:10:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0008"  # main's head when rec merged main (the brief said 0004, then head)
 branch_labels = None
 depends_on = None
 
