@@ -35,6 +35,7 @@ from standins.statements import arm_fault, clear_faults
 from standins.wechatpay.keys import load_double_keys
 from standins.wechatpay.notify import render_notification, transaction_payload
 from standins.wechatpay.orders import order_view
+from tests.integration.test_cli import run_cli
 from tests.support.processes import wait_until
 from tests.support.reconciliation import ProviderDay
 
@@ -308,3 +309,26 @@ def _inbox_settled(res) -> bool:
     with res.uow() as uow:
         return uow.session.execute(select(func.count()).select_from(ProviderCallback).where(
             ProviderCallback.status == "received")).scalar_one() == 0
+
+
+def test_payments_reconcile_runs_a_day_now_and_exits_1_when_a_run_failed(doubles):
+    res = doubles.resources
+    _, lost, *_ = the_day(res, "sandbox")
+    day = today(res).isoformat()
+
+    done = run_cli(doubles.env, "reconcile", "--date", day, "--provider", "sandbox")
+    assert done.returncode == 0, done.stderr
+    [line] = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    assert (line["provider"], line["date"], line["status"], line["applied"],
+            line["flagged"]) == ("sandbox", day, "succeeded", 2, 2)
+
+    arm_fault(res.redis, "alipay", "unavailable")
+    failed = run_cli(doubles.env, "reconcile", "--date", day, "--provider", "alipay")
+    assert failed.returncode == 1
+    [line] = [json.loads(x) for x in failed.stdout.splitlines() if x.startswith("{")]
+    assert (line["provider"], line["status"]) == ("alipay", "failed")
+    assert "HTTP 503" in line["error"]
+
+    wrong = run_cli(doubles.env, "reconcile", "--provider", "paypal")
+    assert wrong.returncode == 2 and "not a routed provider" in wrong.stderr
+    assert run_cli(doubles.env, "reconcile", "--date", "2026-02-30").returncode == 2
