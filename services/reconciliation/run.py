@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from adapters.locks import LockBusy
@@ -29,6 +30,7 @@ from adapters.resources import Resources
 from adapters.run_once import run_once
 from domain.money import format_amount
 from domain.reconciliation import Action, Finding, ItemStatus, Kind, compare
+from domain.reconciliation_models import ReconciliationRun
 from domain.statements import StatementUnavailable
 from services.reconciliation.apply import apply_finding
 from services.reconciliation.books import read_books
@@ -146,6 +148,43 @@ def describe(finding: Finding) -> str:
         return "the provider names another transaction id for it"
     return (f"ours {format_amount(ours.amount, ours.currency)} {ours.currency}, the "
             f"provider's {format_amount(line.amount, line.currency)} {line.currency}")
+
+
+# The daily tick also takes up the days of this past week whose run failed for good (its
+# task's retries spent) or died running (a worker killed mid-run), so no day is left
+# unreconciled for longer than a day.
+CATCH_UP_DAYS = 7
+STALE_RUNNING_SECONDS = 3600
+
+
+def unfinished_days(res: Resources, *, before: date) -> list[tuple[str, date]]:
+    """(provider, day) of the past CATCH_UP_DAYS before `before` whose run is failed, or
+    still running long after any run would have ended."""
+    stale = func.now() - timedelta(seconds=STALE_RUNNING_SECONDS)
+    with res.uow() as uow:
+        rows = uow.session.execute(
+            select(ReconciliationRun.provider, ReconciliationRun.statement_date)
+            .where(ReconciliationRun.statement_date < before,
+                   ReconciliationRun.statement_date >= before - timedelta(days=CATCH_UP_DAYS),
+                   or_(ReconciliationRun.status == "failed",
+                       and_(ReconciliationRun.status == "running",
+                            ReconciliationRun.started_at < stale)))
+            .order_by(ReconciliationRun.statement_date, ReconciliationRun.provider)).all()
+    routed = set(routed_providers(res))
+    return [(r.provider, r.statement_date) for r in rows if r.provider in routed]
+
+
+def reconcile_daily(res: Resources) -> tuple[list[dict[str, Any]],
+                                             list[ReconciliationFailed]]:
+    """Beat's tick: yesterday for every routed provider, then the unfinished days of the
+    past week."""
+    day = statement_day(res)
+    done, failed = reconcile(res, day=day)
+    for provider, earlier in unfinished_days(res, before=day):
+        more_done, more_failed = reconcile(res, day=earlier, providers=[provider])
+        done += more_done
+        failed += more_failed
+    return done, failed
 
 
 def reconcile(res: Resources, *, day: date | None = None,

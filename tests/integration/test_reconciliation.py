@@ -9,7 +9,7 @@ import gzip
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,7 +29,13 @@ from domain.models import (
 )
 from domain.reconciliation_models import ReconciliationItem, ReconciliationRun
 from domain.webhook_models import Event
-from services.reconciliation.run import ReconciliationFailed, reconcile_day
+from services.reconciliation.run import (
+    ReconciliationFailed,
+    reconcile_daily,
+    reconcile_day,
+    statement_day,
+    unfinished_days,
+)
 from standins.models import StandinOrder
 from standins.statements import arm_fault, clear_faults
 from standins.wechatpay.keys import load_double_keys
@@ -332,3 +338,25 @@ def test_payments_reconcile_runs_a_day_now_and_exits_1_when_a_run_failed(doubles
     wrong = run_cli(doubles.env, "reconcile", "--provider", "paypal")
     assert wrong.returncode == 2 and "not a routed provider" in wrong.stderr
     assert run_cli(doubles.env, "reconcile", "--date", "2026-02-30").returncode == 2
+
+
+def test_the_daily_tick_also_takes_up_the_past_weeks_failed_days(doubles):
+    res = doubles.resources
+    yesterday = statement_day(res)
+    earlier = yesterday - timedelta(days=2)
+    arm_fault(res.redis, "sandbox", "unavailable")
+    with pytest.raises(ReconciliationFailed):
+        reconcile_day(res, "sandbox", earlier)
+    assert unfinished_days(res, before=yesterday) == [("sandbox", earlier)]
+
+    done, failed = reconcile_daily(res)
+
+    assert failed == []
+    assert sorted((d["provider"], d["date"]) for d in done) == sorted(
+        [(p, yesterday.isoformat()) for p in PROVIDERS] + [("sandbox", earlier.isoformat())])
+    with res.uow() as uow:
+        run = uow.session.execute(select(ReconciliationRun).where(
+            ReconciliationRun.provider == "sandbox",
+            ReconciliationRun.statement_date == earlier)).scalar_one()
+        assert (run.status, run.attempts) == ("succeeded", 2)
+    assert unfinished_days(res, before=yesterday) == []

@@ -21,7 +21,7 @@ from services.maintenance import (
     resend_lost_refunds,
     sync_processing_payments,
 )
-from services.reconciliation.run import reconcile
+from services.reconciliation.run import reconcile, reconcile_daily
 from workers.app import celery
 from workers.runtime import resources
 from workers.task_ids import seconds_argument
@@ -72,21 +72,33 @@ def purge_idempotency_keys_task() -> None:
              max_retries=RECONCILE_MAX_RETRIES)
 def reconcile_statements(self: Any, day: object = None, providers: object = None,
                          retry_seconds: object = None) -> None:
-    """Beat sends no argument (yesterday, every routed provider); a retry names the day
-    and the providers that failed, so it never drifts to another day past midnight. A
-    test may pass a shorter `retry_seconds`."""
+    """Beat sends no argument: yesterday for every routed provider, and the past week's
+    days whose run never succeeded. A retry names the day and the providers that failed,
+    so it never drifts to another day past midnight. A test may pass a shorter
+    `retry_seconds`."""
     the_day = _day_argument(day)
     names = ([str(p) for p in providers] if isinstance(providers, list) and providers
              else None)
-    done, failed = reconcile(resources(), day=the_day, providers=names)
+    if the_day is None and names is None:
+        _, failed = reconcile_daily(resources())
+    else:
+        _, failed = reconcile(resources(), day=the_day, providers=names)
     if not failed:
         return
     base = seconds_argument(retry_seconds) or RECONCILE_RETRY_SECONDS
     countdown = base * 2 ** self.request.retries
     log.warning("maintenance.reconcile: %s failed; trying again in %.0f s",
                 ", ".join(f.provider for f in failed), countdown)
-    raise self.retry(kwargs={"day": failed[0].day.isoformat(),
-                             "providers": [f.provider for f in failed],
+    # One retry per failed day (the tick's catch-up may have failed on several).
+    by_day: dict[date, list[str]] = {}
+    for failure in failed:
+        by_day.setdefault(failure.day, []).append(failure.provider)
+    first_day, *other_days = sorted(by_day)
+    for other in other_days:
+        reconcile_statements.apply_async(
+            kwargs={"day": other.isoformat(), "providers": by_day[other],
+                    "retry_seconds": retry_seconds}, countdown=countdown)
+    raise self.retry(kwargs={"day": first_day.isoformat(), "providers": by_day[first_day],
                              "retry_seconds": retry_seconds},
                      countdown=countdown, exc=failed[0])
 
