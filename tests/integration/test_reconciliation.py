@@ -42,6 +42,7 @@ from standins.wechatpay.keys import load_double_keys
 from standins.wechatpay.notify import render_notification, transaction_payload
 from standins.wechatpay.orders import order_view
 from tests.integration.test_cli import run_cli
+from tests.support.metrics import delta, scrape
 from tests.support.processes import wait_until
 from tests.support.reconciliation import ProviderDay
 
@@ -120,7 +121,9 @@ def test_a_day_reports_exactly_its_discrepancies_and_applies_what_the_provider_t
 def test_the_same_run_twice_changes_nothing_the_second_time(doubles, provider):
     res = doubles.resources
     the_day(res, provider)
+    scraped = scrape(doubles.live_url)
     first = reconcile_day(res, provider, today(res))
+    after_first = scrape(doubles.live_url)
     before = counts(res)
     with res.uow() as uow:
         payments = uow.session.execute(
@@ -140,6 +143,14 @@ def test_the_same_run_twice_changes_nothing_the_second_time(doubles, provider):
             .order_by(Payment.id)).all() == payments
         run = uow.session.get(ReconciliationRun, second["run_id"])
         assert (run.status, run.attempts) == ("succeeded", 2)
+    # A metric per discrepancy, counted the first time only.
+    name = "payments_reconciliation_mismatches_total"
+    after_second = scrape(doubles.live_url)
+    assert {kind: delta(scraped, after_first, name, provider=provider, kind=kind)
+            for kind in ("missing_here", "missing_at_provider", "amount_mismatch")} == {
+        "missing_here": 2, "missing_at_provider": 1, "amount_mismatch": 1}
+    assert all(delta(after_first, after_second, name, provider=provider, kind=kind) == 0
+               for kind in ("missing_here", "missing_at_provider", "amount_mismatch"))
 
 
 @pytest.mark.parametrize(("provider", "fault", "reason"), [
