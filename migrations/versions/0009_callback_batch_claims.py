@@ -1,7 +1,7 @@
 """callback batches: a claim lease on inbox rows and an index of the waiting ones
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0007
 Create Date: 2026-12-01 11:00:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-# Written on 0004; chained after main's 0008 (api keys' last_used_at) when main was merged.
-down_revision = "0008"
+# Written on 0004; chained after main's head (0008, then 0007: reconciliation) as main was merged.
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
