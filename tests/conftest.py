@@ -188,14 +188,23 @@ def private_redis(tmp_path: Path):
     server.stop()
 
 
-@pytest.fixture
-def rabbitmq_url():
-    """A RabbitMQ broker URL on a vhost of this test's own (skipped, saying why, where no
-    RabbitMQ answers: tests.support.rabbitmq)."""
+@pytest.fixture(scope="session")
+def rabbitmq_run_url():
+    """This run's RabbitMQ vhost (skipped, saying why, where no RabbitMQ answers:
+    tests.support.rabbitmq)."""
     from tests.support.rabbitmq import rabbitmq_vhost
 
     with rabbitmq_vhost() as url:
         yield url
+
+
+@pytest.fixture
+def rabbitmq_url(rabbitmq_run_url: str) -> str:
+    """A RabbitMQ broker URL with none of our queues or messages on it."""
+    from tests.support.rabbitmq import purge_our_queues
+
+    purge_our_queues(rabbitmq_run_url)
+    return rabbitmq_run_url
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])

@@ -11,9 +11,13 @@ skipped, saying why, where none answers), real HTTP, a real Celery worker proces
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import unquote
 
 import pytest
 import requests
@@ -124,14 +128,9 @@ def test_a_publish_the_broker_refuses_is_a_failed_send_not_a_lost_message(
     refused send fails (payments_enqueue_failures_total), so its callback is known to
     wait for the redelivery sweep, and every send reported done is in the queue; without
     confirms the refused messages vanish while their sends report success."""
-    vhost = on_rabbitmq.broker_url.rsplit("/", 1)[1]
-    policy = subprocess.run(
-        ["rabbitmqctl", "set_policy", "-p", vhost, "--apply-to", "queues", "full",
-         "^callbacks$", '{"max-length": 1, "overflow": "reject-publish"}'],
-        capture_output=True, text=True, timeout=60, check=False)
-    assert policy.returncode == 0, policy.stderr
     payments = [a_processing_payment(clean_db) for _ in range(SENDS)]
-    with serve_app(on_rabbitmq) as (url, _):
+    with queue_length_limit(on_rabbitmq.broker_url, "callbacks", 1), \
+            serve_app(on_rabbitmq) as (url, _):
         before = value(scrape(url), "payments_enqueue_failures_total",
                        task="callbacks.process")
         for n, payment_id in enumerate(payments):
@@ -139,8 +138,25 @@ def test_a_publish_the_broker_refuses_is_a_failed_send_not_a_lost_message(
                                  ).status_code == 200  # stored whatever the broker does
         failed = value(scrape(url), "payments_enqueue_failures_total",
                        task="callbacks.process") - before
-    assert failed >= SENDS - 2, failed
-    assert queue_message_count(on_rabbitmq.broker_url, "callbacks") == SENDS - failed
+        assert failed >= SENDS - 2, failed
+        assert queue_message_count(on_rabbitmq.broker_url, "callbacks") == SENDS - failed
+
+
+@contextmanager
+def queue_length_limit(broker_url: str, queue: str, limit: int) -> Iterator[None]:
+    """A policy on the run's vhost, removed afterwards (the vhost outlives this test)."""
+    vhost = unquote(broker_url.rsplit("/", 1)[1]) or "/"
+    name = f"limit-{queue}"
+    set_policy = subprocess.run(
+        ["rabbitmqctl", "set_policy", "-p", vhost, "--apply-to", "queues", name,
+         f"^{queue}$", json.dumps({"max-length": limit, "overflow": "reject-publish"})],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert set_policy.returncode == 0, set_policy.stderr
+    try:
+        yield
+    finally:
+        subprocess.run(["rabbitmqctl", "clear_policy", "-p", vhost, name],
+                       capture_output=True, timeout=60, check=False)
 
 
 def test_readiness_names_an_unreachable_broker(clean_db, settings, private_redis):
