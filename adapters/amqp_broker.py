@@ -27,7 +27,9 @@ class AmqpBroker:
         if self._conn is None:
             conn = Connection(self._url, connect_timeout=CONNECT_TIMEOUT_SECONDS,
                               heartbeat=0)
-            conn.ensure_connection(max_retries=1, timeout=CONNECT_TIMEOUT_SECONDS)
+            # One attempt, no retry loop: a probe must answer "down" within the connect
+            # timeout, and the next scrape or probe tries again anyway.
+            conn.ensure_connection(max_retries=0)
             self._conn = conn
         return self._conn
 
