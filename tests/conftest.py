@@ -40,7 +40,9 @@ TABLES = ("idempotency_keys", "wallet_entries", "wallets", "payment_events", "re
           "callback_auth_failures",
           # merchant webhooks and the events feed (migration 0004)
           "webhook_attempts", "webhook_deliveries", "webhook_endpoints", "notifications",
-          "events")
+          "events",
+          # the daily reconciliation (migration 0007)
+          "reconciliation_items", "reconciliation_runs")
 
 
 @pytest.fixture(scope="session")

@@ -154,3 +154,20 @@ def test_worker_metrics_address_is_off_unless_set_and_checked(tmp_path):
     for bad in ("9808x", "host:", "host:70000"):
         with pytest.raises(ConfigError, match="WORKER_METRICS_ADDRESS"):
             Settings.from_env({**env, "WORKER_METRICS_ADDRESS": bad})
+
+
+def test_the_reconciliation_time_and_zone(tmp_path):
+    s = Settings.from_env({**DEV, "RUN_DIR": str(tmp_path)})
+    assert (s.reconcile_at, s.reconcile_tz) == ((10, 0), "Asia/Shanghai")
+    s = Settings.from_env({**DEV, "RUN_DIR": str(tmp_path), "RECONCILE_AT": "7:05",
+                           "RECONCILE_TZ": "Europe/Berlin"})
+    assert (s.reconcile_at, s.reconcile_tz) == ((7, 5), "Europe/Berlin")
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("RECONCILE_AT", "25:00"), ("RECONCILE_AT", "10"), ("RECONCILE_AT", "10:5"),
+    ("RECONCILE_TZ", "Mars/Olympus"), ("RECONCILE_TZ", "../etc"),
+])
+def test_a_bad_reconciliation_setting_stops_the_start_naming_it(name, value, tmp_path):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({**DEV, "RUN_DIR": str(tmp_path), name: value})
