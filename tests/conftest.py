@@ -190,6 +190,35 @@ def private_redis(tmp_path: Path):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_run_url():
+    """This run's RabbitMQ vhost (skipped, saying why, where no RabbitMQ answers:
+    tests.support.rabbitmq)."""
+    from tests.support.rabbitmq import rabbitmq_vhost
+
+    with rabbitmq_vhost() as url:
+        yield url
+
+
+@pytest.fixture
+def rabbitmq_url(rabbitmq_run_url: str) -> str:
+    """A RabbitMQ broker URL with none of our queues or messages on it."""
+    from tests.support.rabbitmq import purge_our_queues
+
+    purge_our_queues(rabbitmq_run_url)
+    return rabbitmq_run_url
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def private_broker(request, private_redis) -> str:
+    """The broker URL of a test that runs once on each: its private Redis (locks and
+    broker, as with BROKER_URL unset), then RabbitMQ (a fresh vhost; locks stay on the
+    private Redis)."""
+    if request.param == "redis":
+        return private_redis.url
+    return request.getfixturevalue("rabbitmq_url")
+
+
 @pytest.fixture(scope="module")
 def quiet_app(settings: Settings, tmp_path_factory):
     """(base_url, resources, broker): the app publishing to a Redis of this module's own

@@ -301,7 +301,8 @@ PATHS: dict[str, dict[str, Schema]] = {
         "healthz", "The process is up", "operations", auth="none",
         ok={200: _ok("Up", ref("Health"))})},
     "/readyz": {"get": operation(
-        "readyz", "PostgreSQL and Redis are reachable", "operations", auth="none",
+        "readyz", "PostgreSQL and Redis (and a RabbitMQ broker) are reachable", "operations",
+        auth="none",
         ok={200: _ok("Ready", ref("Readiness")),
             503: _ok("A dependency is unreachable (named in checks)", ref("Readiness"))})},
     "/metrics": {"get": operation(

@@ -92,6 +92,23 @@ def test_missing_urls_fall_back_to_the_dev_stack_file(tmp_path):
     assert s.redis_url == "redis://127.0.0.1:56379/0"
 
 
+def test_the_stack_file_carries_a_rabbitmq_broker_to_the_cli(tmp_path):
+    """`BROKER_URL=amqp://... make up`: a `payments` command in another terminal must
+    publish where the workers consume, not to the locks' Redis."""
+    from devstack.up import _write_stack_env
+
+    _write_stack_env(tmp_path, {"DATABASE_URL": "postgresql://postgres@127.0.0.1:55432/p",
+                                "REDIS_URL": "redis://127.0.0.1:56379/0",
+                                "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/payments"})
+    s = Settings.from_env({"RUN_DIR": str(tmp_path), "APP_ENV": "dev"})
+    assert s.broker_url == "amqp://guest:guest@127.0.0.1:5672/payments"
+    assert s.redis_url == "redis://127.0.0.1:56379/0"
+    _write_stack_env(tmp_path, {"DATABASE_URL": "postgresql://postgres@127.0.0.1:55432/p",
+                                "REDIS_URL": "redis://127.0.0.1:56379/0"})
+    assert Settings.from_env({"RUN_DIR": str(tmp_path), "APP_ENV": "dev"}).broker_url == (
+        "redis://127.0.0.1:56379/0")
+
+
 def test_missing_urls_without_a_stack_file_are_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="DATABASE_URL is not set"):
         Settings.from_env({"RUN_DIR": str(tmp_path)})
