@@ -34,8 +34,8 @@ pytestmark = pytest.mark.slow
 
 PAYMENTS = 150
 SENDERS = 6
-KILL_ROUNDS = 8
-KILL_EVERY_SECONDS = 0.3
+KILL_ROUNDS = 5
+KILL_EVERY_SECONDS = 0.2
 PROVIDER_RETRY_SECONDS = 0.2
 
 TERMINATE_OTHERS = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -80,9 +80,13 @@ def test_connections_terminated_during_a_burst_mean_503s_retries_and_exactly_onc
                 if status == 200:
                     answered_200.add(payment_id)
 
+            burst_done = threading.Event()
+
             def killer() -> None:
+                """Every KILL_EVERY_SECONDS while the burst runs (and at least KILL_ROUNDS
+                times): how many backends each round terminated."""
                 with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
-                    for _ in range(KILL_ROUNDS):
+                    while not burst_done.is_set() or len(killed) < KILL_ROUNDS:
                         time.sleep(KILL_EVERY_SECONDS)
                         killed.append(conn.execute(TERMINATE_OTHERS).fetchone()[0])
 
@@ -92,11 +96,13 @@ def test_connections_terminated_during_a_burst_mean_503s_retries_and_exactly_onc
             with ThreadPoolExecutor(SENDERS) as pool:
                 list(pool.map(provider, payments))
             burst_seconds = time.monotonic() - started
+            burst_done.set()
             kill_thread.join(timeout=30)
 
             assert set(codes) <= {200, 503}, codes
             assert answered_200 == set(payments)
-            assert len(killed) == KILL_ROUNDS and all(n > 0 for n in killed), killed
+            # Several rounds found live connections to kill (the web's, the worker's).
+            assert sum(n > 0 for n in killed) >= KILL_ROUNDS, killed
             wait_until(lambda: _inbox(res) == {"processed": PAYMENTS}, timeout=120,
                        interval=0.5, message="every stored callback applied")
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from devstack.embedded import free_port, wait_for_port
 from devstack.scratch_servers import GUNICORN, GUNICORN_CONFIG
@@ -163,20 +163,30 @@ def test_sigterm_to_the_worker_finishes_or_requeues_its_tasks(
     env = env_with(stack_env, private)
     payment_ids = _payments(clean_db, WORKER_BURST)
     log = tmp_path / "worker.log"
+    blocker = clean_db.db.engine.connect()
     with serve_app(private) as (url, res):
         with requests.Session() as http:
             for pid in payment_ids:
                 assert post_callback(url, event_body(pid), session=http).status_code == 200
+        # The test holds the payments' rows: the worker's first task is caught in flight,
+        # inside its transaction, when the signal lands.
+        tx = blocker.begin()
+        blocker.execute(text("SELECT id FROM payments WHERE id = ANY(:ids) FOR UPDATE"),
+                        {"ids": payment_ids})
         worker = start_worker(env, log, queues="callbacks")
         try:
-            wait_until(lambda: _inbox(res).get("processed", 0) >= 5, timeout=60,
-                       message="the worker under way")
+            wait_until(lambda: _waiting_on_locks(res) > 0, timeout=60,
+                       message="the worker's task waiting on a payment row")
             worker.send_signal(signal.SIGTERM)
+            time.sleep(1)
+            assert worker.poll() is None, "the worker left without finishing its task"
+            tx.rollback()  # the task goes on, commits, and the worker exits
             assert worker.wait(timeout=60) == 0
         finally:
+            blocker.close()
             stop_process_group(worker)
         at_stop = _inbox(res)
-        assert at_stop.get("received", 0) > 0, "the worker finished before the signal"
+        assert at_stop.get("processed", 0) > 0, at_stop  # the in-flight task finished
         assert "Warm shutdown" in log.read_text(errors="replace")
 
         # No sweep, no replay: what the stopped worker did not do is still on the queue.
@@ -192,3 +202,10 @@ def test_sigterm_to_the_worker_finishes_or_requeues_its_tasks(
                                            .where(Payment.id.in_(payment_ids))).scalars())
     assert statuses == {"succeeded"}
     print(f"inbox when the worker stopped: {at_stop}")
+
+
+def _waiting_on_locks(res) -> int:
+    with res.uow() as uow:
+        return int(uow.session.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'")).scalar_one())
