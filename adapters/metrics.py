@@ -118,7 +118,7 @@ SWEEP_INTERVAL = Gauge("payments_sweep_interval_seconds",
 # invalid, duplicate, stored, not_stored (database down: 503, the provider retries);
 # worker: processed, unmatched, refused, error (an attempt raised; it is retried), failed.
 # The calls and outcomes of payments_provider_calls_total (adapters/providers/instrumented.py).
-PROVIDER_CALL_KINDS = ("create", "query", "close", "refund")
+PROVIDER_CALL_KINDS = ("create", "query", "close", "refund", "refund_query")
 PROVIDER_CALL_OUTCOMES = ("ok", "rejected", "unavailable", "unverified")
 CALLBACK_OUTCOMES = ("received", "verified", "rejected", "invalid", "too_large", "duplicate",
                      "stored", "not_stored", "processed", "unmatched", "refused", "error", "failed")

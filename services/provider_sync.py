@@ -163,7 +163,8 @@ def apply_answer(res: Resources, query: ProviderQuery, answer: ProviderAnswer, *
 
 
 _REFUND_EVENTS = {ProviderRefundStatus.SUCCEEDED: CallbackEventType.REFUND_SUCCEEDED,
-                  ProviderRefundStatus.FAILED: CallbackEventType.REFUND_FAILED}
+                  ProviderRefundStatus.FAILED: CallbackEventType.REFUND_FAILED,
+                  ProviderRefundStatus.ABNORMAL: CallbackEventType.REFUND_ABNORMAL}
 
 
 def apply_refund_outcome(res: Resources, payment_id: int, refund_id: int, provider: str,

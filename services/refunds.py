@@ -23,7 +23,12 @@ from sqlalchemy.orm import Session
 
 from adapters.db import UnitOfWork
 from adapters.metrics import REFUNDS, count_on_commit
-from adapters.providers.base import ProviderRejected, RefundRequest
+from adapters.providers.base import (
+    ProviderRefundStatus,
+    ProviderRejected,
+    ProviderUnavailable,
+    RefundRequest,
+)
 from adapters.resources import Resources
 from domain.errors import Conflict, InvalidInput
 from domain.methods import ALIASES, CATALOG
@@ -190,6 +195,7 @@ class _Execution:
     out_trade_no: str
     out_refund_no: str
     reason: str | None
+    needs_review: bool = False
 
 
 def execute_refund(res: Resources, refund_id: int) -> str:
@@ -229,29 +235,38 @@ def execute_refund(res: Resources, refund_id: int) -> str:
 
 
 def check_refund(res: Resources, refund_id: int) -> str:
-    """Ask the provider again about a refund it accepted but never confirmed (its
-    callback lost for good): the refunds.check task, sent by maintenance.check_refunds.
+    """Ask the provider how a refund it accepted but never confirmed stands (its callback
+    lost for good): the refunds.check task, sent by maintenance.check_refunds.
 
-    The question is the refund request itself, repeated with the same refund id: every
-    connector's refund call is idempotent at its provider, which answers a repeat with
-    that refund as it stands. An answer carrying the outcome is applied as its callback
-    would be (same lock, rules and audit; a callback arriving as well is then a no-op);
-    one without (still in progress) leaves the refund for the next run.
-    ProviderUnavailable propagates (the task retries); a refusal of the repeat changes
-    nothing, since the provider accepted the refund once.
+    The question is the provider's refund query (Provider.query_refund), never a repeat of
+    the refund: WeChat Pay answers a repeat with PROCESSING for ever, only its query says
+    SUCCESS. A final answer is applied as its callback would be (apply_refund_outcome: the
+    payment's lock, the same rules and audit; a callback that settled it first makes this
+    a no-op, and one arriving later is one). Still processing: left for the next run.
+    ABNORMAL flags the refund and its payment for review, once. A refusal of the question
+    changes nothing (logged); ProviderUnavailable is logged and propagates, so the task
+    retries with backoff and the refund stays processing meanwhile.
     """
     target = _execution_target(res, refund_id, accepted=True)
     if target is None:
         return "nothing to do"
     provider = res.providers.by_name(target.provider)
     try:
-        answer = provider.refund(_refund_request(target))
+        answer = provider.query_refund(_refund_request(target))
     except ProviderRejected as exc:
-        log.warning("%s: %s refused the repeat of refund %s: %s; left processing",
+        log.warning("%s: %s refused the query of refund %s: %s; left processing",
                     CHECK_TASK, exc.provider, refund_id, exc.detail)
         return "still processing"
+    except ProviderUnavailable as exc:
+        log.warning("%s: %s did not answer the query of refund %s: %s; left processing",
+                    CHECK_TASK, exc.provider, refund_id, exc.detail)
+        raise
     if answer.outcome is None:
+        log.info("%s: refund %s still processing at %s", CHECK_TASK, refund_id,
+                 provider.name)
         return "still processing"
+    if answer.outcome is ProviderRefundStatus.ABNORMAL and target.needs_review:
+        return "abnormal, already flagged"  # flagged by its callback or an earlier check
     return apply_refund_outcome(res, target.payment_id, refund_id, provider.name, answer,
                                 amount=target.amount, currency=target.currency)
 
@@ -271,7 +286,7 @@ def _execution_target(res: Resources, refund_id: int, *,
     with res.uow() as uow:
         row = uow.session.execute(
             select(Refund.status, Refund.amount, Refund.provider_refund_id, Refund.reason,
-                   Refund.out_refund_no, Payment.id, Payment.provider,
+                   Refund.out_refund_no, Refund.needs_review, Payment.id, Payment.provider,
                    Payment.provider_reference, Payment.amount.label("payment_amount"),
                    Payment.currency, Payment.out_trade_no)
             .join(Payment, Payment.id == Refund.payment_id)
@@ -303,7 +318,8 @@ def _execution_target(res: Resources, refund_id: int, *,
                       currency=row.currency,
                       # Sandbox payments started before references existed have none.
                       out_trade_no=row.out_trade_no or row.provider_reference,
-                      out_refund_no=out_refund_no, reason=row.reason)
+                      out_refund_no=out_refund_no, reason=row.reason,
+                      needs_review=bool(row.needs_review))
 
 
 def _fail_refused(res: Resources, refund_id: int, exc: ProviderRejected) -> str:

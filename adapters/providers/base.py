@@ -36,10 +36,14 @@ class ProviderPaymentStatus(StrEnum):
 
 
 class ProviderRefundStatus(StrEnum):
-    """A refund's outcome when the provider gives it in its answer (Alipay does)."""
+    """A refund's outcome when the provider gives it: in its refund answer (Alipay does)
+    or in the answer to a refund query (every connector's query_refund)."""
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Accepted but not paid out (WeChat Pay's ABNORMAL: the buyer's account is gone,
+    # say): neither done nor failed, so a person decides, as for its REFUND.ABNORMAL.
+    ABNORMAL = "abnormal"
 
 
 class ProviderError(Exception):
@@ -107,8 +111,10 @@ class RefundRequest:
 @dataclass(frozen=True)
 class ProviderRefund:
     reference: str  # the provider's id for the refund
-    # None: the outcome arrives later as a refund callback (WeChat Pay, the sandbox).
-    # Set: the provider decided in its answer (Alipay), applied as that callback would be.
+    # None: the outcome arrives later as a refund callback (WeChat Pay, the sandbox), or,
+    # from query_refund, the provider is still at work on it.
+    # Set: the provider decided (Alipay's refund answer, any query_refund answer), applied
+    # as that callback would be.
     outcome: ProviderRefundStatus | None = None
 
 
@@ -157,6 +163,12 @@ class Provider(Protocol):
 
     def refund(self, request: RefundRequest) -> ProviderRefund:
         """Ask for a refund; the same refund asked twice is one refund at the provider."""
+        ...
+
+    def query_refund(self, request: RefundRequest) -> ProviderRefund:
+        """How a refund the provider accepted stands now (the refunds.check question, for
+        a refund whose callback never came): outcome None while it is still processing.
+        Asks, never refunds: the request only names the refund (and its payment)."""
         ...
 
     def fetch_statement(self, day: date) -> Statement:

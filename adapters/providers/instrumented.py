@@ -49,6 +49,9 @@ class InstrumentedProvider:
     def refund(self, request: RefundRequest) -> ProviderRefund:
         return self._count("refund", lambda: self.inner.refund(request))
 
+    def query_refund(self, request: RefundRequest) -> ProviderRefund:
+        return self._count("refund_query", lambda: self.inner.query_refund(request))
+
     def fetch_statement(self, day: date) -> Statement:
         return self._count("statement", lambda: self.inner.fetch_statement(day))
 

@@ -6,6 +6,7 @@
     POST /sandbox/api/payments/<ticket>/test-options change the test knobs
     GET  /sandbox/api/payments/<ticket>/deliveries   its callbacks and their attempts
     POST /sandbox/api/refunds                        accepted (202; 200 when repeated)
+    GET  /sandbox/api/payments/<ticket>/refunds/<refund_id>   that refund as it stands
     GET  /sandbox/api/statements/<YYYY-MM-DD>        the day's statement (statements.py)
 
 Errors use our shape ({"detail", "code", ...}) through web/errors.py.
@@ -81,6 +82,12 @@ def list_deliveries(ticket: str):
 def request_refund():
     result = refunds.request_refund(resources(), json_body(allow_empty=False))
     return jsonify(result.view), 202 if result.created else 200
+
+
+@api_bp.get("/payments/<ticket>/refunds/<refund_id>")
+@merchant_key_required
+def get_refund(ticket: str, refund_id: str):
+    return jsonify(refunds.get_refund(resources(), ticket, refund_id))
 
 
 @api_bp.get("/statements/<day>")

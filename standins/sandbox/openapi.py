@@ -12,6 +12,9 @@ MERCHANT_KEY = ("The merchant key is the sandbox's shared secret: "
 MONEY = string(pattern=r"^\d+\.\d{2}$", examples=["100.00"])
 TICKET = {"name": "ticket", "in": "path", "required": True, "description": "The reference",
           "schema": string(pattern="^tkt_[0-9a-f]+$")}
+REFUND_ID = {"name": "refund_id", "in": "path", "required": True,
+             "description": "The merchant's refund id, as sent with the refund",
+             "schema": {"type": "integer", "minimum": 1}}
 
 TEST_OPTIONS = obj(
     deliver_twice={"type": "boolean", "description": "Send each callback twice (one event id)"},
@@ -113,6 +116,12 @@ SANDBOX_PATHS: dict[str, dict[str, Schema]] = {
         errors={400: "`refund_exceeds_remaining` (with `remaining`), `invalid_amount`",
                 404: "No such ticket (`unknown_reference`)",
                 409: "Not paid (`not_paid`) or refund_id reused (`refund_id_reused`)"})},
+    "/sandbox/api/payments/{ticket}/refunds/{refund_id}": {"get": _op(
+        "sandboxGetRefund", "Refund status query: the refund the merchant named refund_id",
+        params=[TICKET, REFUND_ID],
+        ok={200: _json("The refund as it stands (succeeded or failed)", REFUND)},
+        errors={400: "refund_id is not a positive whole number (`invalid_field`)",
+                404: "No such ticket (`unknown_reference`) or refund (`unknown_refund`)"})},
     "/sandbox/api/statements/{day}": {"get": _op(
         "sandboxStatement", "The day's statement: tickets paid and refunds paid out",
         description="Days are cut in Beijing time, as WeChat Pay's and Alipay's.",

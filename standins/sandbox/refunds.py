@@ -1,8 +1,9 @@
 """Refunds at the sandbox: accepted at once (202), confirmed later by a callback.
 
 Idempotent on (ticket, the merchant's refund id): a redelivered refunds.execute
-gets its first answer back instead of refunding twice. The sandbox settles a
-refund as soon as it accepts it; the merchant learns the outcome only from the
+gets its first answer back instead of refunding twice. The same pair names the refund
+for its status query (GET .../payments/<ticket>/refunds/<refund_id>, refunds.check).
+The sandbox settles a refund as soon as it accepts it; the merchant learns the outcome only from the
 refund.succeeded (or, with the fail_refunds knob, refund.failed) callback.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from adapters.resources import Resources
-from domain.errors import Conflict, InvalidInput
+from domain.errors import Conflict, InvalidInput, NotFound
 from domain.money import format_amount
 from services.transitions import utc_now
 from standins.sandbox import delivery, events
@@ -86,3 +87,18 @@ def request_refund(res: Resources, body: dict[str, Any]) -> RefundResult:
         view = _view(refund, ticket)
         uow.commit()
     return RefundResult(view, created=True)
+
+
+def get_refund(res: Resources, reference: str, raw_refund_id: str) -> dict[str, Any]:
+    """The refund of `reference` the merchant named `refund_id`, as it stands (its status
+    succeeded or failed: the sandbox decides at once); 404 when there is none."""
+    refund_id = positive_id(raw_refund_id, "refund_id")
+    with res.uow() as uow:
+        session = uow.session
+        ticket = find_ticket(session, reference, lock=False)
+        refund = session.scalars(select(SandboxRefund).where(
+            SandboxRefund.sandbox_payment_id == ticket.id,
+            SandboxRefund.merchant_refund_id == refund_id)).one_or_none()
+        if refund is None:
+            raise NotFound("No such refund of this payment", code="unknown_refund")
+        return _view(refund, ticket, repeat=True)

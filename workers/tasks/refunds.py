@@ -39,7 +39,7 @@ def execute(raw_id: object) -> str | None:
              max_retries=MAX_RETRIES)
 def check(raw_id: object) -> str | None:
     """Ask the provider how a refund it accepted long ago stands (maintenance.check_refunds
-    sends it). Safe to repeat: the question is the idempotent refund request."""
+    sends it). Safe to repeat: the question is the provider's refund query."""
     refund_id = checked_id(CHECK_TASK, raw_id)
     if refund_id is None:
         return None

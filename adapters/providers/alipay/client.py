@@ -5,7 +5,8 @@
                                         TRADE_CLOSED
     close   alipay.trade.close
     refund  alipay.trade.refund         synchronous: the answer is the outcome
-            alipay.trade.fastpay.refund.query   to confirm a fund_change "N"
+            alipay.trade.fastpay.refund.query   to confirm a fund_change "N", and the
+                                        refund query (refunds.check)
 
 A payment is named by our out_trade_no everywhere (the reference). Alipay creates the
 trade only when the buyer scans the code, so until then query and close answer
@@ -156,13 +157,25 @@ class AlipayProvider:
         self._confirm_refund(request)
         return ProviderRefund(request.out_refund_no, ProviderRefundStatus.SUCCEEDED)
 
-    def _confirm_refund(self, request: RefundRequest) -> None:
+    def query_refund(self, request: RefundRequest) -> ProviderRefund:
+        # alipay.trade.fastpay.refund.query: refund_status REFUND_SUCCESS once refunded;
+        # absent while Alipay has no successful refund of that number (not made, or not
+        # finished): no outcome yet, and the next check asks again.
+        refunded = self._refund_query(request)
+        return ProviderRefund(request.out_refund_no,
+                              ProviderRefundStatus.SUCCEEDED if refunded else None)
+
+    def _refund_query(self, request: RefundRequest) -> bool:
         method = "alipay.trade.fastpay.refund.query"
         answer = self._gateway.call(method, {"out_trade_no": request.out_trade_no,
                                              "out_request_no": request.out_refund_no})
         if not answer.ok:
             raise answer.rejection(method)
-        if answer.body.get("refund_status") != "REFUND_SUCCESS":
+        return answer.body.get("refund_status") == "REFUND_SUCCESS"
+
+    def _confirm_refund(self, request: RefundRequest) -> None:
+        method = "alipay.trade.fastpay.refund.query"
+        if not self._refund_query(request):
             # Not (yet) refunded: retrying the refund with the same number is safe.
             raise ProviderUnavailable(PROVIDER, f"{method}: refund {request.out_refund_no} "
                                                 "not confirmed yet")

@@ -43,6 +43,10 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 READ_TIMEOUT_SECONDS = 10.0
 # Statuses that say "not now" rather than "no": retrying may succeed.
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
+# A refund's status at the sandbox -> its outcome ("accepted": not decided yet).
+_REFUND_OUTCOMES: dict[str, ProviderRefundStatus | None] = {
+    "accepted": None, "succeeded": ProviderRefundStatus.SUCCEEDED,
+    "failed": ProviderRefundStatus.FAILED}
 
 
 class SandboxProvider:
@@ -96,14 +100,25 @@ class SandboxProvider:
     def refund(self, request: RefundRequest) -> ProviderRefund:
         # A new refund is "accepted": its outcome arrives later, as a refund.succeeded /
         # refund.failed callback. A repeat (the same refund_id) is answered with the refund
-        # as it stands, outcome included once there is one (refunds.check asks that way).
+        # as it stands, outcome included once there is one.
         body = self._call("POST", "/api/refunds", json={
             "reference": request.payment_reference, "refund_id": request.refund_id,
             "amount": format_amount(request.amount),
         })
-        outcome = {"succeeded": ProviderRefundStatus.SUCCEEDED,
-                   "failed": ProviderRefundStatus.FAILED}.get(str(body.get("status")))
-        return ProviderRefund(self._field(body, "reference", str), outcome=outcome)
+        return self._refund(body)
+
+    def query_refund(self, request: RefundRequest) -> ProviderRefund:
+        # The refund by its payment's ticket and our refund id (refunds.check asks so).
+        body = self._call("GET", f"/api/payments/{_segment(request.payment_reference)}"
+                                 f"/refunds/{int(request.refund_id)}")
+        return self._refund(body)
+
+    def _refund(self, body: dict[str, Any]) -> ProviderRefund:
+        raw_status = self._field(body, "status", str)
+        if raw_status not in _REFUND_OUTCOMES:
+            raise self._garbled(f"unknown refund status {raw_status!r}")
+        return ProviderRefund(self._field(body, "reference", str),
+                              outcome=_REFUND_OUTCOMES[raw_status])
 
     def fetch_statement(self, day: date) -> Statement:
         return parse_statement(self._call("GET", f"/api/statements/{day.isoformat()}"), day)

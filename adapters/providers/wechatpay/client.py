@@ -27,6 +27,7 @@ from adapters.providers.base import (
     ProviderPayment,
     ProviderPaymentStatus,
     ProviderRefund,
+    ProviderRefundStatus,
     ProviderRejected,
     ProviderStatus,
     ProviderUnavailable,
@@ -61,6 +62,16 @@ _TRADE_STATES = {
     "REVOKED": ProviderPaymentStatus.CLOSED,
     "PAYERROR": ProviderPaymentStatus.FAILED,
     "ACCEPT": ProviderPaymentStatus.PENDING,  # accepted, the debit still to come
+}
+
+# A refund's status (the refund query's `status`) -> its outcome; PROCESSING has none yet.
+# CLOSED: WeChat Pay closed the refund, no money moved. ABNORMAL: it could not reach the
+# buyer; the merchant must redo it by hand, so a person decides (as for REFUND.ABNORMAL).
+_REFUND_STATUSES: dict[str, ProviderRefundStatus | None] = {
+    "SUCCESS": ProviderRefundStatus.SUCCEEDED,
+    "CLOSED": ProviderRefundStatus.FAILED,
+    "ABNORMAL": ProviderRefundStatus.ABNORMAL,
+    "PROCESSING": None,
 }
 
 
@@ -148,6 +159,15 @@ class WechatPayProvider:
         body = self._call("POST", "/v3/refund/domestic/refunds", payload)
         # Accepted (usually PROCESSING): the outcome comes as a REFUND.* notification.
         return ProviderRefund(reference=_text(body, "refund_id"), outcome=None)
+
+    def query_refund(self, request: RefundRequest) -> ProviderRefund:
+        # GET /v3/refund/domestic/refunds/{out_refund_no}: the refund by our number.
+        body = self._call("GET", _refund_path(request.out_refund_no))
+        state = _text(body, "status")
+        if state not in _REFUND_STATUSES:
+            raise _garbled(f"unknown refund status {state!r}")
+        return ProviderRefund(reference=_text(body, "refund_id"),
+                              outcome=_REFUND_STATUSES[state])
 
     def fetch_statement(self, day: date) -> Statement:
         """The trade bill: ask for it (a hash and a link), download it with a signed GET
@@ -264,6 +284,16 @@ def _order_path(reference: str) -> str:
         raise ProviderRejected(WechatPayProvider.name, f"malformed out_trade_no {reference!r}",
                                code="invalid_reference")
     return f"/v3/pay/transactions/out-trade-no/{reference}"
+
+
+def _refund_path(out_refund_no: str) -> str:
+    # Ours is [A-Za-z0-9_] too (domain/references.py).
+    if (not out_refund_no or not out_refund_no.replace("_", "").isalnum()
+            or not out_refund_no.isascii()):
+        raise ProviderRejected(WechatPayProvider.name,
+                               f"malformed out_refund_no {out_refund_no!r}",
+                               code="invalid_reference")
+    return f"/v3/refund/domestic/refunds/{out_refund_no}"
 
 
 def _path(url: str) -> str:
