@@ -1,6 +1,6 @@
 """The WeChat Pay double's refunds: accepted as PROCESSING, then settled at once with a
 REFUND.SUCCESS notification (the real service takes seconds to days; TEST_OUTCOMES make
-it REFUND.CLOSED or REFUND.ABNORMAL instead). One refund per
+it REFUND.CLOSED or REFUND.ABNORMAL instead, or leave it PROCESSING, unnotified). One refund per
 out_refund_no: asking again answers with the same refund, as the real one does."""
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from standins.wechatpay.notify import BEIJING, rfc3339
 from standins.wechatpay.orders import OUT_TRADE_NO, PROVIDER, WechatError
 
 # A test knob: a refund whose reason is one of these ends that way instead of SUCCESS
-# (REFUND.CLOSED: refused; REFUND.ABNORMAL: the money could not reach the buyer).
-TEST_OUTCOMES = {"double:closed": "CLOSED", "double:abnormal": "ABNORMAL"}
+# (REFUND.CLOSED: refused; REFUND.ABNORMAL: the money could not reach the buyer), or,
+# for PROCESSING, is not settled at all: it stays in progress and nothing is notified
+# (the refund query then answers PROCESSING, as for a slow refund at the real service).
+TEST_OUTCOMES = {"double:closed": "CLOSED", "double:abnormal": "ABNORMAL",
+                 "double:processing": "PROCESSING"}
 
 
 def create_refund(res: Resources, keys: DoubleKeys, body: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +63,9 @@ def create_refund(res: Resources, keys: DoubleKeys, body: dict[str, Any]) -> dic
         # the real service (the answer above still says PROCESSING).
         now = datetime.now(BEIJING)
         outcome = TEST_OUTCOMES.get(str(body.get("reason", "")).lower(), "SUCCESS")
+        if outcome == "PROCESSING":
+            uow.commit()
+            return answer
         if outcome == "SUCCESS":
             session.execute(update(StandinOrder).where(StandinOrder.id == order.id).values(
                 refunded_minor=StandinOrder.refunded_minor + refund, status="REFUND",
