@@ -266,7 +266,10 @@ def check_refund(res: Resources, refund_id: int) -> str:
                  provider.name)
         return "still processing"
     if answer.outcome is ProviderRefundStatus.ABNORMAL and target.needs_review:
-        return "abnormal, already flagged"  # flagged by its callback or an earlier check
+        # Flagged by its callback or an earlier check: one review, not one per run.
+        log.info("%s: refund %s abnormal at %s, flagged already", CHECK_TASK, refund_id,
+                 provider.name)
+        return "abnormal, already flagged"
     return apply_refund_outcome(res, target.payment_id, refund_id, provider.name, answer,
                                 amount=target.amount, currency=target.currency)
 
