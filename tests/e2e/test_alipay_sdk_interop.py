@@ -5,6 +5,7 @@ side can hide a misreading that both share."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from urllib.parse import parse_qsl
 
 import pytest
@@ -12,8 +13,10 @@ import requests
 from alipay import AliPay
 from alipay.exceptions import AliPayException
 
+from adapters.providers.alipay import AlipayProvider
 from adapters.providers.alipay.gateway import Gateway, request_params
 from adapters.providers.alipay.keys import load_credentials
+from adapters.providers.base import ProviderRefund, ProviderRefundStatus, RefundRequest
 from standins.alipay import notify
 from standins.alipay.keys import key_dir
 from tests.support import alipay_keys
@@ -128,3 +131,35 @@ def test_the_gateway_refuses_malformed_requests_in_alipays_words(doubles, change
     # The refusal is signed by the double (the SDK will not read an error_response at all).
     answer = Gateway(credentials).verified_answer(answered_as, raw)
     assert (answer.code, answer.sub_code) == expected
+
+
+def test_our_refund_query_reads_what_the_sdk_reads(doubles, sdk, alipay):
+    """alipay.trade.fastpay.refund.query through the SDK and through our connector's
+    query_refund (refunds.check's question): a refund made is REFUND_SUCCESS for both;
+    a number never refunded has no refund_status for the SDK and no outcome for us."""
+    created = sdk.api_alipay_trade_precreate(subject="SDK order", out_trade_no="SDK0000005",
+                                             total_amount="5.00")
+    alipay.scan(created["qr_code"])
+    alipay.press(created["qr_code"], "approve", notify="0")
+    refunded = sdk.api_alipay_trade_refund(refund_amount="1.50", out_trade_no="SDK0000005",
+                                           out_request_no="SDKR000005")
+    assert (refunded["code"], refunded["fund_change"]) == ("10000", "Y")
+    connector = AlipayProvider(load_credentials(doubles.settings.alipay),
+                               doubles.live_url + "/callbacks/alipay")
+
+    def ask(out_request_no: str) -> tuple[dict, ProviderRefund]:
+        by_sdk = sdk.api_alipay_trade_fastpay_refund_query(out_request_no,
+                                                           out_trade_no="SDK0000005")
+        ours = connector.query_refund(RefundRequest(
+            refund_id=5, out_refund_no=out_request_no, payment_reference="SDK0000005",
+            out_trade_no="SDK0000005", amount=Decimal("1.50"),
+            payment_amount=Decimal("5.00"), currency="CNY"))
+        return by_sdk, ours
+
+    by_sdk, ours = ask("SDKR000005")
+    assert (by_sdk["code"], by_sdk["refund_status"], by_sdk["refund_amount"]) == (
+        "10000", "REFUND_SUCCESS", "1.50")
+    assert ours == ProviderRefund("SDKR000005", ProviderRefundStatus.SUCCEEDED)
+    by_sdk, ours = ask("SDKR000404")
+    assert by_sdk["code"] == "10000" and "refund_status" not in by_sdk
+    assert ours == ProviderRefund("SDKR000404", None)

@@ -9,12 +9,21 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from wechatpayv3 import WeChatPay, WeChatPayType
 
+from adapters.providers.base import (
+    ProviderRefund,
+    ProviderRefundStatus,
+    ProviderRejected,
+    RefundRequest,
+)
+from adapters.providers.wechatpay import WechatPayProvider
+from adapters.providers.wechatpay.credentials import load_credentials
 from standins.wechatpay.keys import load_double_keys
 from standins.wechatpay.notify import transaction_payload
 from standins.wechatpay.orders import order_view
@@ -332,3 +341,42 @@ def test_no_key_secret_or_decrypted_payload_reaches_a_log(flow, caplog):
     assert "standins.deliver_notification" in worker_log  # the log we search is the real one
     logs = caplog.text + worker_log
     assert not [s for s in secrets if s in logs]
+
+
+@pytest.mark.parametrize(("reason", "status", "outcome"), [
+    ("customer asked", "SUCCESS", ProviderRefundStatus.SUCCEEDED),
+    ("double:closed", "CLOSED", ProviderRefundStatus.FAILED),
+    ("double:abnormal", "ABNORMAL", ProviderRefundStatus.ABNORMAL),
+    ("double:processing", "PROCESSING", None),
+])
+def test_our_refund_query_reads_what_the_sdk_reads(flow, reason, status, outcome):
+    """The SDK (an independent client) makes the refund and queries it; our connector's
+    query_refund (refunds.check's question) names the same refund and outcome."""
+    wx = sdk_client(flow.stack.env, "http://127.0.0.1:9/nowhere")  # notifications lost
+    code, message = wx.pay(description="SDK order", out_trade_no="SDK_0000003",
+                           amount={"total": 300, "currency": "CNY"})
+    assert code == 200, message
+    flow.press(json.loads(message)["code_url"], "approve", notify=False)
+    code, message = wx.refund(out_refund_no="SDKR0000003", out_trade_no="SDK_0000003",
+                              reason=reason, amount={"refund": 100, "total": 300,
+                                                     "currency": "CNY"})
+    assert code == 200 and json.loads(message)["status"] == "PROCESSING", message
+    code, message = wx.query_refund(out_refund_no="SDKR0000003")
+    assert code == 200, message
+    by_sdk = json.loads(message)
+    assert by_sdk["status"] == status
+
+    connector = WechatPayProvider(load_credentials(flow.stack.settings.wechatpay),
+                                  "http://127.0.0.1:9/nowhere")
+    ours = connector.query_refund(RefundRequest(
+        refund_id=3, out_refund_no="SDKR0000003", payment_reference="SDK_0000003",
+        out_trade_no="SDK_0000003", amount=Decimal("1.00"), payment_amount=Decimal("3.00"),
+        currency="CNY"))
+    assert ours == ProviderRefund(by_sdk["refund_id"], outcome)
+    with pytest.raises(ProviderRejected) as unknown:
+        connector.query_refund(RefundRequest(
+            refund_id=4, out_refund_no="SDKR0000404", payment_reference="SDK_0000003",
+            out_trade_no="SDK_0000003", amount=Decimal("1.00"),
+            payment_amount=Decimal("3.00"), currency="CNY"))
+    assert (unknown.value.status, unknown.value.code) == (404, "RESOURCE_NOT_EXISTS")
+    assert wx.query_refund(out_refund_no="SDKR0000404")[0] == 404  # the SDK agrees

@@ -81,6 +81,11 @@ def test_paid_payment_status_refund_and_close_refused(api, provider):
     # Idempotent: a repeat is the same refund, answered as it stands (refunds.check asks so)
     again = provider.refund(refund(made.reference, 3, "20.00"))
     assert again == ProviderRefund(refund_ref.reference, ProviderRefundStatus.SUCCEEDED)
+    # The status query (refunds.check asks so) names the same refund and its outcome.
+    assert provider.query_refund(refund(made.reference, 3, "20.00")) == again
+    with pytest.raises(ProviderRejected) as no_refund:
+        provider.query_refund(refund(made.reference, 5, "1.00"))
+    assert no_refund.value.status == 404 and no_refund.value.code == "unknown_refund"
     with pytest.raises(ProviderRejected) as too_much:
         provider.refund(refund(made.reference, 4, "30.01"))
     assert too_much.value.status == 400 and too_much.value.code == "refund_exceeds_remaining"
