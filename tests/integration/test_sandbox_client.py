@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from flask import Flask
+from prometheus_client import REGISTRY
 
 from adapters.providers.base import (
     PaymentRequest,
@@ -18,6 +19,7 @@ from adapters.providers.base import (
     ProviderUnavailable,
     RefundRequest,
 )
+from adapters.providers.instrumented import InstrumentedProvider
 from adapters.providers.registry import build_registry
 from adapters.providers.sandbox import SandboxProvider
 from devstack.embedded import free_port
@@ -34,6 +36,11 @@ def payment(payment_id: int, amount: str, method: str = "wechat") -> PaymentRequ
     return PaymentRequest(payment_id=payment_id, out_trade_no=f"P{payment_id:010d}",
                           amount=Decimal(amount), currency="CNY", method=method,
                           description="Order test", idempotency_key=f"payment-{payment_id}")
+
+
+def _calls(call: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("payments_provider_calls_total", {
+        "provider": "sandbox", "call": call, "outcome": outcome}) or 0.0
 
 
 def refund(reference: str, refund_id: int, amount: str) -> RefundRequest:
@@ -86,6 +93,14 @@ def test_paid_payment_status_refund_and_close_refused(api, provider):
     with pytest.raises(ProviderRejected) as no_refund:
         provider.query_refund(refund(made.reference, 5, "1.00"))
     assert no_refund.value.status == 404 and no_refund.value.code == "unknown_refund"
+    # Counted like every other call, as refund_query (payments_provider_calls_total).
+    counted = InstrumentedProvider(provider)
+    before = {o: _calls("refund_query", o) for o in ("ok", "rejected")}
+    assert counted.query_refund(refund(made.reference, 3, "20.00")) == again
+    with pytest.raises(ProviderRejected):
+        counted.query_refund(refund(made.reference, 5, "1.00"))
+    assert {o: _calls("refund_query", o) - before[o] for o in before} == {"ok": 1,
+                                                                         "rejected": 1}
     with pytest.raises(ProviderRejected) as too_much:
         provider.refund(refund(made.reference, 4, "30.01"))
     assert too_much.value.status == 400 and too_much.value.code == "refund_exceeds_remaining"
