@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.metrics import AFTER_COMMIT_FAILURES
+from adapters.pool_health import ping_idle_connections
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,20 @@ def defer_task(session: Session, task_name: str, *args: Any) -> None:
 
 
 def make_engine(database_url: str, pool_size: int = 5) -> Engine:
-    return create_engine(
+    engine = create_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=10,
-        pool_pre_ping=True,
+        # Not pool_pre_ping: it pings on every checkout; ours only after idling (why:
+        # adapters/pool_health.py).
         # A database error's message must not carry the statement's values into the
         # logs (tokens, amounts, callback bodies).
         hide_parameters=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
+    ping_idle_connections(engine)
+    return engine
 
 
 class UnitOfWork:
