@@ -43,6 +43,51 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+KEY_COLUMNS = ("id", "name", "role", "user_id", "prefix", "created_at", "last_used_at",
+               "revoked_at")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value)
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """Every key (never its secret: only the hash is stored, and not shown either)."""
+    from services.api_keys import list_api_keys  # noqa: PLC0415
+
+    res = _resources()
+    try:
+        keys = list_api_keys(res.uow(), include_revoked=not args.active)
+    finally:
+        res.close()
+    if args.json:
+        print(json.dumps(keys, default=str))
+        return 0
+    rows = [KEY_COLUMNS, *([_cell(k[c]) for c in KEY_COLUMNS] for k in keys)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(KEY_COLUMNS))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from services.api_keys import revoke_api_key  # noqa: PLC0415
+
+    res = _resources()
+    try:
+        key, now = revoke_api_key(res.uow(), args.key_id, actor="cli")
+    finally:
+        res.close()
+    when = _cell(key["revoked_at"])
+    print(f"key {key['id']} ({key['prefix']}...) " +
+          (f"revoked at {when}; it is refused from now on" if now
+           else f"was already revoked at {when}"))
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from adapters.migrate import upgrade_to_head  # noqa: PLC0415
 
@@ -132,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--user-id", type=int, default=None)
     create.add_argument("--name", default=None)
     create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", help="every key: id, name, role, prefix, created, last "
+                              "used (to within 5 minutes), revoked; never the key itself")
+    listing.add_argument("--active", action="store_true", help="leave out revoked keys")
+    listing.add_argument("--json", action="store_true", help="one JSON array")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by id; refused from its next request")
+    revoke.add_argument("key_id", type=int)
+    revoke.set_defaults(func=cmd_keys_revoke)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
     db.add_parser("upgrade", help="migrate to the latest schema").set_defaults(

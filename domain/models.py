@@ -224,6 +224,8 @@ class ApiKey(Base):
     name: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = _now()
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Coarse on purpose: refreshed at most once per LAST_USED_GRANULARITY (services/api_keys.py).
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class IdempotencyKey(Base):

@@ -1,22 +1,22 @@
-"""API keys: created once (the key is shown only then), looked up by hash."""
+"""API keys: created once (the key is shown only then), looked up by hash, listed and
+revoked by operators (`payments keys list|revoke`)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, or_, select, update
 
 from adapters.db import UnitOfWork
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, NotFound
 from domain.models import ApiKey
+from services.audit import record_event
 
 ROLES = ("admin", "user")
-# Built once: it runs on every authenticated request.
-_LOOKUP = (select(ApiKey.id, ApiKey.role, ApiKey.user_id)
-           .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)))
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,76 @@ def create_api_key(uow: UnitOfWork, role: str, user_id: int | None = None,
     return key
 
 
+# last_used_at answers "is this key still in use?", which needs minutes, not
+# milliseconds. Writing it on every request would turn every authenticated read into a
+# write (WAL, a row version per request, lock contention on one row for a busy key), so
+# the lookup reads whether the stored value is older than this (by the database's
+# clock) and only then writes, with the same condition in the UPDATE: however many
+# requests race, a key is written at most about once per period. Kept in PostgreSQL
+# rather than Redis: no flush job to lose on a crash, and `keys list` reads one table.
+LAST_USED_GRANULARITY_SECONDS = 300
+_STALE = or_(ApiKey.last_used_at.is_(None),
+             ApiKey.last_used_at < func.now() - timedelta(seconds=LAST_USED_GRANULARITY_SECONDS))
+# Built once: they run on every authenticated request.
+_LOOKUP = (select(ApiKey.id, ApiKey.role, ApiKey.user_id, _STALE.label("stale"))
+           .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)))
+_TOUCH = (update(ApiKey).where(ApiKey.id == bindparam("key_id"), _STALE)
+          .values(last_used_at=func.now()).execution_options(synchronize_session=False))
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
 def authenticate(uow: UnitOfWork, key: str) -> Principal | None:
-    """The key's principal, or None for an unknown or revoked key. Read afresh on every
-    call (a revocation holds from the next request), as one indexed SELECT in autocommit:
-    no BEGIN and ROLLBACK around it, which cost more than the lookup itself (B5)."""
+    """The key's principal, or None for a key we never issued or one revoked: looked up
+    in the database on every request (no cache), so a revocation holds at once. In
+    autocommit: one indexed SELECT with no BEGIN and ROLLBACK around it, which cost more
+    than the lookup itself (B5); the rare last_used_at write is one statement, atomic
+    on its own."""
     with uow:
-        row = uow.session.connection(execution_options=_AUTOCOMMIT).execute(
+        session = uow.session
+        row = session.connection(execution_options=_AUTOCOMMIT).execute(
             _LOOKUP, {"key_hash": hash_key(key)}).first()
+        if row is not None and row.stale:
+            session.execute(_TOUCH, {"key_id": row.id})
     if row is None:
         return None
     return Principal(key_id=row.id, role=row.role, user_id=row.user_id)
+
+
+# --- operators: `payments keys list|revoke` ------------------------------------------
+
+def _key_view(key: ApiKey) -> dict[str, Any]:
+    """What an operator may see of a key: never its hash, nor (never stored) the key."""
+    return {"id": key.id, "name": key.name, "role": key.role, "user_id": key.user_id,
+            "prefix": key.prefix, "created_at": key.created_at,
+            "last_used_at": key.last_used_at, "revoked_at": key.revoked_at}
+
+
+def list_api_keys(uow: UnitOfWork, *, include_revoked: bool = True) -> list[dict[str, Any]]:
+    query = select(ApiKey).order_by(ApiKey.id)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    with uow:
+        return [_key_view(k) for k in uow.session.execute(query).scalars()]
+
+
+def revoke_api_key(uow: UnitOfWork, key_id: int, *, actor: str) -> tuple[dict[str, Any], bool]:
+    """(the key, True) once revoked now; (the key, False) when it already was (its
+    revoked_at is kept). NotFound for an id we never issued. The next request with the
+    key is refused: authenticate reads revoked_at every time."""
+    with uow:
+        revoked = uow.session.execute(
+            update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=func.now()).returning(ApiKey.id)
+            .execution_options(synchronize_session=False)).scalar_one_or_none()
+        key = uow.session.execute(
+            select(ApiKey).where(ApiKey.id == key_id)
+            .execution_options(populate_existing=True)).scalar_one_or_none()
+        if key is None:
+            raise NotFound(f"No API key with id {key_id}", code="api_key_not_found")
+        if revoked is not None:
+            record_event(uow.session, "api_key_revoked", payment_id=None, actor=actor,
+                         key_id=key.id, role=key.role, user_id=key.user_id,
+                         prefix=key.prefix)
+        view = _key_view(key)
+        uow.commit()
+    return view, revoked is not None

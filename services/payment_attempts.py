@@ -32,20 +32,15 @@ from sqlalchemy.orm import Session
 
 from domain.errors import NotFound
 from domain.ids import MAX_BIGINT
-from domain.statuses import PaymentStatus
 from services.api_keys import Principal
+from services.queries import payment_fields
 
 _LOCK_ORDER = text("""
     SELECT id, user_id, total_amount, currency, status, purpose, created_at, now() AS now
     FROM orders WHERE id = :order_id FOR UPDATE
 """)
 
-# The payment's columns as its view (services/queries.payment_fields) reads them.
-_PAYMENT_COLUMNS = ("id, order_id, amount, currency, method, status, provider, "
-                    "transaction_id, out_trade_no, pay_url, attempt, fee, refunded_amount, "
-                    "created_at, updated_at, expires_at, paid_at")
-
-_INSERT_ATTEMPT = text(f"""
+_INSERT_ATTEMPT = text("""
     WITH active AS (
         SELECT id, expires_at FROM payments
         WHERE order_id = :order_id AND status IN ('init', 'processing')
@@ -60,7 +55,7 @@ _INSERT_ATTEMPT = text(f"""
         HAVING NOT EXISTS (SELECT 1 FROM active)
         -- Literal, as in the index: PostgreSQL matches the index by its predicate text.
         ON CONFLICT (order_id) WHERE status IN ('init', 'processing') DO NOTHING
-        RETURNING {_PAYMENT_COLUMNS}
+        RETURNING *  -- every column: the view (queries.payment_fields) reads them
     ),
     audit AS (
         INSERT INTO payment_events (payment_id, event, actor, detail)
@@ -127,9 +122,7 @@ def insert_attempt(session: Session, order: LockedOrder, *, method: str, provide
     }).one()
     if row.id is None:
         return AttemptResult(None, row.active_id, row.active_expires_at)
-    fields = row._mapping
-    view = {name: fields[name] for name in _PAYMENT_COLUMNS.split(", ")}
-    view["logs"] = [{"event": row.log_event, "detail": row.log_detail, "actor": row.log_actor,
-                     "at": row.log_at}]
-    assert view["status"] == PaymentStatus.INIT.value
+    view = {**payment_fields(row),
+            "logs": [{"event": row.log_event, "detail": row.log_detail,
+                      "actor": row.log_actor, "at": row.log_at}]}
     return AttemptResult(view, None, None)

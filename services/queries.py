@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from adapters.resources import Resources
@@ -60,8 +60,9 @@ def find_payment(session: Session, principal: Principal, payment_id: int, *,
 
 # --- serialisation ---------------------------------------------------------------------
 
-def payment_fields(payment: Payment) -> dict[str, Any]:
-    """The payment as DESIGN.md §5 lists it (without logs). Money stays Decimal."""
+def payment_fields(payment: Payment | Row[Any]) -> dict[str, Any]:
+    """The payment as DESIGN.md §5 lists it (without logs). Money stays Decimal. From the
+    mapped object, or a row with every payments column (services/payment_attempts.py)."""
     return {
         "id": payment.id,
         "order_id": payment.order_id,
@@ -80,6 +81,7 @@ def payment_fields(payment: Payment) -> dict[str, Any]:
         "updated_at": payment.updated_at,
         "expires_at": payment.expires_at,
         "paid_at": payment.paid_at,
+        "needs_review": payment.needs_review,
     }
 
 
@@ -166,6 +168,7 @@ class PaymentFilters:
     user_id: int | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None  # exclusive
+    needs_review: bool | None = None  # flagged for a person (services/review.py)
 
 
 def list_payments(res: Resources, principal: Principal, filters: PaymentFilters,
@@ -197,6 +200,8 @@ def _filtered(principal: Principal, filters: PaymentFilters) -> Select[Any]:
         query = query.where(Payment.status == _known_status(filters.status))
     if filters.method is not None:
         query = query.where(Payment.method == _known_method(filters.method))
+    if filters.needs_review is not None:
+        query = query.where(Payment.needs_review.is_(filters.needs_review))
     if filters.created_from is not None:
         query = query.where(Payment.created_at >= filters.created_from)
     if filters.created_to is not None:

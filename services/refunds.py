@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from adapters.db import UnitOfWork
 from adapters.metrics import REFUNDS, count_on_commit
 from adapters.providers.base import ProviderRejected, RefundRequest
 from adapters.resources import Resources
@@ -72,54 +73,62 @@ def request_refund(res: Resources, principal: Principal, payment_id: int, *,
     writer takes them), so two concurrent refunds of the whole amount cannot both pass:
     the second sees the first as in flight and finds nothing left.
     """
-    requested = None if amount is None else parse_amount(amount)
     with res.uow() as uow:
-        session = uow.session
-        order_id = find_payment(session, principal, payment_id).order_id
-        lock_order_status(session, order_id)
-        payment = find_payment(session, principal, payment_id, lock=True)
-        _check_refundable(payment)
-        if requested is not None:  # now that the currency is known: its decimals
-            requested = parse_amount(amount, currency=payment.currency)
-        remaining = (payment.amount - payment.refunded_amount
-                     - _in_flight_total(session, Refund.payment_id == payment.id))
-        if requested is None:
-            requested = remaining
-        if remaining <= ZERO or requested > remaining:
-            raise InvalidInput(
-                "Nothing is left to refund" if remaining <= ZERO else
-                f"At most {format_amount(remaining, payment.currency)} {payment.currency} "
-                "is left to refund", code="refund_exceeds_remaining",
-                remaining=format_amount(max(remaining, ZERO), payment.currency),
-                requested=format_amount(requested, payment.currency))
-        refund = session.execute(
-            insert(Refund).values(payment_id=payment.id, amount=requested,
-                                  currency=payment.currency,
-                                  status=RefundStatus.PENDING.value, reason=reason)
-            .returning(Refund)).scalar_one()
-        whole_order = _returns_everything(session, order_id)
-        record_event(session, "refund_requested", payment_id=payment.id,
-                     actor=principal.actor, refund_id=refund.id, amount=requested,
-                     currency=payment.currency, reason=reason, full_refund=whole_order)
-        if whole_order:
-            # paid/shipped/completed -> refunding; any other status stays (the state
-            # machine decides, so a late payment's expired order is left alone).
-            transition_order(session, order_id, OrderStatus.REFUNDING, actor=principal.actor,
-                             reason=f"refund {refund.id} of payment {payment.id} requested")
-        count_on_commit(session, REFUNDS.labels("requested"))
-        refund_id = refund.id
-        # The wallet's part (services/wallet/): a balance payment's refund is credited
-        # and finished here; a top-up's takes its money out of the wallet now (or 409).
-        if payment.method == BALANCE_METHOD:
-            refund_to_wallet(session, payment, refund_id, actor=principal.actor)
-            session.refresh(refund)
-        else:
-            take_back_topup(session, user_id=payment.user_id, payment_id=payment.id,
-                            refund_id=refund_id, amount=requested, actor=principal.actor)
-            uow.after_commit(lambda: _enqueue(res, refund_id))
-        view = refund_view(refund)
+        view = start_refund(res, uow, principal, payment_id, amount=amount, reason=reason)
         uow.commit()
     return view
+
+
+def start_refund(res: Resources, uow: UnitOfWork, principal: Principal, payment_id: int, *,
+                 amount: object, reason: str | None) -> RefundView:
+    """request_refund's work inside the caller's unit of work, which commits (the review
+    of a flagged payment refunds and clears its flag in one transaction). The task is
+    sent after that commit."""
+    requested = None if amount is None else parse_amount(amount)
+    session = uow.session
+    order_id = find_payment(session, principal, payment_id).order_id
+    lock_order_status(session, order_id)
+    payment = find_payment(session, principal, payment_id, lock=True)
+    _check_refundable(payment)
+    if requested is not None:  # now that the currency is known: its decimals
+        requested = parse_amount(amount, currency=payment.currency)
+    remaining = (payment.amount - payment.refunded_amount
+                 - _in_flight_total(session, Refund.payment_id == payment.id))
+    if requested is None:
+        requested = remaining
+    if remaining <= ZERO or requested > remaining:
+        raise InvalidInput(
+            "Nothing is left to refund" if remaining <= ZERO else
+            f"At most {format_amount(remaining, payment.currency)} {payment.currency} "
+            "is left to refund", code="refund_exceeds_remaining",
+            remaining=format_amount(max(remaining, ZERO), payment.currency),
+            requested=format_amount(requested, payment.currency))
+    refund = session.execute(
+        insert(Refund).values(payment_id=payment.id, amount=requested,
+                              currency=payment.currency,
+                              status=RefundStatus.PENDING.value, reason=reason)
+        .returning(Refund)).scalar_one()
+    whole_order = _returns_everything(session, order_id)
+    record_event(session, "refund_requested", payment_id=payment.id,
+                 actor=principal.actor, refund_id=refund.id, amount=requested,
+                 currency=payment.currency, reason=reason, full_refund=whole_order)
+    if whole_order:
+        # paid/shipped/completed -> refunding; any other status stays (the state
+        # machine decides, so a late payment's expired order is left alone).
+        transition_order(session, order_id, OrderStatus.REFUNDING, actor=principal.actor,
+                         reason=f"refund {refund.id} of payment {payment.id} requested")
+    count_on_commit(session, REFUNDS.labels("requested"))
+    refund_id = refund.id
+    # The wallet's part (services/wallet/): a balance payment's refund is credited
+    # and finished here; a top-up's takes its money out of the wallet now (or 409).
+    if payment.method == BALANCE_METHOD:
+        refund_to_wallet(session, payment, refund_id, actor=principal.actor)
+        session.refresh(refund)
+    else:
+        take_back_topup(session, user_id=payment.user_id, payment_id=payment.id,
+                        refund_id=refund_id, amount=requested, actor=principal.actor)
+        uow.after_commit(lambda: _enqueue(res, refund_id))
+    return refund_view(refund)
 
 
 def list_refunds(res: Resources, principal: Principal, payment_id: int) -> dict[str, Any]:

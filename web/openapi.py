@@ -166,6 +166,9 @@ PATHS: dict[str, dict[str, Schema]] = {
                     query("user_id", ID, "Only this user's (admin keys)"),
                     query("created_from", TIMESTAMP, "Created at or after"),
                     query("created_to", TIMESTAMP, "Created before"),
+                    query("needs_review", {"type": "boolean"},
+                          "true: only payments flagged for review; false: only the "
+                          "others"),
                     query("page", {"type": "integer", "minimum": 1, "default": 1}, "Page"),
                     query("page_size", {"type": "integer", "minimum": 1, "maximum": 100,
                                         "default": 20}, "Items per page")],
@@ -237,6 +240,23 @@ PATHS: dict[str, dict[str, Schema]] = {
         "get": operation(
             "listRefunds", "A payment's refunds", "refunds", params=[p("PaymentId")],
             ok={200: _ok("Oldest first", ref("RefundList"))}, errors={404: NOT_FOUND_PAYMENT})},
+    f"{API}/payments/{{payment_id}}/review": {"post": api_post(
+        "resolvePaymentReview", "Resolve a payment flagged for review", "payments",
+        auth="admin", params=[p("PaymentId")], body="ReviewDecision", body_required=True,
+        description="For a payment with `needs_review` (list them with "
+                    "`GET /payments?needs_review=true`). `accept`: the payment's recorded "
+                    "outcome stands and the flag is cleared. `refund`: a full refund of "
+                    "what remains is started (as POST .../refunds) and the flag cleared, "
+                    "in one transaction: when the refund is refused nothing changes. "
+                    "Audited as `review_accepted` / `review_refunded` with the note.",
+        ok={200: _ok("Accepted: the flag is cleared", ref("ReviewOutcome")),
+            202: _ok("Refund started (pending; a worker executes it), flag cleared",
+                     ref("ReviewOutcome"))},
+        errors={400: "`invalid_review_action`, `invalid_field` (note), or for a refund "
+                     "`refund_exceeds_remaining`",
+                404: NOT_FOUND_PAYMENT,
+                409: "`payment_not_flagged` (nothing to review), or for a refund "
+                     "`payment_not_refundable`, `method_not_refundable`"})},
     f"{API}/payment-methods": {"get": operation(
         "listPaymentMethods", "The payment method catalog with fee rates", "payments",
         ok={200: _ok("All methods, disabled ones included", ref("PaymentMethodList"))})},

@@ -123,6 +123,9 @@ SCHEMAS: dict[str, Schema] = {
         attempt={"type": "integer", "minimum": 1}, fee=ref("Money"),
         refunded_amount=ref("Money"), created_at=TIMESTAMP, updated_at=TIMESTAMP,
         expires_at=TIMESTAMP, paid_at=nullable(TIMESTAMP),
+        needs_review={"type": "boolean", "description": (
+            "Flagged for a person: an amount mismatch, a second capture, a refund the "
+            "provider could not pay out. Resolved by POST .../review")},
         checkout_url=string("The customer's cashier page: no API key, works until "
                             "expires_at", format="uri")),
     "PaymentLogEntry": obj(event=string("Audit event, e.g. payment_created"),
@@ -153,6 +156,13 @@ SCHEMAS: dict[str, Schema] = {
                   created_at=TIMESTAMP,
                   updated_at=TIMESTAMP, completed_at=nullable(TIMESTAMP)),
     "RefundList": obj(["items"], items=array(ref("Refund"))),
+    "ReviewDecision": obj(["action"], action=string(
+                              "accept: the recorded outcome stands; refund: refund what "
+                              "remains", enum=["accept", "refund"]),
+                          note=string(maxLength=500)),
+    "ReviewOutcome": obj(["action", "payment", "refund"],
+                         action=string(enum=["accept", "refund"]),
+                         payment=ref("PaymentDetail"), refund=nullable(ref("Refund"))),
     "PaymentMethod": obj(
         ["code", "enabled"], code=string(), name=string(), enabled={"type": "boolean"},
         supports_qr={"type": "boolean"}, refundable={"type": "boolean"},

@@ -56,6 +56,7 @@ PAYMENT_VIEW = _object({
     "refunded_amount": _money("p.refunded_amount", "p.currency"),
     "created_at": _ts("p.created_at"), "updated_at": _ts("p.updated_at"),
     "expires_at": _ts("p.expires_at"), "paid_at": _ts("p.paid_at"),
+    "needs_review": "p.needs_review",
 })
 
 # `o` is a row of orders; its totals and history are read in the same statement.

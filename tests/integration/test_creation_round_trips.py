@@ -32,6 +32,8 @@ def test_a_creation_is_the_key_lookup_the_order_lock_and_one_insert(api, make_us
                                                                     resources, clean_db):
     client = api.as_key(make_user_key(1))
     order_id = make_order(clean_db, user_id=1)
+    # A key's first use records its last_used_at (at most once per period): done here.
+    assert client.get("/api/v1/payments").status_code == 200
 
     with statements(resources) as sent:
         response = client.post("/api/v1/payments", json={"order_id": order_id})

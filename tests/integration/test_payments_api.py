@@ -19,7 +19,8 @@ from tests.support.processes import wait_until
 
 PAYMENT_FIELDS = {"id", "order_id", "amount", "currency", "method", "status", "provider",
                   "transaction_id", "out_trade_no", "pay_url", "attempt", "fee", "refunded_amount",
-                  "created_at", "updated_at", "expires_at", "paid_at", "checkout_url"}
+                  "created_at", "updated_at", "expires_at", "paid_at", "needs_review",
+                  "checkout_url"}
 
 
 def ago(**kwargs) -> datetime:

@@ -77,6 +77,17 @@ def query_str(name: str, *, max_len: int = 64) -> str | None:
     return raw
 
 
+def query_bool(name: str) -> bool | None:
+    """`true` or `false` (also 1 / 0); absent or empty: None (no filter)."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    value = {"true": True, "1": True, "false": False, "0": False}.get(raw.lower())
+    if value is None:
+        raise _bad(name, "must be true or false")
+    return value
+
+
 def query_datetime(name: str) -> datetime | None:
     """ISO 8601; a value without an offset is taken as UTC."""
     raw = request.args.get(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from services import payments, queries
+from services import payments, queries, review
 from services.checkout import with_checkout_url
 from web.auth import current_principal, require_key
 from web.deps import resources
@@ -13,6 +13,7 @@ from web.routes.params import (
     REASON_MAX,
     body_id,
     body_str,
+    query_bool,
     query_datetime,
     query_int,
     query_page,
@@ -41,7 +42,8 @@ def list_payments():
     filters = queries.PaymentFilters(
         order_id=query_int("order_id"), status=query_str("status"),
         method=query_str("method"), user_id=query_int("user_id"),
-        created_from=query_datetime("created_from"), created_to=query_datetime("created_to"))
+        created_from=query_datetime("created_from"), created_to=query_datetime("created_to"),
+        needs_review=query_bool("needs_review"))
     page, page_size = query_page(default_size=20, max_size=MAX_PAGE_SIZE)
     listing = queries.list_payments(resources(), current_principal(), filters, page=page,
                                     page_size=page_size)
@@ -84,6 +86,18 @@ def retry(payment_id: int):
     json_body(())
     view, created = payments.retry_payment(resources(), current_principal(), payment_id)
     return jsonify(_linked(view)), 201 if created else 200
+
+
+@bp.post("/payments/<int:payment_id>/review")
+@require_key(admin=True)
+def resolve_review(payment_id: int):
+    body = json_body(("action", "note"))
+    outcome = review.resolve_review(resources(), current_principal(), payment_id,
+                                    action=body.get("action"),
+                                    note=body_str(body, "note", max_len=review.NOTE_MAX))
+    outcome["payment"] = _linked(outcome["payment"])
+    # A refund is queued for the worker, as POST .../refunds answers it: accepted.
+    return jsonify(outcome), 202 if outcome["refund"] else 200
 
 
 def _linked(view: dict) -> dict:
