@@ -14,7 +14,9 @@ UPDATE's RETURNING writes their audit/history rows. So:
 - the commit does not wait for the WAL flush: a batch lost in a crash is redone by
   the next run (why that is safe: _begin_sweep_batch).
 Rows are never loaded into Python, so one run copes with any backlog; a run
-stops early at its deadline and the next tick carries on.
+stops early at its deadline and the next tick carries on. Due init payments are
+swept by SWEEP_CONNECTIONS such loops side by side: SKIP LOCKED hands them disjoint
+rows, so a callback still waits for one batch at most, the one holding its row.
 
 Payments in `processing` exist at the provider, which may hold the customer's
 money, so they are first asked of the provider through `provider_status_check`;
