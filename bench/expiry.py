@@ -91,10 +91,14 @@ connections side by side, each its own batch loop (services/expiry.py); SKIP LOC
 them disjoint rows, so nothing waits on the other. Same table, same baseline, alternating:
 1 connection 24.7 s (3.46x), 2 connections 13.4 s (1.87x) and 9.1 s (1.77x), 3 connections
 11.3 s (2.20x: the two cores are full); batches of 5,000 no faster (1.94x), of 1,000 slower
-(2.25x). What bounds the rest: per payment the job writes three rows and five-plus index
-entries where the raw `UPDATE` writes one row version, so with both cores it lands just under
-2x; on a machine whose second core is busy elsewhere (or with the callbacks at 100/s taking
-their share) it falls back towards the single-connection 3.5x. Kept: the foreign key (audit
+(2.25x). At 1,000,000 it did not hold: the job took 89-134 s in every run while the raw
+`UPDATE` took anything from 21 to 53 s with the machine's load (4.1-5.6x in the full run
+below; 2.48x in a run stopped after its first pass, whose baseline met a busier machine).
+What bounds the rest: per payment the job writes three rows and five-plus index entries where
+the raw `UPDATE` writes one row version, so only with both cores to itself does it come near
+2x; with the second core busy elsewhere (four other engineers' test suites during these runs,
+and the callbacks at 100/s) it falls back towards the single-connection 3.5x or worse, while
+one big `UPDATE` keeps whatever core it gets. Kept: the foreign key (audit
 integrity), the event per payment (the merchant's contract), the batch size."""
 
 RAW_UPDATE = text("""
