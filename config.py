@@ -223,6 +223,11 @@ class Settings:
     # (a local image file, served by us: the page fetches nothing from elsewhere).
     shop_name: str = "Demo shop"
     shop_logo_file: Path | None = None
+    # The daily reconciliation (issue #17): beat sends it at this time of day ("HH:MM")
+    # in this zone, which is also where our books' days are cut, as the providers cut
+    # theirs (WeChat Pay and Alipay: Beijing time; their bills are ready by 10:00).
+    reconcile_at: tuple[int, int] = (10, 0)
+    reconcile_tz: str = "Asia/Shanghai"
 
     @property
     def is_dev(self) -> bool:
@@ -295,7 +300,30 @@ class Settings:
             supported_currencies=_currencies(env.get("SUPPORTED_CURRENCIES") or "CNY"),
             shop_name=(env.get("SHOP_NAME") or "Demo shop").strip()[:80],
             shop_logo_file=_logo_file(env.get("SHOP_LOGO_FILE")),
+            reconcile_at=_time_of_day(env, "RECONCILE_AT", "10:00"),
+            reconcile_tz=_time_zone(env, "RECONCILE_TZ", "Asia/Shanghai"),
         )
+
+
+def _time_of_day(env: Mapping[str, str], name: str, default: str) -> tuple[int, int]:
+    raw = (env.get(name) or "").strip() or default
+    hours, sep, minutes = raw.partition(":")
+    if (not sep or not hours.isdigit() or not minutes.isdigit() or len(minutes) != 2
+            or not 0 <= int(hours) < 24 or not 0 <= int(minutes) < 60):
+        raise ConfigError(f"{name} must be a time of day HH:MM, got {raw!r}")
+    return int(hours), int(minutes)
+
+
+def _time_zone(env: Mapping[str, str], name: str, default: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    raw = (env.get(name) or "").strip() or default
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name} must be an IANA time zone such as Asia/Shanghai, "
+                          f"got {raw!r}") from None
+    return raw
 
 
 def _out_trade_no_prefix(env: Mapping[str, str]) -> str:

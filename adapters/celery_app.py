@@ -6,8 +6,10 @@ building it connects to nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from config import Settings
 
@@ -31,8 +33,62 @@ VISIBILITY_TIMEOUT_SECONDS = 900
 TASK_TIME_LIMIT_SECONDS = 600
 
 
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+# The shortest delay RabbitMQ's native delayed delivery can express: Celery 5.5+ routes a
+# countdown through the celery_delayed_* exchanges by whole seconds (int(countdown)), and a
+# countdown that rounds to 0 is refused (kombu's calculate_routing_key raises ValueError),
+# which would fail a retry of under a second (the callbacks' first backoff is 0.5-1 s).
+MIN_AMQP_COUNTDOWN_SECONDS = 1.0
+
+
+def is_amqp(broker_url: str) -> bool:
+    return broker_url.startswith(AMQP_SCHEMES)
+
+
+def work_queues(broker_url: str) -> list[Queue]:
+    """Our queues as the broker needs them.
+
+    Redis: plain queues, as always. RabbitMQ: quorum queues (replicated, durable, their
+    messages survive a node's loss; no priorities, which we never use), each behind a
+    topic exchange of its own name: Celery's native delayed delivery (the only way a
+    countdown retry is not held unacked in a worker on quorum queues) forwards a due
+    message to the queue's exchange by routing key, and cannot with direct exchanges.
+    """
+    if not is_amqp(broker_url):
+        return [Queue(name) for name in QUEUES]
+    return [Queue(name, Exchange(name, type="topic", durable=True), routing_key=name,
+                  durable=True, queue_arguments={"x-queue-type": "quorum"})
+            for name in QUEUES]
+
+
+def _transport_options(broker_url: str) -> dict[str, Any]:
+    if is_amqp(broker_url):
+        # Publisher confirms: a send returns once RabbitMQ has the message (on a
+        # quorum queue: replicated to a majority), and a refused one raises instead of
+        # vanishing, so TaskQueue.send's False (and the sweeps behind it) means what it says.
+        return {"confirm_publish": True}
+    return {
+        "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+
+
+class PaymentsCelery(Celery):
+    """Celery with one broker difference kept away from the tasks: on RabbitMQ a
+    countdown under a second is sent as one second (MIN_AMQP_COUNTDOWN_SECONDS). Every
+    send goes through send_task (Task.retry and apply_async too)."""
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None,
+                  countdown: float | None = None, eta: Any = None, **options: Any) -> Any:
+        if countdown is not None and 0 < countdown < MIN_AMQP_COUNTDOWN_SECONDS and \
+                is_amqp(str(self.conf.broker_url)):
+            countdown = MIN_AMQP_COUNTDOWN_SECONDS
+        return super().send_task(name, args, kwargs, countdown, eta, **options)
+
+
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("payments", broker=settings.broker_url, set_as_current=False)
+    app = PaymentsCelery("payments", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -45,11 +101,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=TASK_TIME_LIMIT_SECONDS,
         task_soft_time_limit=TASK_TIME_LIMIT_SECONDS - 30,
-        broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
-            "socket_connect_timeout": 2,
-            "socket_timeout": 5,
-        },
+        broker_transport_options=_transport_options(settings.broker_url),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
         # A publish to a dead broker must fail within a second or two: the
@@ -62,7 +114,12 @@ def make_celery(settings: Settings) -> Celery:
         # every callback's ingest (B1 in BENCHMARKS.md).
         task_send_sent_event=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=work_queues(settings.broker_url),
+        # RabbitMQ: quorum queues are detected (the default, said here because it
+        # matters): no global QoS, which quorum queues refuse, and countdowns through
+        # native delayed delivery, declared as quorum queues too.
+        worker_detect_quorum_queues=True,
+        broker_native_delayed_delivery_queue_type="quorum",
         task_default_queue="payments",
         task_routes=TASK_ROUTES,
         timezone="UTC",

@@ -7,17 +7,21 @@ after-commit hooks (enqueueing tasks) only once the transaction is durable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.metrics import AFTER_COMMIT_FAILURES
 from adapters.pool_health import ping_idle_connections
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Tasks asked for deep inside a transaction, by code that has the session but no unit of
 # work (services/webhooks/outbox.py: a delivery per event): commit() sends them.
@@ -32,20 +36,41 @@ def defer_task(session: Session, task_name: str, *args: Any) -> None:
     session.info.setdefault(_DEFERRED_TASKS, []).append((task_name, args))
 
 
-def make_engine(database_url: str, pool_size: int = 5) -> Engine:
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A SAVEPOINT around the block: an exception rolls back only the block's statements,
+    and also forgets what the block asked to do at commit (deferred tasks, counters held
+    in session.info), so a rolled-back change is neither sent nor counted."""
+    marks = {key: len(value) for key, value in session.info.items() if isinstance(value, list)}
+    nested = session.begin_nested()
+    try:
+        yield
+    except BaseException:
+        nested.rollback()
+        for key, value in list(session.info.items()):
+            if isinstance(value, list):
+                del value[marks.get(key, 0):]
+        raise
+    nested.commit()
+
+
+def make_engine(database_url: str, pool_size: int = 5, *, pre_ping: bool = True) -> Engine:
+    """`pre_ping=False` for a caller that retries a statement whose connection turned out
+    dead (adapters.db.autocommit_retrying): no ping at all. Otherwise a connection is
+    pinged on checkout only after it idled (adapters/pool_health.py: SQLAlchemy's
+    pool_pre_ping, a round trip on every checkout, is not used)."""
     engine = create_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=10,
-        # Not pool_pre_ping: it pings on every checkout; ours only after idling (why:
-        # adapters/pool_health.py).
         # A database error's message must not carry the statement's values into the
         # logs (tokens, amounts, callback bodies).
         hide_parameters=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
-    ping_idle_connections(engine)
+    if pre_ping:
+        ping_idle_connections(engine)
     return engine
 
 
@@ -102,11 +127,40 @@ class Database:
     """Owns the engine; hands out units of work. Connects lazily, on first use."""
 
     def __init__(self, database_url: str, pool_size: int = 5) -> None:
+        self._url, self._pool_size = database_url, pool_size
         self.engine = make_engine(database_url, pool_size=pool_size)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    @cached_property
+    def _unpinged_engine(self) -> Engine:
+        return make_engine(self._url, pool_size=self._pool_size, pre_ping=False)
+
+    @cached_property
+    def autocommit_engine(self) -> Engine:
+        """For single statements that must be durable at once (the callback inbox insert):
+        autocommit, no ping on checkout; run them with run_autocommit, which retries once
+        on a connection found dead."""
+        return self._unpinged_engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def run_autocommit(self, work: Callable[[Connection], T]) -> T:
+        """`work(connection)` in autocommit. A connection the server had dropped (a restart)
+        fails its first statement; the pool then discards every connection as old, and the
+        work runs once more on a fresh one. `work` must be safe to run twice (an
+        `INSERT ... ON CONFLICT DO NOTHING` is)."""
+        try:
+            with self.autocommit_engine.connect() as conn:
+                return work(conn)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("database connection was gone; running the statement again")
+        with self.autocommit_engine.connect() as conn:
+            return work(conn)
 
     def uow(self, task_sender: TaskSender | None = None) -> UnitOfWork:
         return UnitOfWork(self.session_factory, task_sender)
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if "_unpinged_engine" in self.__dict__:
+            self._unpinged_engine.dispose()

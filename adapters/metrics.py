@@ -86,6 +86,15 @@ WEBHOOK_DELIVERY_LATENCY = Histogram(
 WEBHOOK_ENDPOINTS_DISABLED = Counter("payments_webhook_endpoints_disabled_total",
                                      "Webhook endpoints disabled after failing every "
                                      "delivery for 3 days")
+RECONCILIATION_MISMATCHES = Counter(
+    "payments_reconciliation_mismatches_total",
+    "Discrepancies the daily reconciliation found, each counted once per provider day: "
+    "missing_here (applied), unknown_here, missing_at_provider, amount_mismatch, "
+    "currency_mismatch, transaction_id_mismatch, status_mismatch",
+    ["provider", "kind"])
+RECONCILIATION_RUNS = Counter("payments_reconciliation_runs_total",
+                              "Reconciliation runs by provider and outcome: succeeded, failed",
+                              ["provider", "outcome"])
 TASK_DURATION = Histogram("payments_task_seconds", "Celery task run time", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 TASK_FAILURES = Counter("payments_task_failures_total", "Celery task failures", ["task"])

@@ -9,8 +9,10 @@ from functools import cached_property
 
 import redis
 from celery import Celery
+from redis import Redis
 
-from adapters.celery_app import make_celery
+from adapters.amqp_broker import AmqpBroker
+from adapters.celery_app import is_amqp, make_celery
 from adapters.db import Database, UnitOfWork
 from adapters.providers.registry import ProviderRegistry, build_registry
 from adapters.redis_client import make_redis
@@ -34,6 +36,15 @@ class Resources:
         return make_redis(self.settings.redis_url)
 
     @cached_property
+    def broker(self) -> Redis | AmqpBroker:
+        """The Celery broker, for looking at (readiness, queue depths), not for sending
+        (that is `queue`): the locks' Redis when BROKER_URL is unset or the same."""
+        url = self.settings.broker_url
+        if is_amqp(url):
+            return AmqpBroker(url)
+        return self.redis if url == self.settings.redis_url else make_redis(url)
+
+    @cached_property
     def celery(self) -> Celery:
         return self._celery_app or make_celery(self.settings)
 
@@ -55,3 +66,5 @@ class Resources:
             self.db.dispose()
         if "redis" in self.__dict__:
             self.redis.close()
+        if "broker" in self.__dict__:
+            self.broker.close()

@@ -21,14 +21,15 @@ class TaskQueue:
     def __init__(self, celery_app: Celery) -> None:
         self._celery = celery_app
 
-    def send(self, task_name: str, *args: Any) -> bool:
+    def send(self, task_name: str, *args: Any, countdown: float | None = None) -> bool:
         """Publish; False (logged, counted in payments_enqueue_failures_total) when the
         broker is unreachable. Callers that must not lose the work have stored it first,
         so a sweep sends it again (README, Periodic jobs)."""
         try:
             request_id = current_log_context().get("request_id")
             headers = {REQUEST_ID_HEADER: request_id} if request_id else None
-            self._celery.send_task(task_name, args=list(args), headers=headers)
+            self._celery.send_task(task_name, args=list(args), headers=headers,
+                                   countdown=countdown)
             return True
         except Exception as exc:  # kombu raises several connection error types
             ENQUEUE_FAILURES.labels(task_name).inc()

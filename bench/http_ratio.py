@@ -1,11 +1,14 @@
 """The shape B1 and B5 share: requests/s of one of our endpoints under wrk ÷ requests/s
 of the hello-world POST (bench/hello.py), both served by the same gunicorn settings and
-loaded by the same wrk settings, alternating in each run."""
+loaded by the same wrk settings, alternating in each run. A scenario may name a floor
+app instead (B1: bench/floor.py, the same work written by hand): the floor is then the
+baseline the target is on, and the hello-world ratio is kept as information."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +44,8 @@ class HttpScenario:
     stored_in: str
     reset: Callable[[Resources], None]
     notes: list[str] = field(default_factory=list)
+    # "module:app" of a hand-written floor serving the same path (B1), or None
+    floor_app: str | None = None
 
 
 def run(spec: HttpScenario, settings: Settings, progress: Progress, *, size: int, runs: int,
@@ -51,41 +56,72 @@ def run(spec: HttpScenario, settings: Settings, progress: Progress, *, size: int
     logs = settings.run_dir
     res = Resources(settings)
     subject: list[float] = []
-    baseline: list[float] = []
+    hellos: list[float] = []
+    floors: list[float] = []
     latencies: list[tuple[float, float]] = []
     try:
-        with gunicorn(env, logs / f"{spec.scenario}-app.log") as app_url, \
-                gunicorn(env, logs / f"{spec.scenario}-hello.log",
-                         app="bench.hello:app") as hello_url:
+        with ExitStack() as servers:
+            app_url = servers.enter_context(gunicorn(env, logs / f"{spec.scenario}-app.log"))
+            hello_url = servers.enter_context(gunicorn(
+                env, logs / f"{spec.scenario}-hello.log", app="bench.hello:app"))
+            floor_url = servers.enter_context(gunicorn(
+                env, logs / f"{spec.scenario}-floor.log", app=spec.floor_app)
+            ) if spec.floor_app else None
             wait_until_serving(app_url + "/healthz")
             wait_until_serving(hello_url + HELLO_PATH)
-            progress.say(f"{spec.scenario}: warming up both servers ({WARM_UP_SECONDS} s each)")
-            _load(spec, res, settings, app_url, hello_url, WARM_UP_SECONDS)
+            if floor_url:
+                wait_until_serving(floor_url + "/nothing-here")
+            urls = _Urls(app_url, hello_url, floor_url)
+            progress.say(f"{spec.scenario}: warming up the servers ({WARM_UP_SECONDS} s each)")
+            _load(spec, res, settings, urls, WARM_UP_SECONDS)
             for i in range(1, runs + 1):
                 tag = f"{spec.scenario} run {i}/{runs}"
                 progress.say(f"{tag}: preparing requests")
-                ours, hello = _load(spec, res, settings, app_url, hello_url, size,
-                                    progress=progress, tag=tag)
+                ours, hello, floor = _load(spec, res, settings, urls, size,
+                                           progress=progress, tag=tag)
                 subject.append(ours.per_second)
-                baseline.append(hello.per_second)
+                hellos.append(hello.per_second)
                 latencies.append((ours.p99_ms, hello.p99_ms))
-                progress.say(f"{tag}: ours {ours.per_second:,.0f} req/s, hello-world "
-                             f"{hello.per_second:,.0f} req/s, ratio "
-                             f"{ours.per_second / hello.per_second:.2f}")
+                line = (f"{tag}: ours {ours.per_second:,.0f} req/s, hello-world "
+                        f"{hello.per_second:,.0f} req/s, ratio "
+                        f"{ours.per_second / hello.per_second:.2f}")
+                if floor is not None:
+                    floors.append(floor.per_second)
+                    line += (f"; floor {floor.per_second:,.0f} req/s, ours ÷ floor "
+                             f"{ours.per_second / floor.per_second:.2f}")
+                progress.say(line)
     finally:
         spec.reset(res)  # nothing left queued or stored for the next scenario
         res.close()
     notes = [*spec.notes, _latency_note(latencies)]
+    if floors:
+        notes.append(_hello_note(subject, hellos, floors))
     return ScenarioResult(
         scenario=spec.scenario, title=spec.title, size=size, size_unit="s of load",
-        mode=mode, target=spec.target, unit="req/s", baseline=baseline, subject=subject,
-        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine,
-        about=spec.about, notes=notes)
+        mode=mode, target=spec.target, unit="req/s", baseline=floors or hellos,
+        subject=subject, date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        machine=machine, about=spec.about, notes=notes)
 
 
-def _load(spec: HttpScenario, res: Resources, settings: Settings, app_url: str,
-          hello_url: str, seconds: float, *, progress: Progress | None = None,
-          tag: str = "") -> tuple[wrk.WrkResult, wrk.WrkResult]:
+@dataclass(frozen=True)
+class _Urls:
+    app: str
+    hello: str
+    floor: str | None
+
+
+def _hello_note(subject: Sequence[float], hellos: Sequence[float],
+                floors: Sequence[float]) -> str:
+    ours = statistics.median(s / h for s, h in zip(subject, hellos, strict=True))
+    floor = statistics.median(f / h for f, h in zip(floors, hellos, strict=True))
+    return (f"Against the hello-world POST (information; median of the runs' ratios): ours "
+            f"{ours:.2f}, the floor {floor:.2f}; hello-world median "
+            f"{statistics.median(hellos):,.0f} req/s.")
+
+
+def _load(spec: HttpScenario, res: Resources, settings: Settings, urls: _Urls,
+          seconds: float, *, progress: Progress | None = None, tag: str = ""
+          ) -> tuple[wrk.WrkResult, wrk.WrkResult, wrk.WrkResult | None]:
     spec.reset(res)
     requests = spec.prepare(res, int(MAX_RATE * seconds))
     ours_file = settings.run_dir / f"{spec.scenario}-requests.txt"
@@ -95,15 +131,24 @@ def _load(spec: HttpScenario, res: Resources, settings: Settings, app_url: str,
     wrk.write_requests(hello_file, (replace(r, path=HELLO_PATH) for r in requests))
     if progress:
         progress.say(f"{tag}: wrk on ours for {seconds:g} s")
-    ours = wrk.run_wrk(app_url, ours_file, seconds)
+    ours = wrk.run_wrk(urls.app, ours_file, seconds)
     _check(spec, res, ours, settings.run_dir / f"{spec.scenario}-app.log")
+    floor = None
+    if urls.floor:
+        # The same requests again, so the floor stores the very same rows: from empty.
+        with res.db.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {spec.stored_in}"))
+        if progress:
+            progress.say(f"{tag}: wrk on the floor for {seconds:g} s")
+        floor = wrk.run_wrk(urls.floor, ours_file, seconds)
+        _check(spec, res, floor, settings.run_dir / f"{spec.scenario}-floor.log")
     if progress:
         progress.say(f"{tag}: wrk on hello-world for {seconds:g} s")
-    hello = wrk.run_wrk(hello_url, hello_file, seconds)
+    hello = wrk.run_wrk(urls.hello, hello_file, seconds)
     if hello.errors:
         raise RuntimeError(f"{spec.scenario}: the hello-world app answered {hello.errors} "
                            "errors")
-    return ours, hello
+    return ours, hello, floor
 
 
 def _check(spec: HttpScenario, res: Resources, result: wrk.WrkResult,

@@ -12,6 +12,7 @@ import json
 import re
 import statistics
 import textwrap
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,7 +156,10 @@ def write_report(now: Sequence[ScenarioResult], *, results_path: Path = RESULTS_
     results_path.write_text(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
     plots_dir.mkdir(parents=True, exist_ok=True)
     for scenario, scenario_rows in _by_scenario(rows).items():
-        (plots_dir / f"{scenario}.svg").write_text(scenario_svg(scenario_rows))
+        # One chart, one unit: B3's capacity row is in the table only, its ms rows charted.
+        unit = Counter(r.unit for r in scenario_rows).most_common(1)[0][0]
+        (plots_dir / f"{scenario}.svg").write_text(
+            scenario_svg([r for r in scenario_rows if r.unit == unit]))
     plots = plots_dir.relative_to(report_path.parent) if plots_dir.is_relative_to(
         report_path.parent) else plots_dir
     report_path.write_text(render(rows, ran_now=now, plots=plots))
@@ -195,8 +199,12 @@ def _scenario_section(rows: Sequence[ScenarioResult], plots: Path | None) -> lis
     lines = [f"## {first.scenario} {latest.title}", ""]
     for paragraph in latest.about.split("\n\n") if latest.about else ():
         lines += [_wrap(paragraph), ""]
+    # A section whose rows are in different units (B3: ms per rate, and its capacity in
+    # callbacks/s) names the unit in each cell instead of the header.
+    mixed = len({r.unit for r in rows}) > 1
+    head = "" if mixed else f" ({unit})"
     lines += [
-        f"| size | runs | baseline median ({unit}) | subject median ({unit}) | ratio (median) "
+        f"| size | runs | baseline median{head} | subject median{head} | ratio (median) "
         "| target | result | date | machine |",
         "|---|---:|---:|---:|---:|---|---|---|---|",
     ]
@@ -205,9 +213,10 @@ def _scenario_section(rows: Sequence[ScenarioResult], plots: Path | None) -> lis
         target = r.target.describe(r.unit)
         if r.target.on == "subject":
             target = f"subject {target}"
+        cell = f" {r.unit}" if mixed else ""
         lines.append(
-            f"| {_size(r)} | {r.runs} | {_num(statistics.median(r.baseline))} "
-            f"| {_num(statistics.median(r.subject))} | {ratio} | {target} "
+            f"| {_size(r)} | {r.runs} | {_num(statistics.median(r.baseline))}{cell} "
+            f"| {_num(statistics.median(r.subject))}{cell} | {ratio} | {target} "
             f"| {'pass' if r.passed else 'miss'} | {r.date} | {r.machine.describe()} |")
     lines.append("")
     if plots is not None:
@@ -216,7 +225,7 @@ def _scenario_section(rows: Sequence[ScenarioResult], plots: Path | None) -> lis
     for r in rows:
         per_run = "; ".join(f"{_num(s)} / {_num(b)} = {s / b:.2f}" for s, b in
                             zip(r.subject, r.baseline, strict=True))
-        lines += [f"**{_size(r)}**, per run (subject {unit} / baseline {unit} = ratio): "
+        lines += [f"**{_size(r)}**, per run (subject {r.unit} / baseline {r.unit} = ratio): "
                   f"{per_run}.", ""]
         lines += [f"- {note}" for note in r.notes]
         if r.notes:

@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from config import ConfigError, Settings
@@ -165,6 +166,36 @@ def cmd_webhooks_test(args: argparse.Namespace) -> int:
     return 0 if outcome["delivered"] else 1
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Reconcile a day (default: yesterday in RECONCILE_TZ) now, for every routed provider
+    or one; one JSON line per provider; exits 1 when any run failed."""
+    from services.reconciliation.run import reconcile, routed_providers  # noqa: PLC0415
+
+    res = _resources()
+    try:
+        if args.provider is not None and args.provider not in routed_providers(res):
+            print(f"error: {args.provider!r} is not a routed provider here (routed: "
+                  f"{', '.join(routed_providers(res))})", file=sys.stderr)
+            return 2
+        done, failed = reconcile(res, day=args.date,
+                                 providers=[args.provider] if args.provider else None)
+    finally:
+        res.close()
+    for summary in done:
+        print(json.dumps(summary, default=str))
+    for failure in failed:
+        print(json.dumps({"provider": failure.provider, "date": failure.day.isoformat(),
+                          "status": "failed", "error": failure.reason}))
+    return 1 if failed else 0
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--secret", default=None,
                       help="sign with this secret (default: the endpoint's at this URL)")
     test.set_defaults(func=cmd_webhooks_test)
+
+    reconcile = sub.add_parser("reconcile", help="compare a day's provider statements with "
+                               "our books now; exits 1 when a run failed")
+    reconcile.add_argument("--date", type=_date, default=None,
+                           help="YYYY-MM-DD (default: yesterday in RECONCILE_TZ)")
+    reconcile.add_argument("--provider", default=None, help="only this routed provider")
+    reconcile.set_defaults(func=cmd_reconcile)
     return parser
 
 

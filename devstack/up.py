@@ -73,7 +73,10 @@ def _start_embedded_servers(sup: Supervisor, env: dict[str, str], run_dir: Path)
 
 def _write_stack_env(run_dir: Path, env: dict[str, str]) -> None:
     """So `payments ...` in another terminal finds the servers `make up` started."""
-    lines = [f"{k}={env[k]}" for k in ("DATABASE_URL", "REDIS_URL") if env.get(k)]
+    # BROKER_URL too when set (RabbitMQ): a `payments callbacks replay` must publish to
+    # the broker the workers consume, not to the locks' Redis.
+    lines = [f"{k}={env[k]}" for k in ("DATABASE_URL", "REDIS_URL", "BROKER_URL")
+             if env.get(k)]
     (run_dir / "stack.env").write_text("\n".join(lines) + "\n")
 
 

@@ -173,6 +173,10 @@ class ProviderCallback(Base):
         UniqueConstraint("provider", "event_id"),
         CheckConstraint(_in("status", CallbackStatus), name="status"),
         Index("ix_provider_callbacks_status_received", "status", "received_at"),
+        # What a batch claims from (services/callback_batches.py): the waiting rows in
+        # id order, however many processed rows the table holds.
+        Index("ix_provider_callbacks_waiting", "id",
+              postgresql_where=text("status = 'received'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -188,6 +192,9 @@ class ProviderCallback(Base):
     received_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when a batch claims the row (its attempt counted): no other batch claims it
+    # before then. A batch killed mid-way leaves it set, and the row waits for it.
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class CallbackAuthFailure(Base):

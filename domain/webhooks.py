@@ -30,6 +30,8 @@ class EventType(StrEnum):
     ORDER_CANCELLED = "order.cancelled"
     ORDER_EXPIRED = "order.expired"
     ORDER_REFUNDED = "order.refunded"
+    # A discrepancy the daily reconciliation found (issue #17): the item's view.
+    RECONCILIATION_MISMATCH = "reconciliation.mismatch"
 
 
 # Sent only by `payments webhooks test URL`: never stored, never subscribable.

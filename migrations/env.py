@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import domain.reconciliation_models  # noqa: F401 - the reconciliation runs and items
 import domain.wallet_models  # noqa: F401 - the wallet's tables, on the same metadata
 import domain.webhook_models  # noqa: F401 - the webhooks' and events' tables
 import standins.models  # noqa: F401 - the doubles' tables are on the same metadata

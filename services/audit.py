@@ -17,10 +17,10 @@ _INSERT_EVENT = insert(Base.metadata.tables[PaymentEvent.__tablename__])
 def record_event(session: Session, event: str, *, payment_id: int | None, actor: str,
                  **detail: Any) -> None:
     session.execute(_INSERT_EVENT, {"payment_id": payment_id, "event": event, "actor": actor,
-                                    "detail": _jsonable(detail)})
+                                    "detail": jsonable(detail)})
 
 
-def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
+def jsonable(detail: dict[str, Any]) -> dict[str, Any]:
     """Decimals and datetimes as strings, so the JSONB column never sees a float."""
     out: dict[str, Any] = {}
     for key, value in detail.items():

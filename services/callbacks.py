@@ -1,9 +1,12 @@
 """Provider callbacks: the inbox (DESIGN.md §6, §7).
 
-- ingest_callback: verify, commit to the inbox, enqueue after commit. A callback
-  answered 2xx is always stored; one that is not stored never gets a 2xx.
-- process_callback: the worker's exactly-once apply, under a per-payment Redis
-  lock, with an attempt counter so a poison callback ends `failed`, not looping.
+- ingest_callback: verify, commit to the inbox, wake the batch appliers after commit
+  (services/callback_batches.py applies them). A callback answered 2xx is always
+  stored; one that is not stored never gets a 2xx.
+- process_callback: one callback's exactly-once apply (the redelivery sweep's and
+  replay's path), under a per-payment Redis lock, with an attempt counter so a poison
+  callback ends `failed`, not looping. The batch path applies through the same
+  settlement under the same locks.
 - redeliver_stuck: re-enqueue inbox rows a lost message or a dead broker left
   `received` (the beat job maintenance.redeliver_callbacks).
 - list_callbacks / replay_callback: the admin's view and hand.
@@ -22,6 +25,7 @@ from typing import Any
 from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -43,6 +47,7 @@ from domain.ids import MAX_BIGINT
 from domain.models import Base, CallbackAuthFailure, Payment, ProviderCallback, Refund
 from domain.statuses import CallbackStatus
 from services.audit import record_event
+from services.callback_wakeup import wake_appliers
 from services.settlement import Settlement, settle_callback
 
 log = logging.getLogger(__name__)
@@ -147,28 +152,37 @@ def ingest_callback(res: Resources, connector: Provider, request: CallbackReques
 
 def _store(res: Resources, provider: str, event: CallbackEvent,
            request: CallbackRequest) -> int | None:
-    """The inbox row's id, committed; None when this event id was stored before."""
-    with res.uow() as uow:
-        event = resolve_references(uow.session, event)
-        bind_log_context(payment_id=event.payment_id)
-        callback_id = uow.session.execute(_STORE_CALLBACK, {
-            "provider": provider, "event_id": event.event_id, "event_type": event.type.value,
-            "payment_id": event.payment_id, "raw_body": request.body,
-            "payload": json.dumps(event_payload(event))}).scalar_one_or_none()
-        if callback_id is not None:
-            new_id = int(callback_id)
-            bind_log_context(callback_id=new_id)
-            # A dead broker only delays it: the row is stored and the sweep sends it.
-            uow.after_commit(_send_later(res, PROCESS_TASK, new_id))
-        uow.commit()
-    return None if callback_id is None else int(callback_id)
+    """The inbox row's id, committed; None when this event id was stored before.
+
+    One statement that must be durable before the answer, so it runs in autocommit: the
+    INSERT is its own transaction, committed when it returns, without the BEGIN and COMMIT
+    round trips of a transaction around it, on a pool that does not ping (a dead
+    connection is retried instead: the insert is idempotent) (B1). The references are
+    read before it."""
+    def insert(conn: Connection) -> Any:
+        resolved = resolve_references(conn, event)
+        bind_log_context(payment_id=resolved.payment_id)
+        return conn.execute(_STORE_CALLBACK, {
+            "provider": provider, "event_id": resolved.event_id,
+            "event_type": resolved.type.value, "payment_id": resolved.payment_id,
+            "raw_body": request.body, "payload": json.dumps(event_payload(resolved))
+        }).scalar_one_or_none()
+
+    callback_id = res.db.run_autocommit(insert)
+    if callback_id is None:
+        return None
+    bind_log_context(callback_id=int(callback_id))
+    # Not a message per callback: a wake-up for the batch appliers, when none is on its
+    # way. A lost one only delays it: the row is stored and the sweep finds it.
+    wake_appliers(res)
+    return int(callback_id)
 
 
 _PAYMENT_BY_REFERENCE = select(Payment.id).where(Payment.out_trade_no == bindparam("ref"))
 _REFUND_BY_REFERENCE = select(Refund.id).where(Refund.out_refund_no == bindparam("ref"))
 
 
-def resolve_references(session: Session, event: CallbackEvent) -> CallbackEvent:
+def resolve_references(session: Session | Connection, event: CallbackEvent) -> CallbackEvent:
     """Our ids for the merchant references a real provider's event names. A reference we
     never issued resolves to None: the callback is kept, and settles as unmatched."""
     payment_id, refund_id = event.payment_id, event.refund_id
@@ -433,7 +447,7 @@ def replay_callback(res: Resources, callback_id: int, actor: str) -> dict[str, A
         uow.session.execute(
             update(ProviderCallback).where(ProviderCallback.id == callback_id)
             .values(status=CallbackStatus.RECEIVED.value, attempts=0, processed_at=None,
-                    updated_at=func.now())
+                    claimed_until=None, updated_at=func.now())
             .execution_options(synchronize_session=False))
         known_payment = row.payment_id is not None and uow.session.execute(
             select(Payment.id).where(Payment.id == row.payment_id)).first() is not None

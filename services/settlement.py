@@ -102,14 +102,21 @@ _LOCK_INBOX = (select(ProviderCallback.status)
                .where(ProviderCallback.id == bindparam("id")).with_for_update())
 
 
-def _bound_waits(session: Session) -> None:
+def bound_waits(session: Session) -> None:
+    """Both limits for the rest of this transaction (a batch sets them once, outside its
+    savepoints: a rolled-back savepoint would take a SET LOCAL made inside it along)."""
     session.execute(_BOUND_WAITS)
 
 
+_bound_waits = bound_waits
+
+
 def settle_callback(session: Session, callback_id: int, event: CallbackEvent, *,
-                    provider: str) -> Settlement | None:
-    """Apply the event; None when the inbox row is gone or already handled."""
-    _bound_waits(session)
+                    provider: str, waits_bound: bool = False) -> Settlement | None:
+    """Apply the event; None when the inbox row is gone or already handled.
+    `waits_bound`: the caller ran bound_waits in this transaction already."""
+    if not waits_bound:
+        _bound_waits(session)
     inbox_status = session.execute(_LOCK_INBOX, {"id": callback_id}).scalar_one_or_none()
     if inbox_status != CallbackStatus.RECEIVED:
         return None

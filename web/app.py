@@ -78,10 +78,11 @@ def _api_blueprints() -> list[Any]:
         notifications,
         orders,
         payments,
+        reconciliation,  # issue #17: the daily statements against our books
         refunds,
         wallets,
         webhooks,
     )
 
     return [orders.bp, payments.bp, refunds.bp, methods.bp, callbacks.admin_bp,
-            wallets.bp, webhooks.bp, events.bp, notifications.bp]
+            wallets.bp, webhooks.bp, events.bp, notifications.bp, reconciliation.bp]

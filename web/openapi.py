@@ -18,6 +18,7 @@ from standins.wechatpay.openapi import WECHATPAY_DOUBLE_PATHS
 from web.openapi_checkout import CHECKOUT_PATHS
 from web.openapi_examples import with_examples
 from web.openapi_providers import PROVIDER_PATHS
+from web.openapi_reconciliation import RECONCILIATION_SCHEMAS, reconciliation_paths
 from web.openapi_schemas import (
     ID,
     SCHEMAS,
@@ -300,7 +301,8 @@ PATHS: dict[str, dict[str, Schema]] = {
         "healthz", "The process is up", "operations", auth="none",
         ok={200: _ok("Up", ref("Health"))})},
     "/readyz": {"get": operation(
-        "readyz", "PostgreSQL and Redis are reachable", "operations", auth="none",
+        "readyz", "PostgreSQL and Redis (and a RabbitMQ broker) are reachable", "operations",
+        auth="none",
         ok={200: _ok("Ready", ref("Readiness")),
             503: _ok("A dependency is unreachable (named in checks)", ref("Readiness"))})},
     "/metrics": {"get": operation(
@@ -321,6 +323,8 @@ PATHS.update(PROVIDER_PATHS)
 PATHS.update(wallet_paths(operation=operation, api_post=api_post, ok=_ok))
 # Merchant webhooks, the events feed and notifications (DESIGN.md §9).
 PATHS.update(webhook_paths())
+# The daily reconciliation against the providers' statements (issue #17).
+PATHS.update(reconciliation_paths(operation=operation, ok=_ok, query=query))
 
 
 @cache
@@ -349,10 +353,10 @@ def openapi_spec(currencies: tuple[str, ...] = ("CNY",),
         "servers": [{"url": "/"}],
         "tags": [{"name": name} for name in
                  ("orders", "payments", "refunds", "wallets", "callbacks", "providers",
-                  "checkout", "webhooks", "notifications", "operations")],
+                  "checkout", "webhooks", "notifications", "reconciliation", "operations")],
         "paths": paths,
         "components": {
-            "schemas": {**SCHEMAS, **WALLET_SCHEMAS, **WEBHOOK_SCHEMAS,
+            "schemas": {**SCHEMAS, **WALLET_SCHEMAS, **WEBHOOK_SCHEMAS, **RECONCILIATION_SCHEMAS,
                         "Currency": currency_schema(currencies)},
             "parameters": {**PARAMETERS, **WEBHOOK_PARAMETERS},
             "securitySchemes": {"bearerAuth": {

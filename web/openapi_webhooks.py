@@ -38,7 +38,8 @@ WEBHOOK_SCHEMAS: dict[str, Schema] = {
     "Event": obj(["id", "type", "created_at", "data"], id=EVENT_ID, type=ref("EventType"),
                  created_at=TIMESTAMP,
                  data=obj(["object"], object={
-                     "type": "object", "description": "The payment, order or refund as the "
+                     "type": "object", "description": "The payment, order, refund or "
+                     "reconciliation item as the "
                      "API showed it when the event happened"})),
     "EventPage": obj(["items", "has_more", "next_after"], items=array(ref("Event")),
                      has_more={"type": "boolean"},

@@ -27,7 +27,10 @@ def install_rate_limits(app: Flask, settings: Settings, callbacks_bp: Blueprint)
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     limiter = Limiter(get_remote_address, app=app, storage_uri=settings.redis_url,
-                      key_prefix=KEY_PREFIX, swallow_errors=True, headers_enabled=True,
+                      key_prefix=KEY_PREFIX, swallow_errors=True,
+                      # No X-RateLimit-* headers: reading them back is one more Redis round
+                      # trip on every genuine callback (B1); a 429 says Retry-After itself.
+                      headers_enabled=False,
                       in_memory_fallback_enabled=False)
     limiter.limit(settings.callback_auth_failure_limit,
                   deduct_when=_refused_signature)(callbacks_bp)

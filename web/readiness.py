@@ -9,7 +9,9 @@ from adapters.resources import Resources
 
 
 def readiness_checks(res: Resources) -> dict[str, str]:
-    """{"database": "ok" | "unavailable: <error>", "redis": ...}."""
+    """{"database": "ok" | "unavailable: <error>", "redis": ..., "broker": ...}; "broker"
+    only when BROKER_URL names another server than REDIS_URL (RabbitMQ): a web that cannot
+    publish still stores callbacks (the sweeps send them later), but is not ready."""
     checks: dict[str, str] = {}
     try:
         with res.db.engine.connect() as conn:
@@ -22,4 +24,10 @@ def readiness_checks(res: Resources) -> dict[str, str]:
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
+    if res.settings.broker_url != res.settings.redis_url:
+        try:
+            res.broker.ping()
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"unavailable: {type(exc).__name__}"
     return checks

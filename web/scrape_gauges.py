@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from flask import Flask
 
+from adapters.amqp_broker import AmqpBroker
+from adapters.celery_app import QUEUES, is_amqp
 from adapters.metrics import ScrapeGauge, ScrapeGauges
 from adapters.redis_client import make_redis
 from adapters.resources import Resources
@@ -46,4 +48,15 @@ def _gauges(res: Resources) -> list[ScrapeGauge]:
             "payments_queue_depth", "Messages waiting in a Celery queue on the broker",
             ("queue",),
             lambda: {(queue,): float(n) for queue, n in queue_depths(broker).items()}))
+    elif is_amqp(broker_url):
+        # RabbitMQ: ready messages per queue over AMQP (adapters/amqp_broker.py).
+        gauges.append(ScrapeGauge(
+            "payments_queue_depth", "Messages waiting in a Celery queue on the broker",
+            ("queue",), lambda: {(queue,): float(n) for queue, n in amqp_depths(res).items()}))
     return gauges
+
+
+def amqp_depths(res: Resources) -> dict[str, int]:
+    broker = res.broker
+    assert isinstance(broker, AmqpBroker)
+    return broker.queue_depths(QUEUES)

@@ -23,6 +23,7 @@ celery.conf.include = [
     "workers.tasks.webhooks",
 ]
 
+import workers.broker_setup  # noqa: E402, F401 - RabbitMQ: every work queue declared first
 import workers.metrics_endpoint  # noqa: E402, F401 - zeroed series; /metrics if configured
 import workers.task_logging  # noqa: E402, F401 - JSON logs, each task's ids in its lines
 import workers.task_metrics  # noqa: E402, F401 - connects the metrics signal handlers

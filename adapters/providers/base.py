@@ -1,9 +1,10 @@
 """What every payment provider connector offers, in our terms (DESIGN.md §6a, §6b).
 
 A connector owns both sides of one provider's protocol:
-- the calls we make (create, query, close, refund). Services handle exactly two
-  failures: ProviderUnavailable, transient (connection refused, timeout, 5xx, 429,
-  an answer whose signature does not verify), where the same call may succeed later,
+- the calls we make (create, query, close, refund, the day's statement). Services
+  handle exactly two failures: ProviderUnavailable, transient (connection refused,
+  timeout, 5xx, 429, an answer whose signature does not verify), where the same call
+  may succeed later,
   so the caller retries with backoff; and ProviderRejected, permanent (the provider
   understood and said no), where retrying would get the same answer.
 - the callbacks it sends: `parse_callback` verifies the raw request and turns it into
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
 from domain.callback_events import CallbackEvent
+from domain.statements import Statement
 
 
 class ProviderPaymentStatus(StrEnum):
@@ -154,6 +157,14 @@ class Provider(Protocol):
 
     def refund(self, request: RefundRequest) -> ProviderRefund:
         """Ask for a refund; the same refund asked twice is one refund at the provider."""
+        ...
+
+    def fetch_statement(self, day: date) -> Statement:
+        """What the provider says it took and paid out on `day` (its own day, Beijing
+        time for all three), one line per payment and per refund (issue #17). Raises
+        ProviderUnavailable / ProviderRejected when it cannot be had, and
+        domain.statements.StatementUnavailable when what came cannot be trusted (a hash
+        that does not match, a file that does not parse)."""
         ...
 
     def parse_callback(self, request: CallbackRequest, *, now: float) -> CallbackEvent:

@@ -4,6 +4,7 @@ connector makes it: the registry hands out connectors wrapped in this."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import date
 from typing import TypeVar
 
 from adapters.metrics import PROVIDER_CALLS
@@ -20,6 +21,7 @@ from adapters.providers.base import (
     RefundRequest,
 )
 from domain.callback_events import CallbackEvent
+from domain.statements import Statement
 
 # The code a connector gives a ProviderUnavailable for an answer it could not verify.
 UNVERIFIED_ANSWER = "unverified_answer"
@@ -46,6 +48,9 @@ class InstrumentedProvider:
 
     def refund(self, request: RefundRequest) -> ProviderRefund:
         return self._count("refund", lambda: self.inner.refund(request))
+
+    def fetch_statement(self, day: date) -> Statement:
+        return self._count("statement", lambda: self.inner.fetch_statement(day))
 
     # Callbacks are counted where they arrive (payments_callbacks_total).
     def parse_callback(self, request: CallbackRequest, *, now: float) -> CallbackEvent:

@@ -38,7 +38,12 @@ from sqlalchemy.orm import Session
 from adapters.db import defer_task
 from domain.webhook_models import Event, WebhookDelivery, WebhookEndpoint
 from domain.webhooks import ALL_EVENTS, NOTIFICATION_TYPES, EventType
-from services.webhooks.views import ORDER_VIEW, PAYMENT_VIEW, REFUND_VIEW
+from services.webhooks.views import (
+    ORDER_VIEW,
+    PAYMENT_VIEW,
+    RECONCILIATION_ITEM_VIEW,
+    REFUND_VIEW,
+)
 
 DELIVER_TASK = "webhooks.deliver"
 
@@ -49,6 +54,8 @@ _SOURCES = {
     "order": ("orders o", "o", ORDER_VIEW, None),
     "refund": ("refunds r JOIN payments p ON p.id = r.payment_id", "r", REFUND_VIEW,
                "p.user_id, p.order_id, p.id, r.id"),
+    "reconciliation": ("reconciliation_items ri JOIN reconciliation_runs rr "
+                       "ON rr.id = ri.run_id", "ri", RECONCILIATION_ITEM_VIEW, None),
 }
 
 

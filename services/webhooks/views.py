@@ -86,3 +86,16 @@ REFUND_VIEW = _object({
     "needs_review": "r.needs_review", "created_at": _ts("r.created_at"),
     "updated_at": _ts("r.updated_at"), "completed_at": _ts("r.completed_at"),
 })
+
+# `ri` is a row of reconciliation_items, `rr` its run.
+RECONCILIATION_ITEM_VIEW = _object({
+    "id": "ri.id", "run_id": "ri.run_id", "provider": "rr.provider",
+    "statement_date": "to_jsonb(rr.statement_date)", "object": "ri.object",
+    "kind": "ri.kind", "status": "ri.status", "reference": "ri.reference",
+    "payment_id": "ri.payment_id", "refund_id": "ri.refund_id",
+    "our_amount": "ri.our_amount::text", "provider_amount": "ri.provider_amount::text",
+    "our_currency": "ri.our_currency", "provider_currency": "ri.provider_currency",
+    "our_transaction_id": "ri.our_transaction_id",
+    "provider_transaction_id": "ri.provider_transaction_id", "detail": "ri.detail",
+    "created_at": _ts("ri.created_at"),
+})

@@ -23,7 +23,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from adapters.resources import Resources
-from standins.alipay import refunds, trades
+from standins.alipay import bills, refunds, trades
 from standins.alipay.crypto import request_is_signed, signed_answer
 from standins.alipay.keys import load_double_keys
 from web.deps import resources
@@ -41,6 +41,8 @@ METHODS: dict[str, Method] = {
     "alipay.trade.refund": lambda res, app, biz, p: refunds.refund(res, app, biz),
     "alipay.trade.fastpay.refund.query": lambda res, app, biz, p: refunds.refund_query(
         res, app, biz),
+    "alipay.data.dataservice.bill.downloadurl.query": lambda res, app, biz, p:
+        bills.download_url_query(res, app, biz),
 }
 
 
@@ -110,3 +112,13 @@ def _answer(method: str, content: dict[str, Any], *, signed: bool) -> Response:
     key = load_double_keys(resources().settings.run_dir).alipay_private_key if signed else None
     body = signed_answer(method, content, key)
     return Response(body, status=200, content_type="text/html;charset=utf-8")
+
+
+@gateway_bp.get("/bills/<token>")
+def download_bill(token: str) -> Response:
+    """The bill_download_url: a plain GET, as at Alipay (the link itself is the secret,
+    and it lapses after a few minutes)."""
+    content = bills.download(resources(), token)
+    if content is None:
+        return Response("bill not available", status=503, content_type="text/plain")
+    return Response(content, status=200, content_type="application/zip")

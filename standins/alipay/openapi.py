@@ -16,7 +16,8 @@ FORM: Schema = obj(
      "sign"],
     app_id=string(), method=string(enum=[
         "alipay.trade.precreate", "alipay.trade.query", "alipay.trade.close",
-        "alipay.trade.refund", "alipay.trade.fastpay.refund.query"]),
+        "alipay.trade.refund", "alipay.trade.fastpay.refund.query",
+        "alipay.data.dataservice.bill.downloadurl.query"]),
     format=string(enum=["JSON"]), charset=string(enum=["utf-8"]),
     sign_type=string(enum=["RSA2"]), timestamp=string(examples=["2026-12-01 17:00:00"]),
     version=string(enum=["1.0"]), notify_url=string(),
@@ -64,13 +65,21 @@ _DECIDED = {"200": _json("With Accept: application/json: the trade", {"type": "o
 ALIPAY_DOUBLE_PATHS: dict[str, dict[str, Schema]] = {
     f"{PREFIX}/gateway.do": {
         "post": _op("alipayDoubleGateway", "A signed gateway call (precreate, query, close, "
-                    "refund, refund query)", {"200": _json("The signed answer", ANSWER)},
+                    "refund, refund query, bill download URL)",
+                    {"200": _json("The signed answer", ANSWER)},
                     body=("application/x-www-form-urlencoded", FORM), description=_GATEWAY),
         "get": _op("alipayDoubleGatewayGet", "The same call, its parameters in the query",
                    {"200": _json("The signed answer", ANSWER)}, description=_GATEWAY,
                    params=tuple({"name": name, "in": "query", "required": True,
                                  "schema": string()} for name in FORM["required"])),
     },
+    f"{PREFIX}/bills/{{token}}": {"get": _op(
+        "alipayDoubleBill", "A bill_download_url: the zip of the day's GBK CSV files",
+        {"200": {"description": "The zip", "content": {"application/zip": {
+            "schema": string(format="binary")}}},
+         "503": {"description": "Expired, or a test fault", "content": {
+             "text/plain": {"schema": string()}}}},
+        params=(_path("token"),))},
     f"{PREFIX}/pay/{{token}}": {"get": _op(
         "alipayDoublePayPage", "The pay page (opening it is the buyer's scan)",
         {"200": _html("Amount, Approve, Decline"), "404": _html("No such trade")},

@@ -6,6 +6,7 @@
     POST /sandbox/api/payments/<ticket>/test-options change the test knobs
     GET  /sandbox/api/payments/<ticket>/deliveries   its callbacks and their attempts
     POST /sandbox/api/refunds                        accepted (202; 200 when repeated)
+    GET  /sandbox/api/statements/<YYYY-MM-DD>        the day's statement (statements.py)
 
 Errors use our shape ({"detail", "code", ...}) through web/errors.py.
 """
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, jsonify, request
 
 from domain.errors import Unauthenticated
-from standins.sandbox import refunds, tickets
+from standins.sandbox import refunds, statements, tickets
 from web.deps import resources
 from web.json_body import json_body
 
@@ -80,3 +81,13 @@ def list_deliveries(ticket: str):
 def request_refund():
     result = refunds.request_refund(resources(), json_body(allow_empty=False))
     return jsonify(result.view), 202 if result.created else 200
+
+
+@api_bp.get("/statements/<day>")
+@merchant_key_required
+def get_statement(day: str):
+    try:
+        return jsonify(statements.statement(resources(), day))
+    except statements.SandboxUnavailable:
+        return jsonify({"detail": "The statement is not available now; retry later",
+                        "code": "statement_unavailable"}), 503

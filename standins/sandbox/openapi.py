@@ -111,6 +111,23 @@ SANDBOX_PATHS: dict[str, dict[str, Schema]] = {
         errors={400: "`refund_exceeds_remaining` (with `remaining`), `invalid_amount`",
                 404: "No such ticket (`unknown_reference`)",
                 409: "Not paid (`not_paid`) or refund_id reused (`refund_id_reused`)"})},
+    "/sandbox/api/statements/{day}": {"get": _op(
+        "sandboxStatement", "The day's statement: tickets paid and refunds paid out",
+        description="Days are cut in Beijing time, as WeChat Pay's and Alipay's.",
+        params=[{"name": "day", "in": "path", "required": True,
+                 "description": "YYYY-MM-DD", "schema": string(examples=["2026-12-01"])}],
+        ok={200: _json("The statement", obj(
+            ["date", "payments", "refunds"], date=string(format="date"),
+            payments=array(obj(["merchant_payment_id", "reference", "transaction_id",
+                                "amount", "currency"], merchant_payment_id=ID,
+                               reference=string(), transaction_id=string(), amount=MONEY,
+                               currency=string())),
+            refunds=array(obj(["merchant_refund_id", "merchant_payment_id", "reference",
+                               "amount", "currency"], merchant_refund_id=ID,
+                              merchant_payment_id=ID, reference=string(), amount=MONEY,
+                              currency=string()))))},
+        errors={400: "Not a date (`invalid_date`)",
+                503: "Not available now (`statement_unavailable`, a test fault)"})},
     "/sandbox/pay/{ticket}": {"get": _op(
         "sandboxPayPage", "The pay page: amount, method, Approve and Decline", merchant=False,
         params=[TICKET], ok={200: {"description": "HTML (JSON with Accept: application/json)",

@@ -5,6 +5,8 @@
     POST /v3/pay/transactions/out-trade-no/<no>/close     204
     POST /v3/refund/domestic/refunds                      the refund (PROCESSING)
     GET  /v3/refund/domestic/refunds/<out_refund_no>      the refund
+    GET  /v3/bill/tradebill?bill_date=&bill_type=ALL       the day's bill: hash and link
+    GET  /v3/billdownload/file?token=                     the bill (bills.py)
 
 Every request must carry the merchant's signature (401 SIGN_ERROR otherwise); every
 answer, errors included, is signed with the double's key under its PUB_KEY_ID_... serial,
@@ -18,7 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from standins.wechatpay import orders, refunds
+from standins.wechatpay import bills, orders, refunds
 from standins.wechatpay.keys import DoubleKeys, load_double_keys
 from standins.wechatpay.orders import WechatError
 from standins.wechatpay.protocol import SignError, check_authorization, signed_headers
@@ -107,3 +109,17 @@ def create_refund():
 def query_refund(out_refund_no: str):
     keys, _ = _authorized(body=False)
     return answer(keys, 200, refunds.query_refund(resources(), keys, out_refund_no))
+
+
+@api_bp.get("/bill/tradebill")
+def trade_bill():
+    keys, _ = _authorized(body=False)
+    return answer(keys, 200, bills.request_bill(resources(), keys, request.args.to_dict()))
+
+
+@api_bp.get("/billdownload/file")
+def download_bill():
+    # A signed request; the file itself is not signed (its hash came with the link).
+    _authorized(body=False)
+    content = bills.download(resources(), request.args.get("token"))
+    return Response(content, status=200, content_type="application/octet-stream")

@@ -110,6 +110,25 @@ WECHATPAY_DOUBLE_PATHS: dict[str, dict[str, Schema]] = {
         "wechatpayDoubleQueryRefund", "The refund by out_refund_no",
         {"200": _json("The refund", REFUND)}, {404: "`RESOURCE_NOT_EXISTS`"},
         params=(_path("out_refund_no"),))},
+    f"{PREFIX}/v3/bill/tradebill": {"get": _api(
+        "wechatpayDoubleTradeBill", "The day's trade bill: its SHA1 and a download link",
+        {"200": _json("The bill is ready", obj(
+            ["hash_type", "hash_value", "download_url"], hash_type=string(enum=["SHA1"]),
+            hash_value=string("SHA1 of the bill, uncompressed"),
+            download_url=string(format="uri")))},
+        {400: "`PARAM_ERROR` (bill_date, bill_type other than ALL, tar_type)",
+         500: "`SYSTEM_ERROR` (a test fault: standins/statements.py)"},
+        params=tuple({"name": name, "in": "query", "required": name == "bill_date",
+                      "schema": schema} for name, schema in (
+            ("bill_date", string(examples=["2026-12-01"])),
+            ("bill_type", string(enum=["ALL"])), ("tar_type", string(enum=["GZIP"])))))},
+    f"{PREFIX}/v3/billdownload/file": {"get": _api(
+        "wechatpayDoubleDownloadBill", "The bill (CSV, gzip when asked): a signed GET; the "
+        "file itself is not signed",
+        {"200": {"description": "The bill", "content": {"application/octet-stream": {
+            "schema": string(format="binary")}}}},
+        {400: "The link expired (`PARAM_ERROR`)"},
+        params=({"name": "token", "in": "query", "required": True, "schema": string()},))},
     f"{PREFIX}/pay/{{token}}": {"get": _page(
         "wechatpayDoublePayPage", "The pay page: amount, Approve, Decline",
         {"200": {"description": "HTML", "content": {"text/html": {"schema": string()}}}})},

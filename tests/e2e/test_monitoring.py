@@ -157,7 +157,7 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(
 
     # The worker's own endpoint carried the worker's figures; the web's the scrape gauges.
     by_job = {sample["metric"]["job"] for sample in
-              prometheus.query('payments_task_seconds_count{task="callbacks.process"}')}
+              prometheus.query('payments_task_seconds_count{task="callbacks.apply_batch"}')}
     assert by_job == {"worker"}
     assert {s["metric"]["job"] for s in prometheus.query("payments_ready")} == {"web"}
     assert prometheus.query('payments:sweep_age_intervals{sweep="expire_payments"}')

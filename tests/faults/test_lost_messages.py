@@ -1,11 +1,11 @@
 """A task message lost because the broker was down for its send (DESIGN.md §7).
 
-The request is accepted by an app whose broker is stopped: its work is committed, its
-`refunds.execute` or `payments.initiate` is not published (counted in
-payments_enqueue_failures_total) and nothing would ever send it. The start sweeps
-(services/resend.py, what beat runs every SWEEP_INTERVAL_SECONDS) send it again through
-the session's broker, where a real worker runs it against the sandbox provider: the
-refund or the start happens exactly once, and later runs send nothing more.
+The request is accepted by an app whose broker is stopped (Redis) or unreachable
+(RabbitMQ): its work is committed, its `refunds.execute` or `payments.initiate` is not
+published (counted in payments_enqueue_failures_total) and nothing would ever send it.
+The start sweeps (services/resend.py, what beat runs every SWEEP_INTERVAL_SECONDS) send
+it again through the session's broker, where a real worker runs it against the sandbox
+provider: the refund or the start happens exactly once, and later runs send nothing more.
 """
 
 from __future__ import annotations
@@ -28,11 +28,21 @@ def flow(api, admin_key, settings, clean_db, celery_worker) -> PaymentFlow:
     return PaymentFlow(api, admin_key, settings.sandbox_api_key, clean_db)
 
 
-@pytest.fixture
-def broker_down_app(settings, private_redis, admin_key):
-    """(an admin client, base URL) of the app whose broker is stopped for every send."""
-    private_redis.stop()
-    with serve_app(settings_with(settings, redis_url=private_redis.url)) as (url, _):
+# A RabbitMQ broker nobody listens for: the AMQP send path's failure (connection refused,
+# within the publish retry policy), without stopping the machine's RabbitMQ.
+UNREACHABLE_AMQP = "amqp://guest:guest@127.0.0.1:1//"
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_down_app(request, settings, private_redis, admin_key):
+    """(an admin client, base URL) of the app whose broker is down for every send: its
+    Redis stopped, or (BROKER_URL=amqp://...) a RabbitMQ that does not answer."""
+    if request.param == "redis":
+        private_redis.stop()
+        down = settings_with(settings, redis_url=private_redis.url)
+    else:
+        down = settings_with(settings, redis_url=private_redis.url, broker_url=UNREACHABLE_AMQP)
+    with serve_app(down) as (url, _):
         yield Api(url, admin_key), url
 
 

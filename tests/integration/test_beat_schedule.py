@@ -15,6 +15,7 @@ import pytest
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy import func, select
 
+from adapters.daily_schedule import daily_at
 from beat_schedule import build_beat_schedule
 from config import Settings
 from domain.models import Payment, PaymentEvent
@@ -33,16 +34,29 @@ JOBS = {  # task name -> interval with SWEEP_INTERVAL_SECONDS = 7
     "maintenance.purge_idempotency_keys": 3600.0,
     "maintenance.redeliver_webhooks": 7.0,  # lost webhook deliveries (DESIGN.md §9)
 }
+# Once a day at a wall-clock time, not every so many seconds (issue #17).
+DAILY = {"maintenance.reconcile"}
 
 
 def test_the_schedule_has_every_job_with_intervals_from_settings(settings: Settings):
     schedule = build_beat_schedule(replace(settings, sweep_interval_seconds=7))
+    intervals = {k: e for k, e in schedule.items() if e["task"] not in DAILY}
 
-    assert {entry["task"]: entry["schedule"] for entry in schedule.values()} == JOBS
-    for entry in schedule.values():
+    assert {entry["task"]: entry["schedule"] for entry in intervals.values()} == JOBS
+    for entry in intervals.values():
         # A tick nobody consumed in time is dropped, never replayed in a pile.
         assert 0 < entry["options"]["expires"] <= entry["schedule"]
         assert entry["options"]["queue"] == "maintenance"
+
+
+def test_the_reconciliation_runs_daily_at_its_time_in_its_zone(settings: Settings):
+    assert build_beat_schedule(settings)["reconcile"]["schedule"] == daily_at(
+        10, 0, "Asia/Shanghai")
+    entry = build_beat_schedule(replace(settings, reconcile_at=(4, 30),
+                                        reconcile_tz="Europe/Berlin"))["reconcile"]
+    assert entry["task"] == "maintenance.reconcile"
+    assert entry["schedule"] == daily_at(4, 30, "Europe/Berlin")
+    assert entry["options"] == {"expires": 6 * 3600.0, "queue": "maintenance"}
 
 
 # Loads the app the way `celery -A workers.app worker|beat` does, in a clean process.
@@ -71,10 +85,10 @@ def _describe_app(stack_env) -> dict:
 def test_every_scheduled_task_is_registered_in_the_celery_app(stack_env):
     app = _describe_app(stack_env)
 
-    assert sorted(app["beat"].values()) == sorted(JOBS)
-    missing = set(JOBS) - set(app["tasks"])
+    assert sorted(app["beat"].values()) == sorted({*JOBS, *DAILY})
+    missing = {*JOBS, *DAILY} - set(app["tasks"])
     assert not missing, f"scheduled but not registered: {missing}"
-    for name in JOBS:
+    for name in {*JOBS, *DAILY}:
         assert app["tasks"][name] == {"acks_late": True, "ignore_result": True}
 
 
@@ -90,6 +104,15 @@ def test_the_retry_schedules_are_the_ones_readme_states(stack_env, task, longest
     assert sum(get_exponential_backoff_interval(int(factor), n, maximum, full_jitter=False)
                for n in range(max_retries)) == longest
     assert readme in (Path(__file__).parents[2] / "README.md").read_text()
+
+
+def test_the_reconciliation_retry_schedule_is_the_one_readme_states(stack_env):
+    first_wait = 300  # workers/tasks/maintenance.py RECONCILE_RETRY_SECONDS
+    max_retries, *_ = _describe_app(stack_env)["retries"]["maintenance.reconcile"]
+    waits = [first_wait * 2 ** n for n in range(max_retries)]
+    assert (max_retries, sum(waits)) == (6, 5 * 3600 + 15 * 60)
+    assert "the last about 5 h 15 min after the first" in (
+        Path(__file__).parents[2] / "README.md").read_text()
 
 
 # What "within one interval" allows on top of the interval: the worker taking the message

@@ -23,6 +23,7 @@ from adapters.providers.sandbox.signature import (
 )
 from devstack.embedded import free_port
 from domain.models import CallbackAuthFailure, PaymentEvent, ProviderCallback
+from services.callback_wakeup import WAKE_TTL_MS
 from tests.support.callbacks import event_body, post_callback, signed_headers, store_callback
 from tests.support.factories import make_order, make_payment
 from tests.support.live_server import Api
@@ -80,7 +81,24 @@ def test_valid_callback_is_committed_before_the_answer_and_queued_once(inbox):
         "sandbox", "evt_ok", "payment.succeeded", payment_id, "received")
     assert bytes(row.raw_body) == body
     assert row.payload["data"]["amount"] == "100.00"
-    assert broker.queued("callbacks") == [{"task": "callbacks.process", "args": [row.id]}]
+    # Not a message per callback: one wake-up for the batch appliers, which claim it.
+    assert broker.queued("callbacks") == [{"task": "callbacks.apply_batch", "args": []}]
+
+
+def test_a_burst_of_callbacks_sends_one_wake_up_not_one_message_each(inbox):
+    url, res, broker = inbox
+    bodies = [event_body(a_payment(res)) for _ in range(10)]
+
+    started = time.monotonic()
+    answers = [post_callback(url, body) for body in bodies]
+    elapsed = time.monotonic() - started
+
+    assert [a.status_code for a in answers] == [200] * 10
+    assert [r.status for r in inbox_rows(res)] == ["received"] * 10
+    # No batch runs here to clear the flag: a new wake-up only once it expired.
+    queued = broker.queued("callbacks")
+    assert {m["task"] for m in queued} == {"callbacks.apply_batch"}
+    assert len(queued) <= 1 + int(elapsed / (WAKE_TTL_MS / 1000)), (len(queued), elapsed)
 
 
 def test_redelivered_event_id_is_a_duplicate_and_not_queued_again(inbox):
@@ -102,7 +120,7 @@ def test_redelivered_event_id_is_a_duplicate_and_not_queued_again(inbox):
 def _stored_and_queued_once(res, broker, body: bytes, payment_id: int) -> None:
     [row] = inbox_rows(res)
     assert (bytes(row.raw_body), row.payment_id, row.status) == (body, payment_id, "received")
-    assert broker.queued("callbacks") == [{"task": "callbacks.process", "args": [row.id]}]
+    assert broker.queued("callbacks") == [{"task": "callbacks.apply_batch", "args": []}]
 
 
 def test_body_of_exactly_64_kib_is_accepted(inbox):

@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+import domain.reconciliation_models  # noqa: F401 - the reconciliation runs and items
 import domain.wallet_models  # noqa: F401 - the wallet's tables, on the same metadata
 import domain.webhook_models  # noqa: F401 - the webhooks' and events' tables
 import standins.models  # noqa: F401 - the doubles' tables, on the same metadata

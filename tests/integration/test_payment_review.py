@@ -7,8 +7,11 @@ services.callbacks.process_callback (what the worker runs) on real PostgreSQL an
 
 from __future__ import annotations
 
+import threading
+from decimal import Decimal
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from domain.models import Order, Payment, PaymentEvent, Refund
 from services.callbacks import process_callback
@@ -166,3 +169,51 @@ def test_only_an_admin_resolves_a_review(api, make_user_key, clean_db):
 def test_an_unknown_payment_is_404(admin, clean_db):
     answer = admin.post("/api/v1/payments/999999999/review", json={"action": "accept"})
     assert (answer.status_code, answer.json()["code"]) == (404, "payment_not_found")
+
+
+def test_accept_also_clears_the_flags_of_the_payments_refunds(admin, clean_db):
+    """A refund the provider accepted but could not pay out (REFUND.ABNORMAL) flags the
+    refund and its payment; the admin's decision on the payment settles both flags."""
+    _, payment_id = captured_twice(clean_db)
+    with clean_db.uow() as uow:
+        refund_id = uow.session.execute(insert(Refund).values(
+            payment_id=payment_id, amount=Decimal("100.00"), currency="CNY",
+            status="processing", needs_review=True).returning(Refund.id)).scalar_one()
+        uow.commit()
+
+    answer = admin.post(f"/api/v1/payments/{payment_id}/review", json={"action": "accept"})
+
+    assert answer.status_code == 200, answer.text
+    with clean_db.uow() as uow:
+        assert uow.session.execute(select(Refund.needs_review, Refund.status).where(
+            Refund.id == refund_id)).one() == (False, "processing")
+    [decision] = audit(clean_db, payment_id, "review_accepted")
+    assert decision.detail["refunds_cleared"] == [refund_id]
+
+
+def test_two_admins_deciding_at_once_decide_once(admin, clean_db):
+    _, payment_id = captured_twice(clean_db)
+    barrier = threading.Barrier(2)
+    answers = []
+
+    def decide(action: str) -> None:
+        client = admin.as_key(admin.key)  # a connection of its own
+        barrier.wait()
+        answers.append(client.post(f"/api/v1/payments/{payment_id}/review",
+                                   json={"action": action}))
+
+    threads = [threading.Thread(target=decide, args=(a,)) for a in ("refund", "accept")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(a.status_code for a in answers)[-1] == 409, [a.text for a in answers]
+    assert len([a for a in answers if a.status_code in (200, 202)]) == 1
+    [refused] = [a.json() for a in answers if a.status_code == 409]
+    assert refused["code"] == "payment_not_flagged"
+    decisions = (audit(clean_db, payment_id, "review_accepted")
+                 + audit(clean_db, payment_id, "review_refunded"))
+    assert len(decisions) == 1
+    assert len(refunds_of(clean_db, payment_id)) == (
+        1 if decisions[0].event == "review_refunded" else 0)

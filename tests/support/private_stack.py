@@ -93,10 +93,15 @@ class PrivatePostgres:
 
 
 def settings_with(settings: Settings, *, redis_url: str | None = None,
-                  database_url: str | None = None) -> Settings:
+                  database_url: str | None = None, broker_url: str | None = None
+                  ) -> Settings:
+    """broker_url: another broker than the Redis (e.g. RabbitMQ); by default a new
+    redis_url is the broker too, as BROKER_URL unset is."""
     changes: dict[str, str] = {}
     if redis_url is not None:
         changes.update(redis_url=redis_url, broker_url=redis_url)
+    if broker_url is not None:
+        changes.update(broker_url=broker_url)
     if database_url is not None:
         changes.update(database_url=database_url)
     return dataclasses.replace(settings, **changes)
@@ -104,7 +109,11 @@ def settings_with(settings: Settings, *, redis_url: str | None = None,
 
 def env_with(env: dict[str, str], settings: Settings) -> dict[str, str]:
     """stack_env for processes that should use these settings' servers."""
-    return {**env, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    out = {**env, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    out.pop("BROKER_URL", None)
+    if settings.broker_url != settings.redis_url:
+        out["BROKER_URL"] = settings.broker_url
+    return out
 
 
 @contextmanager

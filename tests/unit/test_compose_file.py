@@ -1,6 +1,7 @@
 """docker-compose.yml cannot be run here (no Docker engine), so its promises are
-checked as data: the roles, the single beat, migrations first, durable Redis, and the
-monitoring (Prometheus and Grafana provisioned from ops/, scraping what the image serves)."""
+checked as data: the roles, the single beat, migrations first, durable Redis, RabbitMQ as
+the broker (quorum queues, publisher confirms), and the monitoring (Prometheus and Grafana
+provisioned from ops/, scraping what the image serves)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ SERVICES = COMPOSE["services"]
 
 
 def test_every_role_is_there():
-    assert set(SERVICES) == {"postgres", "redis", "migrate", "web", "worker",
+    assert set(SERVICES) == {"postgres", "redis", "rabbitmq", "migrate", "web", "worker",
                              "webhooks-worker", "beat", "flower", "prometheus", "grafana"}
     assert SERVICES["postgres"]["image"] == "postgres:16"
     assert SERVICES["redis"]["image"] == "redis:7"
@@ -33,9 +34,10 @@ def test_apps_start_after_a_successful_migration_on_healthy_servers():
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["postgres"]["condition"] == "service_healthy"
         assert deps["redis"]["condition"] == "service_healthy"
+        assert deps["rabbitmq"]["condition"] == "service_healthy"
     assert SERVICES["migrate"]["command"] == ["payments", "db", "upgrade"]
     assert "migrate" not in SERVICES["migrate"]["depends_on"]
-    for server in ("postgres", "redis", "web"):
+    for server in ("postgres", "redis", "rabbitmq", "web"):
         assert "healthcheck" in SERVICES[server]
 
 
@@ -194,3 +196,39 @@ def test_the_prometheus_image_is_no_older_than_the_promtool_that_tests_the_rules
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
+
+
+def test_rabbitmq_is_the_broker_with_quorum_queues_and_publisher_confirms():
+    """What the apps build from compose's settings: the broker is the rabbitmq service
+    (its user and vhost), every work queue a quorum queue, publishes confirmed; the locks
+    stay in Redis."""
+    from adapters.celery_app import QUEUES, make_celery
+
+    rabbitmq = SERVICES["rabbitmq"]
+    assert rabbitmq["image"].startswith("rabbitmq:3.13")
+    assert any(v.endswith(":/var/lib/rabbitmq") for v in rabbitmq["volumes"])  # durable
+    assert "ports" not in rabbitmq  # only the apps' network reaches it
+    assert rabbitmq["hostname"] == "rabbitmq"  # the node's name, so its data is found again
+    settings = Settings.from_env(_compose_env(OPERATOR_SECRETS))
+    env = rabbitmq["environment"]
+    assert settings.broker_url == (f"amqp://{env['RABBITMQ_DEFAULT_USER']}:"
+                                   f"{env['RABBITMQ_DEFAULT_PASS']}@rabbitmq:5672/"
+                                   f"{env['RABBITMQ_DEFAULT_VHOST']}")
+    assert settings.redis_url == "redis://redis:6379/0"
+    app = make_celery(settings)
+    queues = {q.name: q for q in app.conf.task_queues}
+    assert set(queues) == set(QUEUES)
+    assert all(q.queue_arguments == {"x-queue-type": "quorum"} and q.durable
+               and q.exchange.type == "topic" for q in queues.values())
+    assert app.conf.broker_transport_options["confirm_publish"] is True
+    # Redis stays one choice away, as `make up` runs it.
+    redis_broker = Settings.from_env(_compose_env({**OPERATOR_SECRETS,
+                                                   "BROKER_URL": "redis://redis:6379/0"}))
+    assert redis_broker.broker_url == redis_broker.redis_url
+    assert "confirm_publish" not in make_celery(redis_broker).conf.broker_transport_options
+
+
+def test_flower_reads_rabbitmq_through_its_management_api():
+    flower = SERVICES["flower"]
+    assert "--broker_api=$FLOWER_BROKER_API" in flower["command"][-1].replace("$$", "$")
+    assert flower["environment"]["FLOWER_BROKER_API"].endswith("@rabbitmq:15672/api/}")

@@ -92,6 +92,23 @@ def test_missing_urls_fall_back_to_the_dev_stack_file(tmp_path):
     assert s.redis_url == "redis://127.0.0.1:56379/0"
 
 
+def test_the_stack_file_carries_a_rabbitmq_broker_to_the_cli(tmp_path):
+    """`BROKER_URL=amqp://... make up`: a `payments` command in another terminal must
+    publish where the workers consume, not to the locks' Redis."""
+    from devstack.up import _write_stack_env
+
+    _write_stack_env(tmp_path, {"DATABASE_URL": "postgresql://postgres@127.0.0.1:55432/p",
+                                "REDIS_URL": "redis://127.0.0.1:56379/0",
+                                "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/payments"})
+    s = Settings.from_env({"RUN_DIR": str(tmp_path), "APP_ENV": "dev"})
+    assert s.broker_url == "amqp://guest:guest@127.0.0.1:5672/payments"
+    assert s.redis_url == "redis://127.0.0.1:56379/0"
+    _write_stack_env(tmp_path, {"DATABASE_URL": "postgresql://postgres@127.0.0.1:55432/p",
+                                "REDIS_URL": "redis://127.0.0.1:56379/0"})
+    assert Settings.from_env({"RUN_DIR": str(tmp_path), "APP_ENV": "dev"}).broker_url == (
+        "redis://127.0.0.1:56379/0")
+
+
 def test_missing_urls_without_a_stack_file_are_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="DATABASE_URL is not set"):
         Settings.from_env({"RUN_DIR": str(tmp_path)})
@@ -137,3 +154,20 @@ def test_worker_metrics_address_is_off_unless_set_and_checked(tmp_path):
     for bad in ("9808x", "host:", "host:70000"):
         with pytest.raises(ConfigError, match="WORKER_METRICS_ADDRESS"):
             Settings.from_env({**env, "WORKER_METRICS_ADDRESS": bad})
+
+
+def test_the_reconciliation_time_and_zone(tmp_path):
+    s = Settings.from_env({**DEV, "RUN_DIR": str(tmp_path)})
+    assert (s.reconcile_at, s.reconcile_tz) == ((10, 0), "Asia/Shanghai")
+    s = Settings.from_env({**DEV, "RUN_DIR": str(tmp_path), "RECONCILE_AT": "7:05",
+                           "RECONCILE_TZ": "Europe/Berlin"})
+    assert (s.reconcile_at, s.reconcile_tz) == ((7, 5), "Europe/Berlin")
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("RECONCILE_AT", "25:00"), ("RECONCILE_AT", "10"), ("RECONCILE_AT", "10:5"),
+    ("RECONCILE_TZ", "Mars/Olympus"), ("RECONCILE_TZ", "../etc"),
+])
+def test_a_bad_reconciliation_setting_stops_the_start_naming_it(name, value, tmp_path):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({**DEV, "RUN_DIR": str(tmp_path), name: value})

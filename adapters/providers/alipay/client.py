@@ -17,6 +17,7 @@ then closes the trade itself once the payment could no longer be ours to take.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from math import ceil
 from typing import Any
@@ -26,6 +27,7 @@ import requests
 from adapters.providers.alipay import callbacks
 from adapters.providers.alipay.gateway import PROVIDER, Gateway, GatewayAnswer
 from adapters.providers.alipay.keys import AlipayCredentials, load_credentials
+from adapters.providers.alipay.statement import parse_bill_zip
 from adapters.providers.base import (
     CallbackAnswer,
     CallbackRequest,
@@ -42,6 +44,7 @@ from adapters.providers.base import (
 from config import Settings
 from domain.callback_events import CallbackEvent
 from domain.money import format_amount
+from domain.statements import Statement
 
 CALLBACK_PATH = "/callbacks/alipay"
 CURRENCY = "CNY"  # domestic Alipay settles in yuan only
@@ -70,6 +73,7 @@ class AlipayProvider:
         # Alipay counts in whole minutes (1m to 15d); rounding up never cuts a payment short.
         self.timeout_express = f"{max(1, ceil(payment_ttl_seconds / 60))}m"
         self._gateway = Gateway(credentials, session=session)
+        self._http = session or requests.Session()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlipayProvider:
@@ -162,6 +166,25 @@ class AlipayProvider:
             # Not (yet) refunded: retrying the refund with the same number is safe.
             raise ProviderUnavailable(PROVIDER, f"{method}: refund {request.out_refund_no} "
                                                 "not confirmed yet")
+
+    def fetch_statement(self, day: date) -> Statement:
+        """The day's trade bill: a signed call gives a short-lived link, whose plain GET
+        is the zip (the link is the secret, as at Alipay)."""
+        method = "alipay.data.dataservice.bill.downloadurl.query"
+        answer = self._gateway.call(method, {"bill_type": "trade",
+                                             "bill_date": day.isoformat()})
+        if not answer.ok:
+            raise answer.rejection(method)
+        url = _text(answer.body, "bill_download_url", method)
+        try:
+            response = self._http.get(url, timeout=(3.0, 30.0), allow_redirects=False)
+        except requests.RequestException as exc:
+            raise ProviderUnavailable(PROVIDER, f"bill download: {type(exc).__name__}"
+                                      ) from exc
+        if response.status_code != 200:
+            raise ProviderUnavailable(PROVIDER, f"bill download: HTTP {response.status_code}",
+                                      status=response.status_code)
+        return parse_bill_zip(response.content, day)
 
     # --- callbacks --------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -28,9 +29,11 @@ from adapters.providers.base import (
     RefundRequest,
 )
 from adapters.providers.sandbox.signature import SIGNATURE_HEADER, verify_signature
+from adapters.providers.sandbox.statement import parse_statement
 from config import Settings
 from domain.callback_events import CallbackEvent, decode_callback_body, parse_callback_event
 from domain.money import format_amount
+from domain.statements import Statement
 
 SANDBOX_PATH = "/sandbox"
 # A provider call runs inside a task that holds no lock and no transaction, but a
@@ -96,6 +99,9 @@ class SandboxProvider:
             "amount": format_amount(request.amount),
         })
         return ProviderRefund(self._field(body, "reference", str))
+
+    def fetch_statement(self, day: date) -> Statement:
+        return parse_statement(self._call("GET", f"/api/statements/{day.isoformat()}"), day)
 
     # --- callbacks --------------------------------------------------------------------
 

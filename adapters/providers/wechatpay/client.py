@@ -8,10 +8,12 @@ logged and counted), and the caller asks again later. Amounts go to WeChat Pay i
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import time
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any, Self
 from urllib.parse import quote
@@ -34,9 +36,11 @@ from adapters.providers.instrumented import UNVERIFIED_ANSWER
 from adapters.providers.wechatpay import callbacks
 from adapters.providers.wechatpay.credentials import WechatPayCredentials, load_credentials
 from adapters.providers.wechatpay.signing import answer_message, authorization, new_nonce, verify
+from adapters.providers.wechatpay.statement import check_hash, parse_trade_bill
 from config import Settings
 from domain.callback_events import CallbackEvent
 from domain.money import from_minor_units, to_minor_units
+from domain.statements import Statement, StatementUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +149,27 @@ class WechatPayProvider:
         # Accepted (usually PROCESSING): the outcome comes as a REFUND.* notification.
         return ProviderRefund(reference=_text(body, "refund_id"), outcome=None)
 
+    def fetch_statement(self, day: date) -> Statement:
+        """The trade bill: ask for it (a hash and a link), download it with a signed GET
+        (the file itself is not signed), and believe it only if its SHA1 matches."""
+        try:
+            answer = self._call("GET", f"/v3/bill/tradebill?bill_date={day.isoformat()}"
+                                       "&bill_type=ALL&tar_type=GZIP")
+        except ProviderRejected as exc:
+            if exc.code == "NO_STATEMENT_EXIST":  # no trade at all that day
+                return Statement(self.name, day, ())
+            raise
+        url = _text(answer, "download_url")
+        if not url.startswith(self._creds.base_url + "/"):
+            raise StatementUnavailable(self.name, "the download_url is not WeChat Pay's")
+        content = self._download(url[len(self._creds.base_url):])
+        try:
+            bill = gzip.decompress(content) if content[:2] == b"\x1f\x8b" else content
+        except (OSError, EOFError):
+            raise StatementUnavailable(self.name, "the bill is not valid gzip") from None
+        check_hash(bill, answer.get("hash_type"), answer.get("hash_value"))
+        return parse_trade_bill(bill, day)
+
     # --- callbacks --------------------------------------------------------------------
 
     def parse_callback(self, request: CallbackRequest, *, now: float) -> CallbackEvent:
@@ -203,6 +228,23 @@ class WechatPayProvider:
         if status != 204 and not answer:
             raise _garbled(f"{where}: not a JSON object")
         return answer
+
+    def _download(self, url: str) -> bytes:
+        headers = {"Authorization": authorization(
+            mchid=self._creds.mchid, serial_no=self._creds.merchant_serial_no,
+            private_key=self._creds.merchant_private_key, method="GET", url=url, body=b"",
+            timestamp=str(int(time.time())), nonce=new_nonce())}
+        try:
+            response = self._http.get(self._creds.base_url + url, headers=headers,
+                                      timeout=self._timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise ProviderUnavailable(self.name, f"GET {_path(url)}: "
+                                                 f"{type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise ProviderUnavailable(self.name, f"GET {_path(url)}: HTTP "
+                                                 f"{response.status_code}",
+                                      status=response.status_code)
+        return response.content
 
     def _answer_verifies(self, response: requests.Response) -> bool:
         h = response.headers

@@ -1,0 +1,329 @@
+"""Applying stored callbacks in batches: many per task and per transaction (issue #21, B2).
+
+One Celery message per callback costs more than most callbacks take to apply, so ingest
+sends a cheap, deduplicated wake-up instead (services/callback_wakeup.py), and a
+`callbacks.apply_batch` task applies whatever is waiting, oldest first:
+
+1. Claim (one short transaction, committed): up to BATCH_SIZE `received` rows nobody has
+   claimed (FOR UPDATE SKIP LOCKED), then each row's Redis lock (its payment's, as the
+   single-callback path takes; pipelined SET NX PX, not waiting). A row whose lock is busy
+   is left as it was, for a later batch. The others get their attempt counted and a lease
+   (`claimed_until`): committed before any work, so a callback that kills its worker
+   still counts, and no other batch claims it meanwhile.
+2. Apply (one transaction, one commit): each claimed callback through the same
+   settlement as the single path (settle_callback: inbox row lock, compare-and-set,
+   audit, outbox), each in a SAVEPOINT. A callback that raises rolls back only its own
+   savepoint; its error is kept and its lease set to a backoff, and past MAX_ATTEMPTS it
+   ends `failed`. The rest of the batch commits.
+3. Release the locks.
+
+A worker SIGKILLed mid-batch never commits step 2: its rows stay `received` with their
+attempt counted, and once their lease and locks expire (LEASE_SECONDS) the next batch,
+or the redelivery sweep, takes them; the compare-and-set refuses a stale second apply.
+Nothing here depends on the broker being Redis: the wake-up flag and the locks live in
+the Redis the service always has; the broker only carries `callbacks.apply_batch`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from sqlalchemy import BigInteger, Float, Integer, String, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from adapters.db import savepoint
+from adapters.locks import acquire_many, payment_lock_name, release_many
+from adapters.log_context import log_context
+from adapters.metrics import CALLBACKS, count_on_commit
+from adapters.resources import Resources
+from domain.callback_events import CallbackEvent, parse_callback_event
+from domain.errors import DomainError
+from services.batch_settlement import Pending, settle_first_successes
+from services.callback_wakeup import APPLY_BATCH_TASK, clear_wake_flag
+from services.callbacks import (
+    APPLIED_OUTCOME,
+    LOCK_TTL_SECONDS,
+    MAX_ATTEMPTS,
+    MAX_ERROR_LENGTH,
+    REFUND_TASK,
+)
+from services.settlement import bound_waits, settle_callback
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+# A claimed row's lease and its lock's TTL: above the longest a batch may run (its
+# transaction stops taking new callbacks after BATCH_BUDGET_SECONDS; one settlement is
+# bounded by its 10 s statement timeout), so a live batch never loses either.
+LEASE_SECONDS = LOCK_TTL_SECONDS
+BATCH_BUDGET_SECONDS = 10.0
+# At most one delayed follow-up pending at a time (rows left behind: busy locks, errors,
+# another batch's lease).
+RETRY_KEY = "callbacks:apply-retry"
+BUSY_RETRY_SECONDS = 0.5
+MIN_RETRY_SECONDS = 0.2
+ERROR_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass
+class BatchOutcome:
+    claimed: int = 0
+    busy: int = 0          # left for later: their lock was held by someone else
+    released: int = 0      # claimed but not reached within the budget (attempt returned)
+    errors: int = 0        # raised; rolled back to their savepoint, retried later
+    outcomes: dict[str, int] = field(default_factory=dict)
+    retry_in: float | None = None  # a follow-up was scheduled this many seconds ahead
+
+    def summary(self) -> dict[str, Any]:
+        return {"claimed": self.claimed, "busy": self.busy, "released": self.released,
+                "errors": self.errors, **self.outcomes}
+
+
+# --- follow-ups ------------------------------------------------------------------------
+
+def _schedule_follow_up(res: Resources, delay: float) -> float | None:
+    """A batch in `delay` seconds, unless one is pending already."""
+    delay = max(MIN_RETRY_SECONDS, delay)
+    # Two slots, so a pending far one (a dead batch's lease, 30 s) never holds back a near
+    # one (a busy lock, 0.5 s).
+    key = f"{RETRY_KEY}:{'soon' if delay <= BUSY_RETRY_SECONDS * 2 else 'later'}"
+    try:
+        if not res.redis.set(key, 1, nx=True, px=int(delay * 1000)):
+            return None
+    except redis.RedisError:
+        return None  # no Redis, no locks: the task's retry or the sweep carries on
+    return delay if res.queue.send(APPLY_BATCH_TASK, countdown=delay) else None
+
+
+# --- the batch -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    payment_id: int | None
+    provider: str
+    payload: Any
+    attempts: int
+    last_error: str | None
+
+
+_ARRAY = ARRAY(BigInteger)
+_CANDIDATES = text("""
+    SELECT id, payment_id FROM provider_callbacks
+    WHERE status = 'received' AND (claimed_until IS NULL OR claimed_until <= now())
+    ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED""").bindparams(
+    bindparam("limit", type_=Integer))
+_CLAIM = text("""
+    UPDATE provider_callbacks
+    SET attempts = attempts + 1, updated_at = now(),
+        claimed_until = now() + make_interval(secs => :lease)
+    WHERE id = ANY(:ids) AND status = 'received'
+    RETURNING id, payment_id, provider, payload, attempts, last_error""").bindparams(
+    bindparam("ids", type_=_ARRAY), bindparam("lease", type_=Float))
+# Rows another batch holds: when the first of them is free again (a dead batch's rows).
+_NEXT_LEASE_ENDS = text("""
+    SELECT extract(epoch FROM min(claimed_until) - now()) FROM provider_callbacks
+    WHERE status = 'received' AND claimed_until > now()""")
+_RETURN_UNTRIED = text("""
+    UPDATE provider_callbacks SET attempts = attempts - 1, claimed_until = NULL
+    WHERE id = ANY(:ids) AND status = 'received'""").bindparams(bindparam("ids", type_=_ARRAY))
+_KEEP_ERROR = text("""
+    UPDATE provider_callbacks
+    SET last_error = :error, updated_at = now(),
+        claimed_until = clock_timestamp() + make_interval(secs => :backoff)
+    WHERE id = :id AND status = 'received'""").bindparams(
+    bindparam("id", type_=BigInteger), bindparam("error", type_=String),
+    bindparam("backoff", type_=Float))
+_GIVE_UP = text("""
+    UPDATE provider_callbacks
+    SET status = 'failed', last_error = :error, processed_at = now(), updated_at = now()
+    WHERE id = :id AND status = 'received'""").bindparams(
+    bindparam("id", type_=BigInteger), bindparam("error", type_=String))
+
+
+def lock_name(payment_id: int | None, callback_id: int) -> str:
+    """The payment's lock, as every writer of a payment takes it; a callback naming no
+    payment we know (unmatched) locks only itself."""
+    return (payment_lock_name(payment_id) if payment_id is not None
+            else f"callback-lock:{callback_id}")
+
+
+def apply_callback_batch(res: Resources, *, limit: int = BATCH_SIZE) -> BatchOutcome:
+    """Claim, apply and commit one batch of waiting callbacks (module docstring)."""
+    outcome = BatchOutcome()
+    clear_wake_flag(res)  # before claiming: anything committed later wakes us again
+    claimed, held, full, next_lease = _claim(res, limit, outcome)
+    try:
+        if full and claimed:
+            # More are waiting: another pool process takes the next batch meanwhile.
+            res.queue.send(APPLY_BATCH_TASK)
+        retry_at = _apply(res, claimed, outcome) if claimed else None
+    finally:
+        release_many(res.redis, held)
+    delays = [d for d in (retry_at, next_lease,
+                          BUSY_RETRY_SECONDS if outcome.busy else None,
+                          0.0 if outcome.released else None) if d is not None]
+    if delays:
+        outcome.retry_in = _schedule_follow_up(res, min(delays))
+    if claimed:
+        log.info("callback batch: %s", outcome.summary())
+    return outcome
+
+
+def _claim(res: Resources, limit: int, outcome: BatchOutcome
+           ) -> tuple[list[_Claimed], dict[str, str], bool, float | None]:
+    """(claimed rows in id order, the locks held for them, whether the batch was full,
+    seconds until another batch's lease ends, if any)."""
+    held: dict[str, str] = {}
+    with res.uow() as uow:
+        s = uow.session
+        candidates = s.execute(_CANDIDATES, {"limit": limit}).all()
+        next_lease = None
+        if len(candidates) < limit:
+            next_lease = s.execute(_NEXT_LEASE_ENDS).scalar_one_or_none()
+        if not candidates:
+            uow.commit()
+            return [], {}, False, None if next_lease is None else float(next_lease)
+        names = {row.id: lock_name(row.payment_id, row.id) for row in candidates}
+        held = acquire_many(res.redis, names.values(), ttl_seconds=LEASE_SECONDS)
+        try:
+            mine = [row.id for row in candidates if names[row.id] in held]
+            outcome.busy = len(candidates) - len(mine)
+            rows = s.execute(_CLAIM, {"ids": mine, "lease": LEASE_SECONDS}).all() if mine else []
+            uow.commit()
+        except BaseException:
+            release_many(res.redis, held)
+            raise
+    claimed = sorted((_Claimed(id=r.id, payment_id=r.payment_id, provider=r.provider,
+                               payload=r.payload, attempts=r.attempts,
+                               last_error=r.last_error) for r in rows), key=lambda c: c.id)
+    outcome.claimed = len(claimed)
+    return (claimed, held, len(candidates) == limit,
+            None if next_lease is None else float(next_lease))
+
+
+def _apply(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome) -> float | None:
+    """Apply every claimed row in one transaction; seconds until the first errored row
+    may be tried again (None: no errors)."""
+    deadline = time.monotonic() + BATCH_BUDGET_SECONDS
+    untried: list[int] = []
+    errors: list[tuple[int, str, float]] = []
+    refunds: list[int] = []
+    with res.uow() as uow:
+        s = uow.session
+        bound_waits(s)
+        pending: list[Pending] = []
+        for row in claimed:
+            readable = _readable(s, row)
+            if isinstance(readable, str):
+                _count(outcome, readable)
+            else:
+                pending.append(Pending(row.id, readable, row.provider))
+        done, rest = _settle_common_case(s, pending, outcome)
+        settled: list[tuple[Pending, str, str | None]] = [
+            (item, "processed", None) for item in done]
+        by_id = {row.id: row for row in claimed}
+        for item in rest:
+            if time.monotonic() > deadline:
+                untried.append(item.callback_id)
+                continue
+            with log_context(callback_id=item.callback_id, payment_id=item.event.payment_id):
+                applied = _apply_one(s, by_id[item.callback_id], item.event, refunds, errors)
+            if applied is not None:
+                _count(outcome, applied[0])
+                settled.append((item, *applied))
+        for callback_id, error, backoff in errors:
+            s.execute(_KEEP_ERROR, {"id": callback_id, "error": error, "backoff": backoff})
+        if untried:
+            s.execute(_RETURN_UNTRIED, {"ids": untried})
+        for refund_id in refunds:
+            uow.after_commit(_sender(res, REFUND_TASK, refund_id))
+        uow.commit()
+    for item, status, note in settled:  # each callback's line, as the single path logs it
+        with log_context(callback_id=item.callback_id, payment_id=item.event.payment_id):
+            log.info("callback %s (%s %s) -> %s%s", item.callback_id, item.event.type.value,
+                     item.event.event_id, status, f": {note}" if note else "")
+    outcome.errors, outcome.released = len(errors), len(untried)
+    return min((backoff for _, _, backoff in errors), default=None)
+
+
+def _count(outcome: BatchOutcome, status: str, count: int = 1) -> None:
+    outcome.outcomes[status] = outcome.outcomes.get(status, 0) + count
+
+
+def _readable(s: Session, row: _Claimed) -> CallbackEvent | str:
+    """The row's event, or what became of a row given up on (too many attempts, or a body
+    that no longer parses)."""
+    if row.attempts > MAX_ATTEMPTS:
+        return _give_up(s, row, f"gave up after {MAX_ATTEMPTS} attempts; last error: "
+                                f"{row.last_error or 'worker lost'}")
+    try:
+        return parse_callback_event(row.payload)
+    except DomainError as exc:  # only reachable for rows stored by hand or by old code
+        return _give_up(s, row, f"unreadable callback body: {exc.detail}")
+
+
+def _settle_common_case(s: Session, pending: list[Pending], outcome: BatchOutcome
+                        ) -> tuple[list[Pending], list[Pending]]:
+    """First successes of waiting payments, set-based (services/batch_settlement.py), in
+    a savepoint: (those settled, the rest). The rest (or everything, if that raised) is
+    settled one by one."""
+    try:
+        with savepoint(s):
+            done, rest = settle_first_successes(s, pending)
+    except Exception as exc:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            raise
+        log.info("callback batch settles one by one after: %s: %s", type(exc).__name__, exc)
+        return [], pending
+    if done:
+        _count(outcome, "processed", len(done))
+    by_id = {item.callback_id: item for item in pending}
+    return [by_id[callback_id] for callback_id in done], rest
+
+
+def _apply_one(s: Session, row: _Claimed, event: CallbackEvent, refunds: list[int],
+               errors: list[tuple[int, str, float]]) -> tuple[str, str | None] | None:
+    """One callback in its savepoint; what became of it and why (None: errored or
+    already done)."""
+    try:
+        with savepoint(s):
+            settlement = settle_callback(s, row.id, event, provider=row.provider,
+                                         waits_bound=True)
+            if settlement is not None:
+                count_on_commit(s, CALLBACKS.labels(row.provider,
+                                                    APPLIED_OUTCOME[settlement.status]))
+    except Exception as exc:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            raise  # the transaction is gone: the whole batch is retried
+        CALLBACKS.labels(row.provider, "error").inc()
+        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+        log.warning("callback %s attempt %d failed: %s", row.id, row.attempts, error)
+        backoff = ERROR_BACKOFF_SECONDS[min(row.attempts, len(ERROR_BACKOFF_SECONDS)) - 1]
+        errors.append((row.id, error, backoff))
+        return None
+    if settlement is None:
+        return None
+    if settlement.refund_id is not None:
+        refunds.append(settlement.refund_id)
+    return settlement.status.value, settlement.note
+
+
+def _give_up(s: Session, row: _Claimed, error: str) -> str:
+    log.error("callback %s failed for good: %s", row.id, error)
+    s.execute(_GIVE_UP, {"id": row.id, "error": error[:MAX_ERROR_LENGTH]})
+    count_on_commit(s, CALLBACKS.labels(row.provider, "failed"))
+    return "failed"
+
+
+def _sender(res: Resources, task_name: str, *args: Any) -> Any:
+    def send() -> None:
+        res.queue.send(task_name, *args)
+    return send
