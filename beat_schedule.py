@@ -27,7 +27,7 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         return {"task": task, "schedule": float(every),
                 "options": {"expires": float(every), "queue": "maintenance"}}
 
-    return {
+    schedule = {
         "expire-payments": job("maintenance.expire_payments", sweep),
         "expire-orders": job("maintenance.expire_orders", FIVE_MINUTES),
         "redeliver-callbacks": job("maintenance.redeliver_callbacks", sweep),
@@ -36,8 +36,16 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "resend-payment-starts": job("maintenance.resend_payment_starts", sweep),
         "purge-idempotency-keys": job("maintenance.purge_idempotency_keys", ONE_HOUR),
         "redeliver-webhooks": job("maintenance.redeliver_webhooks", sweep),
+        "check-refunds": job("maintenance.check_refunds", FIVE_MINUTES),
         "reconcile": {"task": "maintenance.reconcile",
                       "schedule": daily_at(*settings.reconcile_at, settings.reconcile_tz),
                       "options": {"expires": float(RECONCILE_TICK_EXPIRES),
                                   "queue": "maintenance"}},
     }
+    if settings.is_dev:
+        # The stand-ins (mounted in dev and test only) keep their retries on our broker;
+        # this sends again the ones a Redis that lost its data dropped (standins/resume.py).
+        schedule["resume-standin-deliveries"] = {
+            "task": "standins.resume_deliveries", "schedule": float(sweep),
+            "options": {"expires": float(sweep), "queue": "maintenance"}}
+    return schedule

@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from adapters import kombu_redis
 from config import Settings
 
 # webhooks: merchant deliveries, on a queue (and worker) of their own, so a receiver that
@@ -88,6 +89,9 @@ class PaymentsCelery(Celery):
 
 
 def make_celery(settings: Settings) -> Celery:
+    # kombu's Redis transport with its restore-on-a-closed-connection crash worked
+    # around (adapters/kombu_redis.py, celery/kombu#582): a worker survives Redis vanishing.
+    kombu_redis.register()
     app = PaymentsCelery("payments", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",

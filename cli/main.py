@@ -15,7 +15,7 @@ from config import ConfigError, Settings
 from domain.errors import DomainError
 
 SWEEPS = ("expire-payments", "expire-orders", "redeliver", "sync", "resend-refunds",
-          "resend-payment-starts", "purge-idempotency-keys")
+          "resend-payment-starts", "check-refunds", "purge-idempotency-keys")
 
 
 def _resources() -> Any:
@@ -107,6 +107,7 @@ def _sweep_function(job: str) -> Callable[..., Any]:
         "sync": maintenance.sync_processing_payments,
         "resend-refunds": maintenance.resend_lost_refunds,
         "resend-payment-starts": maintenance.resend_lost_payment_starts,
+        "check-refunds": maintenance.check_processing_refunds,
         "purge-idempotency-keys": maintenance.purge_idempotency_keys,
     }[job]
 

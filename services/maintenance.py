@@ -34,7 +34,7 @@ Summary = dict[str, Any]
 # The jobs run by _run_job, by the name their lock, log lines and the sweep metrics use;
 # beat sends each as the task "maintenance.<job>".
 SWEEP_JOBS = ("expire_payments", "expire_orders", "sync_pending", "resend_refunds",
-              "resend_payment_starts")
+              "resend_payment_starts", "check_refunds")
 
 
 def expire_stale_payments(res: Resources, *,
@@ -66,6 +66,15 @@ def resend_lost_refunds(res: Resources, *,
     """Refunds still pending and quiet for 10 minutes -> refunds.execute sent again
     (maintenance.resend_refunds). See services/resend.py."""
     return _run_job(res, "resend_refunds", lambda deadline: resend.resend_lost_refunds(
+        res, older_than_seconds=older_than_seconds, deadline=deadline).as_dict())
+
+
+def check_processing_refunds(res: Resources, *,
+                             older_than_seconds: float = resend.REFUND_CHECK_QUIET_SECONDS
+                             ) -> Summary:
+    """Refunds the provider accepted but never confirmed, quiet for 30 minutes -> the
+    provider asked again (maintenance.check_refunds). See services/resend.py."""
+    return _run_job(res, "check_refunds", lambda deadline: resend.check_processing_refunds(
         res, older_than_seconds=older_than_seconds, deadline=deadline).as_dict())
 
 

@@ -47,6 +47,7 @@ from services.webhooks.outbox import record_event as record_webhook_event
 log = logging.getLogger(__name__)
 
 EXECUTE_TASK = "refunds.execute"
+CHECK_TASK = "refunds.check"
 WORKER_ACTOR = "worker"
 IN_FLIGHT = (RefundStatus.PENDING.value, RefundStatus.PROCESSING.value)
 
@@ -204,11 +205,7 @@ def execute_refund(res: Resources, refund_id: int) -> str:
         return "nothing to do"
     provider = res.providers.by_name(target.provider)
     try:
-        answer = provider.refund(RefundRequest(
-            refund_id=refund_id, out_refund_no=target.out_refund_no,
-            payment_reference=target.provider_reference, out_trade_no=target.out_trade_no,
-            amount=target.amount, payment_amount=target.payment_amount,
-            currency=target.currency, reason=target.reason))
+        answer = provider.refund(_refund_request(target))
     except ProviderRejected as exc:
         return _fail_refused(res, refund_id, exc)
     reference = answer.reference
@@ -231,7 +228,46 @@ def execute_refund(res: Resources, refund_id: int) -> str:
     return "accepted"
 
 
-def _execution_target(res: Resources, refund_id: int) -> _Execution | None:
+def check_refund(res: Resources, refund_id: int) -> str:
+    """Ask the provider again about a refund it accepted but never confirmed (its
+    callback lost for good): the refunds.check task, sent by maintenance.check_refunds.
+
+    The question is the refund request itself, repeated with the same refund id: every
+    connector's refund call is idempotent at its provider, which answers a repeat with
+    that refund as it stands. An answer carrying the outcome is applied as its callback
+    would be (same lock, rules and audit; a callback arriving as well is then a no-op);
+    one without (still in progress) leaves the refund for the next run.
+    ProviderUnavailable propagates (the task retries); a refusal of the repeat changes
+    nothing, since the provider accepted the refund once.
+    """
+    target = _execution_target(res, refund_id, accepted=True)
+    if target is None:
+        return "nothing to do"
+    provider = res.providers.by_name(target.provider)
+    try:
+        answer = provider.refund(_refund_request(target))
+    except ProviderRejected as exc:
+        log.warning("%s: %s refused the repeat of refund %s: %s; left processing",
+                    CHECK_TASK, exc.provider, refund_id, exc.detail)
+        return "still processing"
+    if answer.outcome is None:
+        return "still processing"
+    return apply_refund_outcome(res, target.payment_id, refund_id, provider.name, answer,
+                                amount=target.amount, currency=target.currency)
+
+
+def _refund_request(target: _Execution) -> RefundRequest:
+    return RefundRequest(
+        refund_id=target.refund_id, out_refund_no=target.out_refund_no,
+        payment_reference=target.provider_reference, out_trade_no=target.out_trade_no,
+        amount=target.amount, payment_amount=target.payment_amount,
+        currency=target.currency, reason=target.reason)
+
+
+def _execution_target(res: Resources, refund_id: int, *,
+                      accepted: bool = False) -> _Execution | None:
+    """What to ask the provider: for a refund not yet accepted (refunds.execute) or, with
+    `accepted`, for one the provider accepted and has not finished (refunds.check)."""
     with res.uow() as uow:
         row = uow.session.execute(
             select(Refund.status, Refund.amount, Refund.provider_refund_id, Refund.reason,
@@ -243,7 +279,12 @@ def _execution_target(res: Resources, refund_id: int) -> _Execution | None:
     if row is None:
         log.warning("%s: refund %s does not exist; nothing to do", EXECUTE_TASK, refund_id)
         return None
-    if row.status not in IN_FLIGHT or row.provider_refund_id is not None:
+    if accepted:
+        if row.status != RefundStatus.PROCESSING.value or row.provider_refund_id is None:
+            log.info("%s: refund %s is %s; nothing to ask", CHECK_TASK, refund_id,
+                     row.status)
+            return None
+    elif row.status not in IN_FLIGHT or row.provider_refund_id is not None:
         log.info("%s: refund %s is %s at the provider already", EXECUTE_TASK, refund_id,
                  row.status)
         return None

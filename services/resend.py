@@ -5,7 +5,10 @@ at that moment loses the message, and nothing else would ever send it:
 - a refund still `pending` with no provider refund: `refunds.execute` never ran, or its
   retries ran out while the provider was down (maintenance.resend_refunds);
 - a payment `processing` with no provider payment (`pay` accepted it): `payments.initiate`
-  never ran, or its retries ran out (maintenance.resend_payment_starts).
+  never ran, or its retries ran out (maintenance.resend_payment_starts);
+- a refund `processing` (the provider accepted it) whose outcome never came: its
+  callback was lost for good, so the provider is asked (refunds.check, sent by
+  maintenance.check_refunds).
 Both tasks are idempotent at the provider (the refund's id; the payment's own
 idempotency key), so a second message is harmless. A row is only sent again once it
 has been quiet for a while (its task may still be retrying), and each send stamps its
@@ -30,7 +33,7 @@ from domain.models import Payment, Refund
 from domain.statuses import PaymentStatus, RefundStatus
 from services.expiry import SweepTally
 from services.payment_start import INITIATE_TASK
-from services.refunds import EXECUTE_TASK
+from services.refunds import CHECK_TASK, EXECUTE_TASK
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,9 @@ log = logging.getLogger(__name__)
 # a message still being retried is rarely doubled, a lost one waits no longer than this.
 REFUND_QUIET_SECONDS = 600
 START_QUIET_SECONDS = 180
+# Providers confirm a refund within minutes and retry their callback for hours: half an
+# hour of silence after the provider accepted it means the confirmation is not coming.
+REFUND_CHECK_QUIET_SECONDS = 1800
 BATCH_SIZE = 500
 
 
@@ -55,6 +61,18 @@ def resend_lost_refunds(res: Resources, *, older_than_seconds: float = REFUND_QU
                    Refund.provider_refund_id.is_(None),
                    Refund.updated_at < _ago(older_than_seconds),
                    has_provider_payment)
+
+
+def check_processing_refunds(res: Resources, *,
+                             older_than_seconds: float = REFUND_CHECK_QUIET_SECONDS,
+                             batch_size: int = BATCH_SIZE,
+                             deadline: float | None = None) -> SweepTally:
+    """Refunds processing (accepted by the provider) and quiet -> refunds.check, which
+    asks the provider how the refund stands and applies a final answer."""
+    return _resend(res, Refund, CHECK_TASK, deadline, batch_size,
+                   Refund.status == RefundStatus.PROCESSING.value,
+                   Refund.provider_refund_id.is_not(None),
+                   Refund.updated_at < _ago(older_than_seconds))
 
 
 def resend_lost_payment_starts(res: Resources, *,

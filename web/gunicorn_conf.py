@@ -15,6 +15,12 @@ workers = int(os.environ.get("WEB_WORKERS", "2"))
 # Requests mostly wait on PostgreSQL and Redis: threads overlap that waiting cheaply.
 threads = int(os.environ.get("WEB_THREADS", "4"))
 
+# On SIGTERM (a deploy, a scale-down) workers stop accepting and finish the requests they
+# hold for up to this long: longer than any request takes (a provider call is capped at
+# 3 + 10 s), shorter than the stop_grace_period in docker-compose.yml. gunicorn's default,
+# stated because tests/faults/test_sigterm.py and the compose file depend on it.
+graceful_timeout = 30
+
 # "-" is stdout: `make up` (.run/logs/web.log) and Docker collect it with the app's lines.
 accesslog = "-"
 # JSON access and error lines, like every other log line of the service.

@@ -30,7 +30,9 @@ PAYMENT = obj(
     pay_url=string(format="uri"), qr_payload=nullable(string()), merchant_payment_id=ID,
     amount=MONEY, currency=string(), method=string(), transaction_id=nullable(string()),
     refunded_amount=MONEY)
-REFUND = obj(["reference", "status"], reference=string(), status=string(enum=["accepted"]),
+# "accepted" for a new refund; a repeated request (same refund_id) gets its outcome.
+REFUND = obj(["reference", "status"], reference=string(),
+             status=string(enum=["accepted", "succeeded", "failed"]),
              payment_reference=string(), refund_id=ID, amount=MONEY, currency=string())
 DELIVERY = obj(id=ID, event_id=string(), type=string(), url=string(),
                status=string(enum=["held", "waiting", "pending", "delivered", "abandoned"]),

@@ -29,8 +29,11 @@ class RefundResult:
     created: bool
 
 
-def _view(refund: SandboxRefund, ticket: SandboxPayment) -> dict[str, Any]:
-    return {"reference": refund.reference, "status": "accepted",
+def _view(refund: SandboxRefund, ticket: SandboxPayment, *,
+          repeat: bool = False) -> dict[str, Any]:
+    # A new refund is "accepted" (its outcome comes as a callback); a repeated request
+    # (the same refund_id) gets the refund as it stands, as a real provider answers one.
+    return {"reference": refund.reference, "status": refund.status if repeat else "accepted",
             "payment_reference": ticket.ticket, "refund_id": refund.merchant_refund_id,
             "amount": refund.amount, "currency": ticket.currency}
 
@@ -52,7 +55,7 @@ def request_refund(res: Resources, body: dict[str, Any]) -> RefundResult:
             if existing.amount != amount:
                 raise Conflict("refund_id already names a refund of another amount",
                                code="refund_id_reused", amount=format_amount(existing.amount))
-            return RefundResult(_view(existing, ticket), created=False)
+            return RefundResult(_view(existing, ticket, repeat=True), created=False)
         if ticket.status != "succeeded":
             raise Conflict(f"Only a paid payment can be refunded; this one is {ticket.status}",
                            code="not_paid", current_status=ticket.status)

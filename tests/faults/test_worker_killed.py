@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 PAYMENTS = 1000
 # On RabbitMQ fewer: what is tested (a killed task's message comes back, applied once)
 # needs a backlog outlasting the kill rounds, not the Redis run's thousand (suite time).
-PAYMENTS_ON_RABBITMQ = 250
+PAYMENTS_ON_RABBITMQ = 1000
 SAME_EVENT_AGAIN = 60      # the provider redelivers an event id it already sent
 NEW_EVENT_SAME_TXN = 60    # or sends the same capture under a new event id
 KILL_ROUNDS = 4

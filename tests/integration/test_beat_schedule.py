@@ -33,9 +33,17 @@ JOBS = {  # task name -> interval with SWEEP_INTERVAL_SECONDS = 7
     "maintenance.resend_payment_starts": 7.0,
     "maintenance.purge_idempotency_keys": 3600.0,
     "maintenance.redeliver_webhooks": 7.0,  # lost webhook deliveries (DESIGN.md §9)
+    "maintenance.check_refunds": 300.0,  # refunds accepted but never confirmed
+    # dev and test only (the stand-ins are mounted there): their lost deliveries
+    "standins.resume_deliveries": 7.0,
 }
 # Once a day at a wall-clock time, not every so many seconds (issue #17).
 DAILY = {"maintenance.reconcile"}
+
+
+def test_the_stand_ins_job_is_scheduled_only_where_the_stand_ins_run(settings: Settings):
+    production = build_beat_schedule(replace(settings, environment="production"))
+    assert "standins.resume_deliveries" not in {e["task"] for e in production.values()}
 
 
 def test_the_schedule_has_every_job_with_intervals_from_settings(settings: Settings):

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from adapters.celery_app import QUEUES
 from adapters.locks import payment_lock
 from domain.models import ProviderCallback
+from services.callback_wakeup import APPLY_BATCH_TASK, WAKE_KEY
 from tests.support.callbacks import event_body, post_callback
 from tests.support.factories import make_order, make_payment
 from tests.support.metrics import scrape, value
@@ -89,12 +90,13 @@ def test_callbacks_are_applied_through_quorum_queues(clean_db, stack_env, on_rab
         assert refusal is not None and "x-queue-type" in refusal, (name, refusal)
 
 
-def test_countdown_retries_arrive_through_native_delayed_delivery(
+def test_countdown_follow_ups_arrive_through_native_delayed_delivery(
         clean_db, stack_env, on_rabbitmq, tmp_path):
-    """While the payment's lock is held the task retries with its backoff (0.5-1 s, then
-    1-1.5 s, 2-2.5 s ...): countdowns, the first under a second, which RabbitMQ's
-    delayed delivery counts in whole seconds. The callback is applied once the lock is
-    free, by a retry, never failed."""
+    """While the payment's lock is held the batch leaves the callback waiting and sends
+    itself a follow-up 0.5 s ahead (services/callback_batches.py): a countdown under a
+    second, which RabbitMQ's delayed delivery counts in whole seconds. Only follow-ups
+    can apply it here (no beat, no sweep): it is applied once the lock is free, never
+    failed, and the follow-ups kept coming while the lock was held."""
     payment_id = a_processing_payment(clean_db)
     log_path = tmp_path / "worker.log"
     worker = start_worker(env_with(stack_env, on_rabbitmq), log_path, queues=ALL_QUEUES)
@@ -104,16 +106,21 @@ def test_countdown_retries_arrive_through_native_delayed_delivery(
                 assert post_callback(url, event_body(payment_id, event_id="evt_r")
                                      ).status_code == 200
                 callback_id = stored_callback_id(res, "evt_r")
-                wait_until(lambda: log_path.read_text().count("retrying after") >= 2,
-                           timeout=20, message="two retries while the lock is held")
+                # The wake-up, then at least two follow-ups while the lock is held.
+                wait_until(lambda: batches_received(log_path) >= 3, timeout=20,
+                           message="follow-up batches while the lock is held")
                 assert inbox_status(res, callback_id) == "received"
             wait_until(lambda: inbox_status(res, callback_id) == "processed", timeout=30,
-                       message="the callback applied by a retry")
+                       message="the callback applied by a follow-up")
     finally:
         stop_process_group(worker, signal.SIGTERM)
     log = log_path.read_text()
     assert "countdown must be a positive number" not in log
     assert "raised unexpected" not in log, log[-3000:]
+
+
+def batches_received(log_path) -> int:
+    return log_path.read_text().count(f"Task {APPLY_BATCH_TASK}[")
 
 
 SENDS = 6
@@ -130,14 +137,16 @@ def test_a_publish_the_broker_refuses_is_a_failed_send_not_a_lost_message(
     confirms the refused messages vanish while their sends report success."""
     payments = [a_processing_payment(clean_db) for _ in range(SENDS)]
     with queue_length_limit(on_rabbitmq.broker_url, "callbacks", 1), \
-            serve_app(on_rabbitmq) as (url, _):
+            serve_app(on_rabbitmq) as (url, res):
         before = value(scrape(url), "payments_enqueue_failures_total",
-                       task="callbacks.process")
+                       task=APPLY_BATCH_TASK)
         for n, payment_id in enumerate(payments):
+            # Each callback its own wake-up (one is sent only when none is on its way).
+            res.redis.delete(WAKE_KEY)
             assert post_callback(url, event_body(payment_id, event_id=f"evt_{n}")
                                  ).status_code == 200  # stored whatever the broker does
         failed = value(scrape(url), "payments_enqueue_failures_total",
-                       task="callbacks.process") - before
+                       task=APPLY_BATCH_TASK) - before
         assert failed >= SENDS - 2, failed
         assert queue_message_count(on_rabbitmq.broker_url, "callbacks") == SENDS - failed
 

@@ -11,7 +11,11 @@ from sqlalchemy import insert, select, update
 from adapters.resources import Resources
 from adapters.run_once import lock_key
 from domain.models import Payment, Refund
-from services.maintenance import resend_lost_payment_starts, resend_lost_refunds
+from services.maintenance import (
+    check_processing_refunds,
+    resend_lost_payment_starts,
+    resend_lost_refunds,
+)
 from tests.support.factories import make_order, make_payment
 from tests.support.private_stack import settings_with
 
@@ -94,3 +98,25 @@ def test_a_run_while_another_holds_the_lock_is_skipped(res, private_redis):
     finally:
         client.close()
     assert private_redis.queued("payments") == []
+
+
+def test_only_processing_refunds_quiet_for_half_an_hour_are_asked_of_the_provider(
+        res, private_redis):
+    """maintenance.check_refunds: accepted by the provider (processing, with its refund id)
+    and quiet for REFUND_CHECK_QUIET_SECONDS -> refunds.check; every other refund is left."""
+    paid = _payment(res, "succeeded", reference="tkt_2")
+    half_hour_ago = datetime.now(UTC) - timedelta(minutes=31)
+    stale = _refund(res, paid, "processing", provider_refund_id="rfd_2")
+    recent = _refund(res, paid, "processing", provider_refund_id="rfd_3")  # 11 min: too soon
+    _refund(res, paid, "pending")  # resend_refunds' business, not this sweep's
+    done = _refund(res, paid, "succeeded", provider_refund_id="rfd_4")
+    with res.uow() as uow:
+        uow.session.execute(update(Refund).where(Refund.id.in_([stale, done]))
+                            .values(updated_at=half_hour_ago))
+        uow.commit()
+
+    assert check_processing_refunds(res)["changed"] == 1
+    assert _sent(private_redis, "refunds.check") == [stale]
+    assert check_processing_refunds(res)["changed"] == 0  # stamped: quiet again
+    assert check_processing_refunds(res, older_than_seconds=0)["changed"] == 2
+    assert sorted(_sent(private_redis, "refunds.check")) == sorted([stale, stale, recent])

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from services.maintenance import (
+    check_processing_refunds,
     expire_stale_orders,
     expire_stale_payments,
     purge_idempotency_keys,
@@ -56,6 +57,11 @@ def resend_refunds(older_than_seconds: object = None) -> None:
 @celery.task(name="maintenance.resend_payment_starts", acks_late=True, ignore_result=True)
 def resend_payment_starts(older_than_seconds: object = None) -> None:
     resend_lost_payment_starts(resources(), **_quiet_period(older_than_seconds))
+
+
+@celery.task(name="maintenance.check_refunds", acks_late=True, ignore_result=True)
+def check_refunds(older_than_seconds: object = None) -> None:
+    check_processing_refunds(resources(), **_quiet_period(older_than_seconds))
 
 
 def _quiet_period(value: object) -> dict[str, float]:

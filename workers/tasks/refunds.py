@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.exc import OperationalError
 
+from adapters.locks import LockBusy
 from adapters.providers.base import ProviderUnavailable
-from services.refunds import EXECUTE_TASK, execute_refund
+from services.refunds import CHECK_TASK, EXECUTE_TASK, check_refund, execute_refund
 from workers.app import celery
 from workers.runtime import resources
 from workers.task_ids import checked_id
@@ -28,3 +29,18 @@ def execute(raw_id: object) -> str | None:
     if refund_id is None:
         return None
     return execute_refund(resources(), refund_id)
+
+
+# A busy payment lock (its callback being applied right now) is retried like the rest.
+@celery.task(name=CHECK_TASK, acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True,
+             autoretry_for=(ProviderUnavailable, OperationalError, LockBusy),
+             retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
+             max_retries=MAX_RETRIES)
+def check(raw_id: object) -> str | None:
+    """Ask the provider how a refund it accepted long ago stands (maintenance.check_refunds
+    sends it). Safe to repeat: the question is the idempotent refund request."""
+    refund_id = checked_id(CHECK_TASK, raw_id)
+    if refund_id is None:
+        return None
+    return check_refund(resources(), refund_id)

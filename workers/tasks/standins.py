@@ -19,11 +19,11 @@ from typing import Any, Protocol
 from celery import Task
 
 from adapters.resources import Resources
-from standins import notifications
+from standins import notifications, resume
 from standins.sandbox import delivery
 from workers.app import celery
 from workers.runtime import resources
-from workers.task_ids import checked_id
+from workers.task_ids import checked_id, seconds_argument
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +71,12 @@ def deliver_callback(self: Task, raw_id: object) -> str | None:
 def deliver_notification(self: Task, raw_id: object) -> str | None:
     return _attempt(self, notifications.DELIVER_TASK, raw_id,
                     notifications.attempt_notification)
+
+
+@celery.task(name=resume.RESUME_TASK, acks_late=True, ignore_result=True)
+def resume_deliveries(older_than_seconds: object = None) -> dict[str, int]:
+    """Beat's job where the stand-ins run: their deliveries whose message was lost (a Redis
+    that lost its data) are sent again. Beat sends no argument; a test may pass an age."""
+    age = seconds_argument(older_than_seconds)
+    return resume.resume_lost_deliveries(
+        resources(), **({} if age is None else {"older_than_seconds": age}))

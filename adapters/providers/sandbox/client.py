@@ -23,6 +23,7 @@ from adapters.providers.base import (
     ProviderPayment,
     ProviderPaymentStatus,
     ProviderRefund,
+    ProviderRefundStatus,
     ProviderRejected,
     ProviderStatus,
     ProviderUnavailable,
@@ -93,12 +94,16 @@ class SandboxProvider:
         self._call("POST", f"/api/payments/{_segment(reference)}/close")
 
     def refund(self, request: RefundRequest) -> ProviderRefund:
-        # The outcome arrives later, as a refund.succeeded / refund.failed callback.
+        # A new refund is "accepted": its outcome arrives later, as a refund.succeeded /
+        # refund.failed callback. A repeat (the same refund_id) is answered with the refund
+        # as it stands, outcome included once there is one (refunds.check asks that way).
         body = self._call("POST", "/api/refunds", json={
             "reference": request.payment_reference, "refund_id": request.refund_id,
             "amount": format_amount(request.amount),
         })
-        return ProviderRefund(self._field(body, "reference", str))
+        outcome = {"succeeded": ProviderRefundStatus.SUCCEEDED,
+                   "failed": ProviderRefundStatus.FAILED}.get(str(body.get("status")))
+        return ProviderRefund(self._field(body, "reference", str), outcome=outcome)
 
     def fetch_statement(self, day: date) -> Statement:
         return parse_statement(self._call("GET", f"/api/statements/{day.isoformat()}"), day)
