@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.metrics import AFTER_COMMIT_FAILURES
+from adapters.pool_health import ping_idle_connections
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,18 +56,22 @@ def savepoint(session: Session) -> Iterator[None]:
 
 def make_engine(database_url: str, pool_size: int = 5, *, pre_ping: bool = True) -> Engine:
     """`pre_ping=False` for a caller that retries a statement whose connection turned out
-    dead (adapters.db.autocommit_retrying): one round trip less per checkout."""
-    return create_engine(
+    dead (adapters.db.autocommit_retrying): no ping at all. Otherwise a connection is
+    pinged on checkout only after it idled (adapters/pool_health.py: SQLAlchemy's
+    pool_pre_ping, a round trip on every checkout, is not used)."""
+    engine = create_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=10,
-        pool_pre_ping=pre_ping,
         # A database error's message must not carry the statement's values into the
         # logs (tokens, amounts, callback bodies).
         hide_parameters=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
+    if pre_ping:
+        ping_idle_connections(engine)
+    return engine
 
 
 class UnitOfWork:

@@ -50,20 +50,24 @@ CALLBACK_ACTOR = "bench:success_callback"
 
 ABOUT = f"""\
 Subject: `services.maintenance.expire_stale_payments`, the job behind
-`maintenance.expire_payments` (Redis run-once lock; batches of
-{expiry.SWEEP_BATCH_SIZE:,} due rows, each ONE statement in its own short transaction,
+`maintenance.expire_payments` (Redis run-once lock; {expiry.SWEEP_CONNECTIONS} connections side
+by side, each taking batches of {expiry.SWEEP_BATCH_SIZE:,} due rows, each batch ONE statement
+in its own short transaction,
 committed with `synchronous_commit = off`: `FOR UPDATE SKIP LOCKED`, the status re-checked in
-the `UPDATE`, and one `payment_expired` audit row per payment inserted from its `RETURNING`).
+the `UPDATE`, one `payment_expired` audit row and one merchant `payment.expired` event per
+payment inserted from its `RETURNING`).
 Baseline: the same rows expired by one raw `UPDATE payments SET status = 'expired', updated_at
 = now() WHERE status IN ('init', 'processing') AND expires_at < now()` in one transaction.
 Both start from the same freshly built table (N due `init` payments, each with its own pending
 order, plus N/50 (at least 5,000) live payments not yet due), after `VACUUM ANALYZE` and
 `CHECKPOINT`.
 
-Not like for like, on purpose: the subject also writes one audit row per payment (a second
-table and its indexes: roughly twice the rows written) and commits once per batch, which the
-raw `UPDATE` does not; in exchange it never holds more than one batch of row locks, so
-concurrent callbacks are never stuck behind it. While the subject runs, success callbacks
+Not like for like, on purpose: the subject also writes one audit row and one event per payment
+(two more tables and their indexes: roughly three times the rows written) and commits once
+per batch, which the raw `UPDATE` does not; in exchange it holds no more than one batch of
+row locks per connection, on disjoint rows (SKIP LOCKED), so a concurrent callback waits at
+most for the one batch that holds its row, never for the sweep. While the subject runs,
+success callbacks
 for the live payments are applied at {CALLBACK_RATE}/s, each in its own transaction (lock the
 order and the payment, move both, write the audit and history rows, commit); their lock
 waits (time to get both row locks) and latencies are reported. The baseline runs without
@@ -73,30 +77,29 @@ that load. If a call of the job stops at its {MAX_RUN_SECONDS} s run budget
 # What bounds the ratio, from a short profile (EXPLAIN (ANALYZE, BUFFERS, WAL) of single
 # batches, variants timed side by side); refresh it when the sweep's statement changes.
 PROFILE = """\
-Where the time goes (profiled 2026-12-01 on the machine below; old and new code run
-alternately, since absolute times swing by up to 2× here when others use the machine). One
-2,000-row batch at 100,000 rows takes ~45 ms in PostgreSQL: ~50% the `UPDATE` of its rows (what
-the raw `UPDATE` does too: a new row version and 4 index entries per row, never HOT as `status`
-is indexed and in two partial indexes' predicates), ~16% the foreign-key check
-`payment_events.payment_id` → `payments` (a lookup and a row lock per audit row), ~14% the
-audit `INSERT` (a second heap, 3 indexes), ~10% finding and locking the batch (`FOR UPDATE SKIP
-LOCKED`: a WAL record per row); Python (py-spy) is ~5% of the job's time, the rest is waiting
-on PostgreSQL. Applied: (1) the `UPDATE` takes its rows by `id = ANY(ARRAY(SELECT id FROM
-due))`: joined on the batch alone, at 100,000 rows the planner read most of the table for
-nearly every batch (a hash or merge join, 20–45 ms of each then ~70 ms batch); at 1,000,000 it
-used the primary key already, and old and new statements alternating batch by batch on one
-table took the same time there (medians old/new 47.2/48.4 and 66.8/67.4 ms). (2)
-`synchronous_commit = off` per batch (why that is safe: services/expiry.py). At 100,000,
-callbacks on, 3 runs each: 3.73 and 3.66 before, 2.80 and 2.60 after; without callbacks, 5
-paired runs: 3.64 before, 2.84 with (1), 2.63 with both. At 1,000,000 single runs swing between
-2.4 and 3.5 either way (2.71 after against 3.29 before, back to back). What bounds the rest,
-measured the same way at 100,000 without callbacks: the job without audit rows is 1.6× (the
-batching, row locks and commits), without the foreign key 2.2×. The foreign key stays (audit
-integrity); dropping `ix_payment_events_event` (no query of ours filters on `event`) made no
-measurable difference; no `UPDATE` of `status` can be HOT, so fillfactor cannot help. With one
-checked audit row per payment the job stays at ~2.3–2.8× here, above the 2.0 target. The
-callbacks at 100/s cost little on a quiet machine (2.84/2.64 with, 2.71/2.67 without) but
-compete for the 2 cores when others load them, and the baseline runs without them."""
+Where the time goes (profiled 2026-12-01 on the machine below while four other engineers
+loaded it: absolute times swing 2-5x, so variants ran alternately against one baseline). Since
+the last round each expired payment also gets its merchant event (migration 0004's outbox),
+and one 2,000-row batch at 100,000 rows took 330-470 ms in PostgreSQL (EXPLAIN ANALYZE):
+about half the `UPDATE` of its rows (what the raw `UPDATE` does too, plus locking them first:
+a WAL record per row), ~20% the audit `INSERT` with its foreign-key check (35-40 ms a batch),
+~20-25% the event `INSERT` (the payment's API view built as JSONB per row, a third heap and
+its indexes). The job ran at 3.5x the raw `UPDATE` at 100,000 (24.7 s against 7.1 s), with one
+core busy and the other idle: it is one connection's work in PostgreSQL, Python is a few
+per cent. Applied: the due init payments are now expired by two
+connections side by side, each its own batch loop (services/expiry.py); SKIP LOCKED hands
+them disjoint rows, so nothing waits on the other. Same table, same baseline, alternating:
+1 connection 24.7 s (3.46x), 2 connections 13.4 s (1.87x) and 9.1 s (1.77x), 3 connections
+11.3 s (2.20x: the two cores are full); batches of 5,000 no faster (1.94x), of 1,000 slower
+(2.25x). At 1,000,000 it did not hold: the job took 89-134 s in every run while the raw
+`UPDATE` took anything from 21 to 53 s with the machine's load (4.1-5.6x in the full run
+below; 2.48x in a run stopped after its first pass, whose baseline met a busier machine).
+What bounds the rest: per payment the job writes three rows and five-plus index entries where
+the raw `UPDATE` writes one row version, so only with both cores to itself does it come near
+2x; with the second core busy elsewhere (four other engineers' test suites during these runs,
+and the callbacks at 100/s) it falls back towards the single-connection 3.5x or worse, while
+one big `UPDATE` keeps whatever core it gets. Kept: the foreign key (audit
+integrity), the event per payment (the merchant's contract), the batch size."""
 
 RAW_UPDATE = text("""
 UPDATE payments SET status = 'expired', updated_at = now()

@@ -61,7 +61,11 @@ class Target:
 
     def describe(self, unit: str) -> str:
         sign = "≤" if self.at_most else "≥"
-        return f"{sign} {self.value:.1f}" if self.on == "ratio" else f"{sign} {self.value:g} {unit}"
+        if self.on != "ratio":
+            return f"{sign} {self.value:g} {unit}"
+        # One decimal at least, two where the target has them (B5's 0.15).
+        shown = f"{self.value:.2f}"
+        return f"{sign} {shown[:-1] if shown.endswith('0') else shown}"
 
 
 @dataclass

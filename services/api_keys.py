@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from adapters.db import UnitOfWork
 from domain.errors import InvalidInput, NotFound
@@ -64,21 +64,26 @@ def create_api_key(uow: UnitOfWork, role: str, user_id: int | None = None,
 LAST_USED_GRANULARITY_SECONDS = 300
 _STALE = or_(ApiKey.last_used_at.is_(None),
              ApiKey.last_used_at < func.now() - timedelta(seconds=LAST_USED_GRANULARITY_SECONDS))
+# Built once: they run on every authenticated request.
+_LOOKUP = (select(ApiKey.id, ApiKey.role, ApiKey.user_id, _STALE.label("stale"))
+           .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)))
+_TOUCH = (update(ApiKey).where(ApiKey.id == bindparam("key_id"), _STALE)
+          .values(last_used_at=func.now()).execution_options(synchronize_session=False))
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def authenticate(uow: UnitOfWork, key: str) -> Principal | None:
     """The key's principal, or None for a key we never issued or one revoked: looked up
-    in the database on every request (no cache), so a revocation holds at once."""
+    in the database on every request (no cache), so a revocation holds at once. In
+    autocommit: one indexed SELECT with no BEGIN and ROLLBACK around it, which cost more
+    than the lookup itself (B5); the rare last_used_at write is one statement, atomic
+    on its own."""
     with uow:
-        row = uow.session.execute(
-            select(ApiKey.id, ApiKey.role, ApiKey.user_id, _STALE.label("stale"))
-            .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-        ).first()
+        session = uow.session
+        row = session.connection(execution_options=_AUTOCOMMIT).execute(
+            _LOOKUP, {"key_hash": hash_key(key)}).first()
         if row is not None and row.stale:
-            uow.session.execute(
-                update(ApiKey).where(ApiKey.id == row.id, _STALE)
-                .values(last_used_at=func.now()).execution_options(synchronize_session=False))
-            uow.commit()
+            session.execute(_TOUCH, {"key_id": row.id})
     if row is None:
         return None
     return Principal(key_id=row.id, role=row.role, user_id=row.user_id)

@@ -14,7 +14,9 @@ UPDATE's RETURNING writes their audit/history rows. So:
 - the commit does not wait for the WAL flush: a batch lost in a crash is redone by
   the next run (why that is safe: _begin_sweep_batch).
 Rows are never loaded into Python, so one run copes with any backlog; a run
-stops early at its deadline and the next tick carries on.
+stops early at its deadline and the next tick carries on. Due init payments are
+swept by SWEEP_CONNECTIONS such loops side by side: SKIP LOCKED hands them disjoint
+rows, so a callback still waits for one batch at most, the one holding its row.
 
 Payments in `processing` exist at the provider, which may hold the customer's
 money, so they are first asked of the provider through `provider_status_check`;
@@ -27,6 +29,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -54,6 +57,10 @@ log = logging.getLogger(__name__)
 # A few thousand rows a batch: big enough that 100k rows are a few dozen statements,
 # small enough that a batch's row locks are held for a fraction of a second.
 SWEEP_BATCH_SIZE = 2000
+# Init payments are expired by this many connections side by side (each its own batch
+# loop): the work is PostgreSQL's, and one connection keeps one core busy (B4). A
+# callback still waits for one batch at most: the one holding its row.
+SWEEP_CONNECTIONS = 2
 # One batch statement never waits on locks (SKIP LOCKED), so this only trips on a
 # sick database; it bounds a run to its deadline plus one batch (see services/maintenance).
 BATCH_STATEMENT_TIMEOUT = "30s"
@@ -113,8 +120,25 @@ def expire_due_payments(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
     processing ones go through `provider_status_check` a batch at a time first.
     """
     tally = SweepTally()
-    # init: loop until a batch comes back empty; each batch only takes still-due rows,
-    # so the loop ends (rows a callback holds are skipped, not retried in this run).
+    # init: SWEEP_CONNECTIONS loops side by side, each until a batch comes back empty;
+    # SKIP LOCKED gives them disjoint rows, and each batch only takes still-due rows, so
+    # every loop ends (rows a callback holds are skipped, not retried in this run).
+    with ThreadPoolExecutor(SWEEP_CONNECTIONS, thread_name_prefix="expire-payments") as pool:
+        parts = [pool.submit(_expire_due_init, res, batch_size, deadline)
+                 for _ in range(SWEEP_CONNECTIONS)]
+        for part in parts:
+            done = part.result()  # a loop's error is the run's error
+            tally.batches += done.batches
+            tally.changed += done.changed
+            tally.counts.update(done.counts)
+            tally.complete = tally.complete and done.complete
+    _expire_due_processing(res, batch_size, deadline, tally)
+    return tally
+
+
+def _expire_due_init(res: Resources, batch_size: int, deadline: float | None) -> SweepTally:
+    """One connection's loop over due init payments, a batch per transaction."""
+    tally = SweepTally()
     while not _past(deadline, tally):
         with res.uow() as uow:
             _begin_sweep_batch(uow.session)
@@ -130,7 +154,6 @@ def expire_due_payments(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
         tally.batches += 1
         tally.changed += changed
         tally.counts["init_expired"] += changed
-    _expire_due_processing(res, batch_size, deadline, tally)
     return tally
 
 

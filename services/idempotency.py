@@ -23,7 +23,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from adapters.db import UnitOfWork
@@ -45,6 +45,13 @@ KEY_TTL = timedelta(hours=24)
 # not be stored. A retry with the key then runs (again). Far longer than any request
 # runs (gunicorn's worker timeout is 30 s), so a request still running is never doubled.
 CLAIM_TIMEOUT = timedelta(minutes=5)
+# The claim itself, built once: every POST with the header runs it.
+_CLAIM = (insert(IdempotencyKey)
+          .values(api_key_id=bindparam("api_key_id"), key=bindparam("key"),
+                  request_hash=bindparam("request_hash"))
+          .on_conflict_do_nothing(index_elements=["api_key_id", "key"])
+          .returning(IdempotencyKey.id))
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 # A claim can disappear between our failed INSERT and our SELECT (its request failed
 # and released it). Trying again a few times settles that; more would mean a bug.
 _CLAIM_ATTEMPTS = 5
@@ -108,16 +115,23 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 def claim_key(uow: UnitOfWork, api_key_id: int, key: str, request_hash: str) -> Claim:
-    """Claim `key` for this request, or say why not. Commits its own transaction."""
+    """Claim `key` for this request, or say why not. Commits its own transaction.
+
+    The usual case, a key never seen, is one INSERT in autocommit: committed the moment
+    it returns, with no BEGIN and COMMIT round trips around it. Only a key already held
+    goes on to the transaction below, which reads and may take over the holder's row."""
+    with uow:
+        claim_id = uow.session.connection(execution_options=_AUTOCOMMIT).execute(
+            _CLAIM, {"api_key_id": api_key_id, "key": key, "request_hash": request_hash}
+        ).scalar_one_or_none()
+    if claim_id is not None:
+        return Claim(ClaimOutcome.CLAIMED, claim_id=claim_id)
     for _ in range(_CLAIM_ATTEMPTS):
         with uow:
             session = uow.session
-            claim_id = session.execute(
-                insert(IdempotencyKey)
-                .values(api_key_id=api_key_id, key=key, request_hash=request_hash)
-                .on_conflict_do_nothing(index_elements=["api_key_id", "key"])
-                .returning(IdempotencyKey.id)
-            ).scalar_one_or_none()
+            claim_id = session.execute(_CLAIM, {
+                "api_key_id": api_key_id, "key": key, "request_hash": request_hash,
+            }).scalar_one_or_none()
             if claim_id is not None:
                 uow.commit()
                 return Claim(ClaimOutcome.CLAIMED, claim_id=claim_id)
@@ -160,21 +174,18 @@ def claim_key(uow: UnitOfWork, api_key_id: int, key: str, request_hash: str) -> 
 
 def complete_claim(uow: UnitOfWork, claim_id: int, status: int, body: str) -> None:
     """Remember the answer (its exact text) so that a retry with the same key gets it
-    again."""
+    again. One statement in autocommit (atomic on its own: no BEGIN/COMMIT round trips)."""
     with uow:
-        uow.session.execute(
+        uow.session.connection(execution_options=_AUTOCOMMIT).execute(
             update(IdempotencyKey)
             .where(IdempotencyKey.id == claim_id, IdempotencyKey.completed_at.is_(None))
-            .values(response_status=status, response_body=body, completed_at=func.now())
-            .execution_options(synchronize_session=False))
-        uow.commit()
+            .values(response_status=status, response_body=body, completed_at=func.now()))
 
 
 def release_claim(uow: UnitOfWork, claim_id: int) -> None:
-    """Forget an unfinished claim (the request failed on our side): the client may retry."""
+    """Forget an unfinished claim (the request failed on our side): the client may retry.
+    One statement in autocommit, like complete_claim."""
     with uow:
-        uow.session.execute(
+        uow.session.connection(execution_options=_AUTOCOMMIT).execute(
             delete(IdempotencyKey)
-            .where(IdempotencyKey.id == claim_id, IdempotencyKey.completed_at.is_(None))
-            .execution_options(synchronize_session=False))
-        uow.commit()
+            .where(IdempotencyKey.id == claim_id, IdempotencyKey.completed_at.is_(None)))

@@ -38,6 +38,7 @@ from domain.statuses import (
 from domain.wallet import BALANCE_METHOD, WALLET_PROVIDER, check_balance_method_allowed
 from services.api_keys import Principal
 from services.audit import record_event
+from services.payment_attempts import LockedOrder, insert_attempt, lock_order
 from services.payment_start import INITIATE_TASK, close_quietly
 from services.queries import find_order, find_payment, payment_detail
 from services.transitions import transition_payment, utc_now
@@ -72,11 +73,12 @@ def create_payment(res: Resources, principal: Principal, *, order_id: int, metho
 
     Checks run in seed 000's order: the order (404), the method (400), the
     amount's form (400) and value (400 amount_mismatch), the order's status and
-    age (409). Nothing is written when one fails.
+    age (409). Nothing is written when one fails. The common case, an order with
+    no active payment, is two statements and a commit (services/payment_attempts.py).
     """
     with res.uow() as uow:
         session = uow.session
-        order = find_order(session, principal, order_id, lock=True)
+        order = lock_order(session, principal, order_id)
         chosen = resolve_method(method, res.providers.available_methods)
         check_balance_method_allowed(chosen.code, purpose=order.purpose,
                                      currency=order.currency)
@@ -85,17 +87,31 @@ def create_payment(res: Resources, principal: Principal, *, order_id: int, metho
         if requested != order.total_amount:
             raise AmountMismatch(format_amount(order.total_amount, order.currency),
                                  format_amount(requested, order.currency))
-        now = utc_now(session)
-        _check_payable(order, now, res.settings)
-        active_id = _live_active_payment(session, order.id, now, actor=principal.actor)
-        if active_id is not None:  # seed 000: the existing payment, 200; nothing written
-            return payment_detail(session, active_id), False
-        new_id = insert_payment_attempt(session, order, chosen, now, res.settings,
-                                        actor=principal.actor,
-                                        provider=provider_name_for(res, chosen.code))
-        view = payment_detail(session, _or_active(session, new_id, order.id))
-        uow.commit()
-    return view, new_id is not None
+        _check_payable(order, order.now, res.settings)
+        expires_at = order.now + timedelta(seconds=res.settings.payment_ttl_seconds)
+        provider = provider_name_for(res, chosen.code)
+        # Twice at most: an active payment already past its expiry is expired here (with
+        # its audit row), so the client need not wait for the sweep, and the attempt is
+        # inserted after it.
+        for _ in range(2):
+            attempt = insert_attempt(session, order, method=chosen.code, provider=provider,
+                                     fee=chosen.fee_for(order.total_amount, order.currency),
+                                     expires_at=expires_at, actor=principal.actor)
+            if attempt.created is not None:
+                count_on_commit(session, PAYMENTS_CREATED)
+                uow.commit()
+                return attempt.created, True
+            if attempt.active_id is None:  # the index refused it: a creator past the lock
+                log.info("order %s already has an active payment; returning it", order.id)
+                view = payment_detail(session, _or_active(session, None, order.id))
+                uow.commit()
+                return view, False
+            assert attempt.active_expires_at is not None
+            if attempt.active_expires_at > order.now:  # seed 000: the existing one, 200
+                return payment_detail(session, attempt.active_id), False
+            _expire_before_new_attempt(session, attempt.active_id, actor=principal.actor)
+        raise RuntimeError(f"order {order.id}: its active payment was expired but is "
+                           "still active")
 
 
 def retry_payment(res: Resources, principal: Principal,
@@ -278,7 +294,7 @@ def insert_payment_attempt(session: Session, order: Order, method: PaymentMethod
     return int(payment_id)
 
 
-def _check_payable(order: Order, now: datetime, settings: Settings) -> None:
+def _check_payable(order: Order | LockedOrder, now: datetime, settings: Settings) -> None:
     if order.status != OrderStatus.PENDING:
         raise Conflict(f"Order status is {order.status}; only pending orders can be paid",
                        code="order_not_payable", order_status=order.status)
@@ -321,12 +337,16 @@ def _live_active_payment(session: Session, order_id: int, now: datetime, *,
         return None
     if row.expires_at > now:
         return int(row.id)
-    if not _expire(session, row.id, actor=actor, reason="expired before a new attempt"):
+    _expire_before_new_attempt(session, row.id, actor=actor)
+    return None
+
+
+def _expire_before_new_attempt(session: Session, payment_id: int, *, actor: str) -> None:
+    if not _expire(session, payment_id, actor=actor, reason="expired before a new attempt"):
         # It moved (e.g. a success callback) between our read and its lock: let the
         # client look again rather than open a second attempt next to a success.
         raise Conflict("The order's payment changed just now; try again",
                        code="payment_changed")
-    return None
 
 
 def _or_active(session: Session, new_id: int | None, order_id: int) -> int:

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from adapters.resources import Resources
@@ -60,8 +60,9 @@ def find_payment(session: Session, principal: Principal, payment_id: int, *,
 
 # --- serialisation ---------------------------------------------------------------------
 
-def payment_fields(payment: Payment) -> dict[str, Any]:
-    """The payment as DESIGN.md §5 lists it (without logs). Money stays Decimal."""
+def payment_fields(payment: Payment | Row[Any]) -> dict[str, Any]:
+    """The payment as DESIGN.md §5 lists it (without logs). Money stays Decimal. From the
+    mapped object, or a row with every payments column (services/payment_attempts.py)."""
     return {
         "id": payment.id,
         "order_id": payment.order_id,

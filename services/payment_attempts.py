@@ -1,0 +1,128 @@
+"""A new payment attempt in two statements: the order locked, then the attempt inserted
+with its audit row (B5: payment creation is the API's busiest write).
+
+The general path (services/payments.insert_payment_attempt, the ORM reads around it)
+takes eight statements; each round trip through the ORM costs more Python than
+PostgreSQL spends on it. Here:
+
+1. `lock_order`: the order row `FOR UPDATE` and the database clock, in one statement.
+   Creators of one order queue on this lock.
+2. `insert_attempt`: ONE statement, run while the lock is held, so it reads with a
+   snapshot taken after any earlier lock holder committed (a statement of its own:
+   a subquery of the locking statement would read with the snapshot from before the
+   wait). It finds the order's active payment, if any; when there is none it inserts
+   the next attempt (`ON CONFLICT DO NOTHING` on the one-active-payment index, the
+   database's own guarantee) and its `payment_created` audit row from the INSERT's
+   RETURNING, and returns the new payment's every column and its audit row, which
+   are the whole of its detail view.
+
+Rules (seed 000's checks, the order's payability, what to do with an active payment)
+stay in services/payments.py; this module only reads and writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from domain.errors import NotFound
+from domain.ids import MAX_BIGINT
+from services.api_keys import Principal
+from services.queries import payment_fields
+
+_LOCK_ORDER = text("""
+    SELECT id, user_id, total_amount, currency, status, purpose, created_at, now() AS now
+    FROM orders WHERE id = :order_id FOR UPDATE
+""")
+
+_INSERT_ATTEMPT = text("""
+    WITH active AS (
+        SELECT id, expires_at FROM payments
+        WHERE order_id = :order_id AND status IN ('init', 'processing')
+    ),
+    created AS (
+        INSERT INTO payments (order_id, user_id, amount, currency, method, status, provider,
+                              attempt, fee, refunded_amount, needs_review, created_at,
+                              updated_at, expires_at)
+        SELECT :order_id, :user_id, :amount, :currency, :method, 'init', :provider,
+               coalesce(max(attempt), 0) + 1, :fee, 0, false, :now, :now, :expires_at
+        FROM payments WHERE order_id = :order_id
+        HAVING NOT EXISTS (SELECT 1 FROM active)
+        -- Literal, as in the index: PostgreSQL matches the index by its predicate text.
+        ON CONFLICT (order_id) WHERE status IN ('init', 'processing') DO NOTHING
+        RETURNING *  -- every column: the view (queries.payment_fields) reads them
+    ),
+    audit AS (
+        INSERT INTO payment_events (payment_id, event, actor, detail)
+        SELECT id, 'payment_created', :actor, jsonb_build_object(
+            'method', method, 'amount', CAST(:amount_text AS text), 'currency', currency,
+            'attempt', attempt, 'expires_at', CAST(:expires_at_text AS text),
+            'retry_of', NULL)
+        FROM created
+        RETURNING event, detail, actor, created_at
+    )
+    SELECT created.*, audit.event AS log_event, audit.detail AS log_detail,
+           audit.actor AS log_actor, audit.created_at AS log_at,
+           (SELECT id FROM active) AS active_id,
+           (SELECT expires_at FROM active) AS active_expires_at
+    FROM (SELECT 1) AS one LEFT JOIN created ON true LEFT JOIN audit ON true
+""")
+
+
+@dataclass(frozen=True)
+class LockedOrder:
+    """What creating an attempt needs of the order, read under its row lock."""
+
+    id: int
+    user_id: int
+    total_amount: Decimal
+    currency: str
+    status: str
+    purpose: str
+    created_at: datetime
+    now: datetime  # the database's clock, for every comparison with stored timestamps
+
+
+def lock_order(session: Session, principal: Principal, order_id: int) -> LockedOrder:
+    """The order, locked, if this caller may see it; else NotFound (another user's too)."""
+    if not 0 < order_id <= MAX_BIGINT:
+        raise NotFound("Order not found", code="order_not_found")
+    row = session.execute(_LOCK_ORDER, {"order_id": order_id}).first()
+    if row is None or not (principal.is_admin or principal.user_id == row.user_id):
+        raise NotFound("Order not found", code="order_not_found")
+    return LockedOrder(*row)
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """Either the new payment's view (`created`), or the active payment that stopped it
+    (`active_id`, and its `active_expires_at`); neither: the one-active-payment index
+    refused the insert although no active payment was seen (a creator that did not lock
+    the order)."""
+
+    created: dict[str, Any] | None
+    active_id: int | None
+    active_expires_at: datetime | None
+
+
+def insert_attempt(session: Session, order: LockedOrder, *, method: str, provider: str,
+                   fee: Decimal, expires_at: datetime, actor: str) -> AttemptResult:
+    """The order's next attempt (init) with its audit row, unless it has an active payment.
+    Call with the order locked (lock_order)."""
+    row = session.execute(_INSERT_ATTEMPT, {
+        "order_id": order.id, "user_id": order.user_id, "amount": order.total_amount,
+        "currency": order.currency, "method": method, "provider": provider, "fee": fee,
+        "now": order.now, "expires_at": expires_at, "actor": actor,
+        "amount_text": str(order.total_amount), "expires_at_text": expires_at.isoformat(),
+    }).one()
+    if row.id is None:
+        return AttemptResult(None, row.active_id, row.active_expires_at)
+    view = {**payment_fields(row),
+            "logs": [{"event": row.log_event, "detail": row.log_detail,
+                      "actor": row.log_actor, "at": row.log_at}]}
+    return AttemptResult(view, None, None)

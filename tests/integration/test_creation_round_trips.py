@@ -1,0 +1,80 @@
+"""Payment creation's round trips (B5), over real HTTP and PostgreSQL: what the live
+server (this process, this engine) sends to the database for one POST /api/v1/payments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event, func, insert, select
+
+from adapters.resources import Resources
+from domain.models import Order
+from services.api_keys import authenticate, create_api_key
+from tests.support.factories import make_order
+
+
+@contextmanager
+def statements(res: Resources) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *_):
+        seen.append(" ".join(statement.split()))
+
+    event.listen(res.db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(res.db.engine, "before_cursor_execute", record)
+
+
+def test_a_creation_is_the_key_lookup_the_order_lock_and_one_insert(api, make_user_key,
+                                                                    resources, clean_db):
+    client = api.as_key(make_user_key(1))
+    order_id = make_order(clean_db, user_id=1)
+    # A key's first use records its last_used_at (at most once per period): done here.
+    assert client.get("/api/v1/payments").status_code == 200
+
+    with statements(resources) as sent:
+        response = client.post("/api/v1/payments", json={"order_id": order_id})
+
+    assert response.status_code == 201
+    assert len(sent) == 3, sent
+    assert "FROM api_keys" in sent[0]
+    assert sent[1].startswith("SELECT") and "FROM orders" in sent[1] and "FOR UPDATE" in sent[1]
+    assert "INSERT INTO payments" in sent[2] and "INSERT INTO payment_events" in sent[2]
+
+
+def test_the_answer_built_from_the_insert_is_the_payment_as_read_back(api, make_user_key,
+                                                                     clean_db):
+    """The 201's detail comes from the INSERT's RETURNING, not from a read: it must be
+    the very view GET /payments/<id> shows, field for field, its log included."""
+    client = api.as_key(make_user_key(1))
+    order_id = make_order(clean_db, user_id=1, total="88.80")
+
+    created = client.post("/api/v1/payments", json={"order_id": order_id, "method": "alipay"})
+    read = client.get(f"/api/v1/payments/{created.json()['id']}")
+
+    assert created.status_code == 201 and read.status_code == 200
+    assert created.json() == read.json()
+    [log] = created.json()["logs"]
+    assert log["detail"] == {"method": "alipay", "amount": "88.80", "currency": "CNY",
+                             "attempt": 1, "expires_at": created.json()["expires_at"],
+                             "retry_of": None}
+
+
+def test_the_key_lookup_leaves_its_pooled_connection_transactional(settings):
+    """The lookup runs in autocommit; the pool must hand the connection on as before, or
+    the next unit of work on it would commit statement by statement."""
+    res = Resources(settings, db_pool_size=1)
+    try:
+        key = create_api_key(res.uow(), "admin", name="autocommit check")
+        assert authenticate(res.uow(), key) is not None
+        with res.uow() as uow:  # the same (only) pooled connection; never committed
+            uow.session.execute(insert(Order).values(
+                order_number="autocommit-check", user_id=1, total_amount=1, currency="CNY"))
+        with res.uow() as uow:
+            assert uow.session.execute(select(func.count()).select_from(Order).where(
+                Order.order_number == "autocommit-check")).scalar_one() == 0
+    finally:
+        res.close()
