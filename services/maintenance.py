@@ -72,8 +72,9 @@ def resend_lost_refunds(res: Resources, *,
 def check_processing_refunds(res: Resources, *,
                              older_than_seconds: float = resend.REFUND_CHECK_QUIET_SECONDS
                              ) -> Summary:
-    """Refunds the provider accepted but never confirmed, quiet for 30 minutes -> the
-    provider asked again (maintenance.check_refunds). See services/resend.py."""
+    """Refunds the provider accepted but never confirmed, quiet for 30 minutes ->
+    refunds.check, which queries the provider's refund status (maintenance.check_refunds).
+    See services/resend.py and services/refunds.check_refund."""
     return _run_job(res, "check_refunds", lambda deadline: resend.check_processing_refunds(
         res, older_than_seconds=older_than_seconds, deadline=deadline).as_dict())
 
