@@ -67,6 +67,9 @@ BATCH_BUDGET_SECONDS = 10.0
 # At most one delayed follow-up pending at a time (rows left behind: busy locks, errors,
 # another batch's lease).
 RETRY_KEY = "callbacks:apply-retry"
+# A slot ends this long before its follow-up is due, so the follow-up's own batch always
+# finds it free (clocks, timers).
+SLOT_MARGIN_SECONDS = 0.1
 BUSY_RETRY_SECONDS = 0.5
 MIN_RETRY_SECONDS = 0.2
 ERROR_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -89,17 +92,37 @@ class BatchOutcome:
 # --- follow-ups ------------------------------------------------------------------------
 
 def _schedule_follow_up(res: Resources, delay: float) -> float | None:
-    """A batch in `delay` seconds, unless one is pending already."""
+    """A batch in `delay` seconds, unless one is pending already.
+
+    A held slot must mean a message is on its way: every batch that finds it held relies
+    on that message and schedules nothing. So the slot is taken only once the broker has
+    the message. Taken before the send (as it once was), a batch SIGKILLed between the
+    two (a fresh pool process's first send opens its RabbitMQ connection and waits for
+    the publisher confirm: tens of ms), or a refused send, left a slot with no message
+    behind it: for its whole delay (30 s for a dead batch's lease) every batch, the dead
+    one's redelivery too, skipped its follow-up, and once they had all run nobody woke
+    again. Two batches racing past the check may both send: one batch too many, harmless.
+    The slot ends before the follow-up is due (its countdown runs from the send's start),
+    so the batch it starts can schedule the next one."""
     delay = max(MIN_RETRY_SECONDS, delay)
     # Two slots, so a pending far one (a dead batch's lease, 30 s) never holds back a near
     # one (a busy lock, 0.5 s).
     key = f"{RETRY_KEY}:{'soon' if delay <= BUSY_RETRY_SECONDS * 2 else 'later'}"
     try:
-        if not res.redis.set(key, 1, nx=True, px=int(delay * 1000)):
+        if res.redis.exists(key):
             return None
     except redis.RedisError:
         return None  # no Redis, no locks: the task's retry or the sweep carries on
-    return delay if res.queue.send(APPLY_BATCH_TASK, countdown=delay) else None
+    started = time.monotonic()
+    if not res.queue.send(APPLY_BATCH_TASK, countdown=delay):
+        return None
+    slot_ms = int((delay - SLOT_MARGIN_SECONDS - (time.monotonic() - started)) * 1000)
+    if slot_ms > 0:
+        try:
+            res.redis.set(key, 1, px=slot_ms)
+        except redis.RedisError:
+            pass  # no slot: the next batch may send one follow-up more
+    return delay
 
 
 # --- the batch -------------------------------------------------------------------------

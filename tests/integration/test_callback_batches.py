@@ -6,6 +6,7 @@ to a Redis of the test's own that no worker drains (so they can be looked at).
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from sqlalchemy import func, select, text
@@ -13,7 +14,7 @@ from sqlalchemy import func, select, text
 from adapters.locks import payment_lock_name
 from adapters.resources import Resources
 from domain.models import OrderStatusHistory, Payment, ProviderCallback
-from services.callback_batches import apply_callback_batch
+from services.callback_batches import BUSY_RETRY_SECONDS, apply_callback_batch
 from services.callbacks import MAX_ATTEMPTS
 from tests.support.callbacks import event_body, event_counts, inbox_statuses, store_callback
 from tests.support.factories import make_order, make_payment
@@ -130,6 +131,52 @@ def test_a_callback_whose_payment_lock_is_busy_waits_uncounted_for_a_later_batch
     res.redis.delete(payment_lock_name(payment_ids[1]))
     assert apply_callback_batch(res).claimed == 1
     assert inbox_statuses(res) == {"processed": 4}
+
+
+class _Killed(BaseException):
+    """The pool process SIGKILLed there: nothing after it runs."""
+
+
+def _send_killed(*_args, **_kwargs):
+    raise _Killed
+
+
+@pytest.mark.parametrize("send", [_send_killed, lambda *_a, **_k: False],
+                         ids=["killed-while-sending", "send-refused"])
+def test_a_follow_up_that_never_left_holds_back_no_later_one(res, private_redis,
+                                                             monkeypatch, send):
+    # Rows a dead batch leased: the batch schedules a follow-up for when the lease ends.
+    _store(res, _payments(res, 3))
+    with res.db.engine.begin() as conn:
+        conn.execute(text(
+            "UPDATE provider_callbacks SET claimed_until = now() + interval '30 seconds'"))
+    monkeypatch.setattr(res.queue, "send", send)
+    try:
+        apply_callback_batch(res)
+    except _Killed:
+        pass
+    monkeypatch.undo()
+    assert private_redis.queued("callbacks") == []  # the follow-up never reached the broker
+
+    # The killed task's redelivered message (or any later batch) must schedule it again:
+    # a slot left behind by the lost one would hold it back for the lease's 30 s, and
+    # nothing would wake after that.
+    again = apply_callback_batch(res)
+    assert again.retry_in is not None and 25 < again.retry_in <= 30
+    assert [m["task"] for m in private_redis.queued("callbacks")] == ["callbacks.apply_batch"]
+
+
+def test_a_follow_up_finds_its_slot_free_and_schedules_the_next(res):
+    payment_id = _payments(res, 1)[0]
+    _store(res, [payment_id])
+    res.redis.set(payment_lock_name(payment_id), "someone-else", px=30_000)
+
+    first = apply_callback_batch(res)
+    assert (first.busy, first.retry_in) == (1, BUSY_RETRY_SECONDS)
+    time.sleep(first.retry_in)  # the follow-up is due, and the lock is still busy
+
+    follow_up = apply_callback_batch(res)
+    assert follow_up.busy == 1 and follow_up.retry_in is not None  # and one more after it
 
 
 def test_two_callbacks_for_one_payment_in_one_batch_apply_once(res):
