@@ -64,6 +64,8 @@ BATCH_SIZE = 100
 # bounded by its 10 s statement timeout), so a live batch never loses either.
 LEASE_SECONDS = LOCK_TTL_SECONDS
 BATCH_BUDGET_SECONDS = 10.0
+# How long one wake-up's drain_inbox may keep taking batches before handing over.
+DRAIN_BUDGET_SECONDS = 5.0
 # At most one delayed follow-up pending at a time (rows left behind: busy locks, errors,
 # another batch's lease).
 RETRY_KEY = "callbacks:apply-retry"
@@ -87,6 +89,15 @@ class BatchOutcome:
     def summary(self) -> dict[str, Any]:
         return {"claimed": self.claimed, "busy": self.busy, "released": self.released,
                 "errors": self.errors, **self.outcomes}
+
+    def add(self, other: BatchOutcome) -> None:
+        self.claimed += other.claimed
+        self.busy += other.busy
+        self.released += other.released
+        self.errors += other.errors
+        for name, count in other.outcomes.items():
+            self.outcomes[name] = self.outcomes.get(name, 0) + count
+        self.retry_in = other.retry_in if other.retry_in is not None else self.retry_in
 
 
 # --- follow-ups ------------------------------------------------------------------------
@@ -178,10 +189,45 @@ def lock_name(payment_id: int | None, callback_id: int) -> str:
             else f"callback-lock:{callback_id}")
 
 
-def apply_callback_batch(res: Resources, *, limit: int = BATCH_SIZE) -> BatchOutcome:
-    """Claim, apply and commit one batch of waiting callbacks (module docstring)."""
+def drain_inbox(res: Resources, *, limit: int = BATCH_SIZE,
+                budget_seconds: float = DRAIN_BUDGET_SECONDS) -> BatchOutcome:
+    """The wake-up's work: batches one after another until nothing is waiting.
+
+    The wake-up flag stays set while the batches run, so callbacks stored meanwhile send
+    no wake-up of their own: the next batch of this loop claims them together. (Cleared
+    before every batch, each callback arriving during a batch woke a batch of its own, and
+    at moderate rates every batch's fixed round trips were paid per callback.) Only when
+    a claim finds nothing is the flag cleared, and then the inbox is looked at once more:
+    a callback committed before the clear is seen by that last claim, one committed after
+    it sends the next wake-up itself. Past the budget the loop hands over to a fresh
+    wake-up, so one task never holds a pool process for long."""
+    total = BatchOutcome()
+    deadline = time.monotonic() + budget_seconds
+    while True:
+        outcome = apply_callback_batch(res, limit=limit, clear_flag=False)
+        total.add(outcome)
+        if outcome.claimed:
+            if time.monotonic() < deadline:
+                continue
+            clear_wake_flag(res)
+            res.queue.send(APPLY_BATCH_TASK)  # if lost, the redelivery sweep carries on
+            return total
+        clear_wake_flag(res)
+        last = apply_callback_batch(res, limit=limit, clear_flag=False)
+        total.add(last)
+        if not last.claimed:
+            return total
+
+
+def apply_callback_batch(res: Resources, *, limit: int = BATCH_SIZE,
+                         clear_flag: bool = True) -> BatchOutcome:
+    """Claim, apply and commit one batch of waiting callbacks (module docstring).
+
+    Alone (clear_flag), the wake-up flag is cleared before the claim, so anything
+    committed later wakes a batch again; drain_inbox clears it itself."""
     outcome = BatchOutcome()
-    clear_wake_flag(res)  # before claiming: anything committed later wakes us again
+    if clear_flag:
+        clear_wake_flag(res)
     claimed, held, full, next_lease = _claim(res, limit, outcome)
     try:
         if full and claimed:

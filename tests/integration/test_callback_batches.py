@@ -14,7 +14,8 @@ from sqlalchemy import func, select, text
 from adapters.locks import payment_lock_name
 from adapters.resources import Resources
 from domain.models import OrderStatusHistory, Payment, ProviderCallback
-from services.callback_batches import BUSY_RETRY_SECONDS, apply_callback_batch
+from services.callback_batches import BUSY_RETRY_SECONDS, apply_callback_batch, drain_inbox
+from services.callback_wakeup import WAKE_KEY
 from services.callbacks import MAX_ATTEMPTS
 from tests.support.callbacks import event_body, event_counts, inbox_statuses, store_callback
 from tests.support.factories import make_order, make_payment
@@ -266,3 +267,32 @@ def test_the_batch_leaves_the_same_trail_as_the_single_callback_path(res):
 
     assert (_trail(res, batched, batch_order, batch_callback)
             == _trail(res, single, single_order, single_callback))
+
+
+def test_a_drain_takes_batch_after_batch_and_hands_the_flag_back_at_the_end(res, private_redis):
+    """One wake-up applies everything waiting, however many batches it takes; while it
+    runs the wake-up flag stays set (callbacks stored meanwhile send no wake-up of their
+    own: the loop's next claim takes them), and it is cleared once a claim finds nothing."""
+    payment_ids = _payments(res, 12)
+    _store(res, payment_ids)
+    res.redis.set(WAKE_KEY, 1)  # as ingest left it when it sent the wake-up
+
+    outcome = drain_inbox(res, limit=5)
+
+    assert outcome.claimed == 12 and outcome.outcomes == {"processed": 12}
+    assert inbox_statuses(res) == {"processed": 12}
+    assert event_counts(res, "payment_succeeded") == {pid: 1 for pid in payment_ids}
+    assert not res.redis.exists(WAKE_KEY)
+
+
+def test_a_drain_past_its_budget_hands_over_to_a_fresh_wake_up(res, private_redis):
+    _store(res, _payments(res, 12))
+    res.redis.set(WAKE_KEY, 1)
+
+    outcome = drain_inbox(res, limit=5, budget_seconds=0)
+
+    assert outcome.claimed == 5  # one batch, then the budget is spent
+    assert inbox_statuses(res) == {"processed": 5, "received": 7}
+    assert not res.redis.exists(WAKE_KEY)
+    # the full batch's own wake-up and the hand-over
+    assert [m["task"] for m in private_redis.queued("callbacks")] == ["callbacks.apply_batch"] * 2

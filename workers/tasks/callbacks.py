@@ -14,7 +14,7 @@ import random
 from celery import Task
 
 from adapters.locks import LockBusy
-from services.callback_batches import BATCH_BUDGET_SECONDS, apply_callback_batch
+from services.callback_batches import BATCH_BUDGET_SECONDS, DRAIN_BUDGET_SECONDS, drain_inbox
 from services.callback_wakeup import APPLY_BATCH_TASK
 from services.callbacks import (
     PROCESS_SOFT_TIME_LIMIT_SECONDS,
@@ -63,15 +63,19 @@ def process_callback(self: Task, raw_id: object) -> str | None:
         raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
 
 
+# A drain starts no batch past its budget, and a batch takes no callback past its own.
+DRAIN_LIMIT_SECONDS = DRAIN_BUDGET_SECONDS + BATCH_BUDGET_SECONDS
+
+
 @celery.task(name=APPLY_BATCH_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
              ignore_result=True, max_retries=MAX_RETRIES,
-             soft_time_limit=BATCH_BUDGET_SECONDS + PROCESS_SOFT_TIME_LIMIT_SECONDS,
-             time_limit=BATCH_BUDGET_SECONDS + PROCESS_TIME_LIMIT_SECONDS)
+             soft_time_limit=DRAIN_LIMIT_SECONDS + PROCESS_SOFT_TIME_LIMIT_SECONDS,
+             time_limit=DRAIN_LIMIT_SECONDS + PROCESS_TIME_LIMIT_SECONDS)
 def apply_batch(self: Task) -> dict[str, object] | None:
     """A wake-up: apply the callbacks waiting in the inbox, a batch at a time
     (services/callback_batches.py). No arguments: which rows is the inbox's to say."""
     try:
-        return apply_callback_batch(resources()).summary()
+        return drain_inbox(resources()).summary()
     except Exception as exc:
         if self.request.retries >= MAX_RETRIES:
             log.error("callback batch: retries exhausted (%s); the redelivery sweep sends "
