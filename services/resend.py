@@ -56,7 +56,7 @@ def resend_lost_refunds(res: Resources, *, older_than_seconds: float = REFUND_QU
     the provider about, and refunds.execute leaves it to an operator."""
     has_provider_payment = exists().where(Payment.id == Refund.payment_id,
                                           Payment.provider_reference.is_not(None))
-    return _resend(res, Refund, EXECUTE_TASK, deadline, batch_size,
+    return send_again(res, Refund, EXECUTE_TASK, deadline, batch_size,
                    Refund.status == RefundStatus.PENDING.value,
                    Refund.provider_refund_id.is_(None),
                    Refund.updated_at < _ago(older_than_seconds),
@@ -69,7 +69,7 @@ def check_processing_refunds(res: Resources, *,
                              deadline: float | None = None) -> SweepTally:
     """Refunds processing (accepted by the provider) and quiet -> refunds.check, which
     asks the provider how the refund stands and applies a final answer."""
-    return _resend(res, Refund, CHECK_TASK, deadline, batch_size,
+    return send_again(res, Refund, CHECK_TASK, deadline, batch_size,
                    Refund.status == RefundStatus.PROCESSING.value,
                    Refund.provider_refund_id.is_not(None),
                    Refund.updated_at < _ago(older_than_seconds))
@@ -82,7 +82,7 @@ def resend_lost_payment_starts(res: Resources, *,
     """Payments processing with no provider payment and quiet -> payments.initiate again.
 
     A payment past its expires_at is left to the expiry sweep, which closes it."""
-    return _resend(res, Payment, INITIATE_TASK, deadline, batch_size,
+    return send_again(res, Payment, INITIATE_TASK, deadline, batch_size,
                    Payment.status == PaymentStatus.PROCESSING.value,
                    Payment.provider_reference.is_(None),
                    Payment.updated_at < _ago(older_than_seconds),
@@ -93,9 +93,11 @@ def _ago(seconds: float) -> ColumnElement[Any]:
     return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, max(seconds, 0.0))
 
 
-def _resend(res: Resources, model: type[Refund] | type[Payment], task: str,
-            deadline: float | None, batch_size: int,
-            *quiet: ColumnElement[bool]) -> SweepTally:
+def send_again(res: Resources, model: Any, task: str, deadline: float | None,
+               batch_size: int, *quiet: ColumnElement[bool]) -> SweepTally:
+    """`task`(id) for every row of `model` (an id and an updated_at column) that `quiet`
+    picks, each row stamped first so the next run leaves it alone for another quiet
+    period; stops at the deadline or when the broker refuses a send."""
     tally, after_id = SweepTally(), 0  # a keyset cursor: each row once per run
     while deadline is None or time.monotonic() < deadline:
         picked = (select(model.id).where(model.id > after_id, *quiet).order_by(model.id)

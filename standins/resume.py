@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func
 
 from adapters.resources import Resources
+from services.resend import send_again
 from standins.models import StandinNotification
 from standins.notifications import DELIVER_TASK as NOTIFICATION_TASK
 from standins.sandbox.delivery import DELIVER_TASK as SANDBOX_TASK
@@ -43,28 +44,8 @@ def resume_lost_deliveries(res: Resources, *,
 
 def _resume(res: Resources, model: Any, task: str, older_than_seconds: float) -> int:
     cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, max(older_than_seconds, 0.0))
-    sent, after_id = 0, 0
-    while True:
-        picked = (select(model.id)
-                  .where(model.status == "pending", model.not_before < cutoff,
-                         model.updated_at < cutoff, model.id > after_id)
-                  .order_by(model.id).limit(BATCH_SIZE).with_for_update(skip_locked=True))
-        with res.uow() as uow:
-            # Stamped, so the next run leaves a row alone for another quiet period.
-            ids = sorted(uow.session.execute(
-                update(model).where(model.id.in_(picked.scalar_subquery()))
-                .values(updated_at=func.now()).returning(model.id)
-                .execution_options(synchronize_session=False)).scalars())
-            uow.commit()
-        for row_id in ids:
-            if not res.queue.send(task, row_id):
-                log.warning("%s: broker unavailable after %d sent; the next run sends the "
-                            "rest", task, sent)
-                return sent
-            sent += 1
-        if len(ids) < BATCH_SIZE:
-            break
-        after_id = ids[-1]
+    sent = send_again(res, model, task, None, BATCH_SIZE, model.status == "pending",
+                      model.not_before < cutoff, model.updated_at < cutoff).changed
     if sent:
         log.info("stand-ins: %s sent again for %d overdue deliveries", task, sent)
     return sent
