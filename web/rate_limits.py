@@ -59,13 +59,13 @@ class RefusalLimit:
         # "30 per minute" or several, "30 per minute; 200 per hour": each is its own window.
         self._windows = [_Window(item.amount, item.get_expiry()) for item in parse_many(rate)]
 
-    def key(self, window: _Window, address: str) -> str:
+    def _key(self, window: _Window, address: str) -> str:
         return f"{KEY_PREFIX}/callback-refusals/{window.amount}/{window.seconds}/{address}"
 
     def count_refusal(self, address: str) -> int | None:
         """Count one refusal from `address`. Past the limit: the seconds until the address
         may be heard again; else None (also when Redis cannot be reached)."""
-        keys = [self.key(window, address) for window in self._windows]
+        keys = [self._key(window, address) for window in self._windows]
         try:
             pipe = self._redis.pipeline(transaction=False)
             for key in keys:
