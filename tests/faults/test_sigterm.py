@@ -7,7 +7,9 @@ scale-down does. Nothing in flight is dropped, nothing is half done.
   sender that finds the server gone simply has nothing stored (it retries elsewhere).
 - the Celery worker's warm shutdown finishes the tasks it is running and puts the ones
   it had only received back on the queue (acks_late): a worker started afterwards applies
-  the rest, with no sweep and no replay by hand, each payment exactly once.
+  the rest, with no sweep and no replay by hand, each payment exactly once. It runs on
+  each broker: on Redis the messages it had received go back at once (kombu restores
+  them), on RabbitMQ when its channel closes.
 """
 
 from __future__ import annotations
@@ -158,8 +160,8 @@ def test_sigterm_to_the_web_lets_its_in_flight_callbacks_finish(
 
 
 def test_sigterm_to_the_worker_finishes_or_requeues_its_tasks(
-        clean_db, settings, stack_env, private_redis, tmp_path):
-    private = settings_with(settings, redis_url=private_redis.url)
+        clean_db, settings, stack_env, private_redis, private_broker, tmp_path):
+    private = settings_with(settings, redis_url=private_redis.url, broker_url=private_broker)
     env = env_with(stack_env, private)
     payment_ids = _payments(clean_db, WORKER_BURST)
     log = tmp_path / "worker.log"
