@@ -5,11 +5,16 @@ scale-down does. Nothing in flight is dropped, nothing is half done.
   it holds finish: callbacks whose bodies are still arriving when the signal lands are
   answered 200 and stored; any other answer is a 200 for a stored callback, and a
   sender that finds the server gone simply has nothing stored (it retries elsewhere).
+  Those callbacks are applied afterwards only through the wake-ups the web published
+  (services/callback_wakeup.py; no sweep runs here), so this too runs on each broker.
 - the Celery worker's warm shutdown finishes the tasks it is running and puts the ones
   it had only received back on the queue (acks_late): a worker started afterwards applies
-  the rest, with no sweep and no replay by hand, each payment exactly once. It runs on
-  each broker: on Redis the messages it had received go back at once (kombu restores
-  them), on RabbitMQ when its channel closes.
+  the rest, with no sweep and no replay by hand, each payment exactly once. On Redis the
+  messages it had received go back at once (kombu restores them), on RabbitMQ when its
+  channel closes.
+
+Each runs once with its private Redis as the broker and once on RabbitMQ (private_broker,
+tests/conftest.py), the locks and wake-up flag in the private Redis both times.
 """
 
 from __future__ import annotations
@@ -101,8 +106,8 @@ def _finish_slow_request(sock: socket.socket, body: bytes) -> int:
 
 
 def test_sigterm_to_the_web_lets_its_in_flight_callbacks_finish(
-        clean_db, settings, stack_env, private_redis, tmp_path):
-    private = settings_with(settings, redis_url=private_redis.url)
+        clean_db, settings, stack_env, private_redis, private_broker, tmp_path):
+    private = settings_with(settings, redis_url=private_redis.url, broker_url=private_broker)
     env = env_with(stack_env, private)
     slow_ids = _payments(clean_db, SLOW_REQUESTS)
     burst_ids = _payments(clean_db, WEB_BURST)
