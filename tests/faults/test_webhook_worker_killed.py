@@ -2,9 +2,10 @@
 
 The whole worker (master and pool) dies: the messages it held stay unacknowledged in
 Redis until the broker's visibility timeout (15 min), or on RabbitMQ are requeued when its
-connection drops, and attempts it had claimed are half done. The redelivery sweep (run here as beat would, every few seconds) finds the
-overdue pending deliveries and sends them to a fresh worker. Counted at the receiver:
-every event arrives at least once, none is lost.
+connection drops, and attempts it had claimed are half done. The redelivery sweep (run
+here as beat would, every few seconds) finds the overdue pending deliveries and sends
+them to a fresh worker. Counted at the receiver: every event arrives at least once, none
+is lost.
 
 Its own Redis (so its own broker): the killed worker's unacknowledged messages stay
 there, not in the session's broker where later tests would meet them. Run twice, as the
