@@ -6,9 +6,8 @@ database, KILL_ROUNDS times in the course of a burst of callbacks that a provide
 threads) sends while a real worker applies them. Every connection of the web's pool, the
 worker's pool and the test's own dies mid-use. The web answers only 200 or 503 (never a
 500, never a hang); the provider retries its 503s as providers do; the worker retries its
-failed attempts.
-In the end every callback the provider got a 200 for is stored, and every payment is
-applied exactly once.
+failed attempts. In the end every callback the provider got a 200 for is stored, and
+every payment is applied exactly once.
 """
 
 from __future__ import annotations
