@@ -4,12 +4,13 @@ One Celery message per callback costs more than most callbacks take to apply, so
 sends a cheap, deduplicated wake-up instead (services/callback_wakeup.py), and a
 `callbacks.apply_batch` task applies whatever is waiting, oldest first:
 
-1. Claim (one short transaction, committed): up to BATCH_SIZE `received` rows nobody has
-   claimed (FOR UPDATE SKIP LOCKED), then each row's Redis lock (its payment's, as the
-   single-callback path takes; pipelined SET NX PX, not waiting). A row whose lock is busy
-   is left as it was, for a later batch. The others get their attempt counted and a lease
-   (`claimed_until`): committed before any work, so a callback that kills its worker
-   still counts, and no other batch claims it meanwhile.
+1. Claim (one short transaction, committed): one statement takes up to BATCH_SIZE
+   `received` rows nobody has claimed (FOR UPDATE SKIP LOCKED), counts their attempt and
+   sets their lease (`claimed_until`); then each row's Redis lock (its payment's, as the
+   single-callback path takes; pipelined SET NX PX, not waiting). A row whose lock is
+   busy is handed back as it was before the commit, for a later batch. The commit comes
+   before any work, so a callback that kills its worker still counts, and no other batch
+   claims it meanwhile.
 2. Apply (one transaction, one commit): each claimed callback through the same
    settlement as the single path (settle_callback: inbox row lock, compare-and-set,
    audit, outbox), each in a SAVEPOINT. A callback that raises rolls back only its own
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from sqlalchemy import BigInteger, Float, Integer, String, bindparam, text
+from sqlalchemy import BigInteger, DateTime, Float, Integer, String, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -149,22 +150,40 @@ class _Claimed:
 
 
 _ARRAY = ARRAY(BigInteger)
-_CANDIDATES = text("""
-    SELECT id, payment_id FROM provider_callbacks
-    WHERE status = 'received' AND (claimed_until IS NULL OR claimed_until <= now())
-    ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED""").bindparams(
-    bindparam("limit", type_=Integer))
+# The claim in one statement: up to :limit waiting rows nobody holds, locked (SKIP
+# LOCKED), their attempt counted and a lease set; with them (a row whose id is NULL) the
+# seconds until the first lease another batch holds ends, if any (a dead batch's rows).
+# The statement's snapshot predates its own UPDATE, so that row sees only others' leases.
+# The rows keep their old lease and updated_at, for _UNCLAIM (a busy lock's row is left as
+# it was).
 _CLAIM = text("""
-    UPDATE provider_callbacks
-    SET attempts = attempts + 1, updated_at = now(),
-        claimed_until = now() + make_interval(secs => :lease)
-    WHERE id = ANY(:ids) AND status = 'received'
-    RETURNING id, payment_id, provider, payload, attempts, last_error""").bindparams(
-    bindparam("ids", type_=_ARRAY), bindparam("lease", type_=Float))
-# Rows another batch holds: when the first of them is free again (a dead batch's rows).
-_NEXT_LEASE_ENDS = text("""
-    SELECT extract(epoch FROM min(claimed_until) - now()) FROM provider_callbacks
-    WHERE status = 'received' AND claimed_until > now()""")
+    WITH candidates AS (
+        SELECT id, claimed_until, updated_at FROM provider_callbacks
+        WHERE status = 'received' AND (claimed_until IS NULL OR claimed_until <= now())
+        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED),
+    claimed AS (
+        UPDATE provider_callbacks c
+        SET attempts = c.attempts + 1, updated_at = now(),
+            claimed_until = now() + make_interval(secs => :lease)
+        FROM candidates WHERE c.id = candidates.id
+        RETURNING c.id, c.payment_id, c.provider, c.payload, c.attempts, c.last_error,
+                  candidates.claimed_until AS old_claimed_until,
+                  candidates.updated_at AS old_updated_at)
+    SELECT *, NULL::float8 AS next_lease FROM claimed
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           extract(epoch FROM min(claimed_until) - now())::float8
+    FROM provider_callbacks WHERE status = 'received' AND claimed_until > now()
+    """).bindparams(bindparam("limit", type_=Integer), bindparam("lease", type_=Float))
+# Claimed rows whose payment's lock turned out busy, before the claim commits: back to
+# what they were, so only the rows this batch applies have an attempt counted.
+_UNCLAIM = text("""
+    UPDATE provider_callbacks c
+    SET attempts = c.attempts - 1, claimed_until = v.claimed_until, updated_at = v.updated_at
+    FROM unnest(:ids, :leases, :updated) AS v(id, claimed_until, updated_at)
+    WHERE c.id = v.id""").bindparams(
+    bindparam("ids", type_=ARRAY(BigInteger)), bindparam("leases", type_=ARRAY(DateTime(True))),
+    bindparam("updated", type_=ARRAY(DateTime(True))))
 _RETURN_UNTRIED = text("""
     UPDATE provider_callbacks SET attempts = attempts - 1, claimed_until = NULL
     WHERE id = ANY(:ids) AND status = 'received'""").bindparams(bindparam("ids", type_=_ARRAY))
@@ -249,33 +268,41 @@ def apply_callback_batch(res: Resources, *, limit: int = BATCH_SIZE,
 def _claim(res: Resources, limit: int, outcome: BatchOutcome
            ) -> tuple[list[_Claimed], dict[str, str], bool, float | None]:
     """(claimed rows in id order, the locks held for them, whether the batch was full,
-    seconds until another batch's lease ends, if any)."""
+    seconds until another batch's lease ends, if any).
+
+    One transaction: the claim statement, the rows' Redis locks (pipelined), the rows
+    whose lock is busy handed back (rare: one statement more), the commit."""
     held: dict[str, str] = {}
     with res.uow() as uow:
         s = uow.session
-        candidates = s.execute(_CANDIDATES, {"limit": limit}).all()
-        next_lease = None
-        if len(candidates) < limit:
-            next_lease = s.execute(_NEXT_LEASE_ENDS).scalar_one_or_none()
-        if not candidates:
+        rows = s.execute(_CLAIM, {"limit": limit, "lease": LEASE_SECONDS}).all()
+        next_lease = next((r.next_lease for r in rows if r.id is None), None)
+        rows = [r for r in rows if r.id is not None]
+        full = len(rows) == limit
+        if full:
+            next_lease = None  # more are waiting: the next batch comes at once anyway
+        if not rows:
             uow.commit()
             return [], {}, False, None if next_lease is None else float(next_lease)
-        names = {row.id: lock_name(row.payment_id, row.id) for row in candidates}
+        names = {row.id: lock_name(row.payment_id, row.id) for row in rows}
         held = acquire_many(res.redis, names.values(), ttl_seconds=LEASE_SECONDS)
         try:
-            mine = [row.id for row in candidates if names[row.id] in held]
-            outcome.busy = len(candidates) - len(mine)
-            rows = s.execute(_CLAIM, {"ids": mine, "lease": LEASE_SECONDS}).all() if mine else []
+            busy = [row for row in rows if names[row.id] not in held]
+            if busy:
+                s.execute(_UNCLAIM, {"ids": [r.id for r in busy],
+                                     "leases": [r.old_claimed_until for r in busy],
+                                     "updated": [r.old_updated_at for r in busy]})
             uow.commit()
         except BaseException:
             release_many(res.redis, held)
             raise
+    outcome.busy = len(busy)
     claimed = sorted((_Claimed(id=r.id, payment_id=r.payment_id, provider=r.provider,
                                payload=r.payload, attempts=r.attempts,
-                               last_error=r.last_error) for r in rows), key=lambda c: c.id)
+                               last_error=r.last_error)
+                      for r in rows if names[r.id] in held), key=lambda c: c.id)
     outcome.claimed = len(claimed)
-    return (claimed, held, len(candidates) == limit,
-            None if next_lease is None else float(next_lease))
+    return claimed, held, full, None if next_lease is None else float(next_lease)
 
 
 def _apply(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome) -> float | None:
