@@ -3,20 +3,20 @@
 Most callbacks are a first `payment.succeeded` for a payment waiting for it, whose order
 is pending: the payment → succeeded, its order → paid. Settled one by one (settlement.py)
 that is some fifteen statements, each a round trip; here a whole batch of them is three:
-every row read locked at once, then the payments, audit, payment events, orders and
-history written by one statement, the order events and the inbox marks by another (a
-small batch pays per statement, not per row: issue #21, B3). The same rules decide (domain.settlement.decide_payment_event, on facts read under
-the same row locks, taken in the same order: inbox rows, orders, payments), the same
-compare-and-sets guard every change, and the same audit, history and outbox rows are
-written, so the result is the one settle_callback would give. Anything else (failures,
-refunds, late successes, mismatches, top-ups, a second callback for one payment) is
-handed back for settle_callback itself. The caller runs this in a savepoint: if anything
-here raises, it rolls back and settles every one of them singly instead.
+every row read, locked at once; the payments, audit rows, payment events, orders and
+history written by one statement; the order events and inbox marks by another (a small
+batch pays per statement, not per row: issue #21, B3). The same rules decide
+(domain.settlement.decide_payment_event, on facts read under the same row locks, taken in
+the same order: inbox rows, orders, payments), the same compare-and-sets guard every
+change, and the same audit, history and outbox rows are written, so the result is the one
+settle_callback would give. Anything else (failures, refunds, late successes, mismatches,
+top-ups, a second callback for one payment) is handed back for settle_callback itself.
+The caller runs this in a savepoint: if anything here raises, it rolls back and settles
+every one of them singly instead.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +31,6 @@ from domain.settlement import Action, PaymentFacts, decide_payment_event, order_
 from domain.statuses import OrderStatus, PaymentStatus
 from domain.wallet import OrderPurpose
 from domain.webhooks import NOTIFICATION_TYPES, EventType
-from services.audit import jsonable
 from services.settlement import SettlementConflict
 from services.webhooks.outbox import defer_deliveries, event_ctes
 
@@ -99,22 +98,31 @@ _SUCCEED_AND_PAY = text(f"""
         RETURNING p.*),
     audit AS (
         INSERT INTO payment_events (payment_id, event, actor, detail)
-        SELECT v.payment_id, 'payment_succeeded', v.actor, v.detail::jsonb
-        FROM unnest(:ids, :actors, :details) AS v(payment_id, actor, detail)),
+        SELECT v.id, 'payment_succeeded', left('provider:' || v.provider, 64),
+               jsonb_build_object(
+                   'from_status', v.from_status, 'to_status', 'succeeded',
+                   'event_id', v.event_id, 'provider', v.provider,
+                   'callback_id', v.callback_id, 'transaction_id', v.txn,
+                   'amount', v.amount, 'currency', v.currency)
+        FROM unnest(:ids, :froms, :txns, :providers, :event_ids, :callback_ids, :amounts,
+                    :currencies)
+            AS v(id, from_status, txn, provider, event_id, callback_id, amount, currency)),
     {event_ctes("payment", True, "moved p", "p")},
     paid AS (
         UPDATE orders SET status = 'paid', updated_at = now()
         WHERE id = ANY(:order_ids) AND status = 'pending' RETURNING id),
     history AS (
         INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor)
-        SELECT v.order_id, 'pending', 'paid', v.reason, v.actor
-        FROM unnest(:order_ids, :reasons, :actors) AS v(order_id, reason, actor))
+        SELECT v.order_id, 'pending', 'paid', 'payment ' || v.payment_id || ' succeeded',
+               left('provider:' || v.provider, 64)
+        FROM unnest(:order_ids, :ids, :providers) AS v(order_id, payment_id, provider))
     SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM paid) AS paid,
            ARRAY(SELECT id FROM queued) AS deliveries""").bindparams(
     bindparam("ids", type_=_IDS), bindparam("froms", type_=_TEXTS),
-    bindparam("txns", type_=_TEXTS), bindparam("actors", type_=_TEXTS),
-    bindparam("details", type_=_TEXTS), bindparam("order_ids", type_=_IDS),
-    bindparam("reasons", type_=_TEXTS), bindparam("type", type_=String),
+    bindparam("txns", type_=_TEXTS), bindparam("providers", type_=_TEXTS),
+    bindparam("event_ids", type_=_TEXTS), bindparam("callback_ids", type_=_IDS),
+    bindparam("amounts", type_=_TEXTS), bindparam("currencies", type_=_TEXTS),
+    bindparam("order_ids", type_=_IDS), bindparam("type", type_=String),
     bindparam("notification", type_=String))
 # The orders' order.paid events (a statement of their own: the view reads the payments
 # and history just written) and the inbox rows marked processed.
@@ -197,18 +205,17 @@ def _apply_successes(session: Session, fast: Sequence[tuple[Pending, PaymentFact
     statements; every compare-and-set must hit every row, else SettlementConflict."""
     ids = [p.id for _, p in fast]
     order_ids = [p.order_id for _, p in fast]
-    actors = [_actor(item) for item, _ in fast]
+    # The audit detail and the actors are built in the statement, from these columns, as
+    # services/audit.py would write them (amounts as strings).
     written = session.execute(_SUCCEED_AND_PAY, {
         "ids": ids, "froms": [p.status.value for _, p in fast],
-        "txns": [item.event.transaction_id for item, _ in fast], "actors": actors,
-        "details": [json.dumps(jsonable({
-            "from_status": p.status.value, "to_status": PaymentStatus.SUCCEEDED.value,
-            "event_id": item.event.event_id, "provider": item.provider,
-            "callback_id": item.callback_id, "transaction_id": item.event.transaction_id,
-            "amount": item.event.amount, "currency": item.event.currency}))
-            for item, p in fast],
-        "order_ids": order_ids, "reasons": [f"payment {p.id} succeeded" for _, p in fast],
-        "type": EventType.PAYMENT_SUCCEEDED.value,
+        "txns": [item.event.transaction_id for item, _ in fast],
+        "providers": [item.provider for item, _ in fast],
+        "event_ids": [item.event.event_id for item, _ in fast],
+        "callback_ids": [item.callback_id for item, _ in fast],
+        "amounts": [str(item.event.amount) for item, _ in fast],
+        "currencies": [item.event.currency for item, _ in fast],
+        "order_ids": order_ids, "type": EventType.PAYMENT_SUCCEEDED.value,
         "notification": NOTIFICATION_TYPES[EventType.PAYMENT_SUCCEEDED]}).one()
     if written.moved != len(fast):
         raise SettlementConflict(f"{len(fast) - written.moved} payments changed while locked")
@@ -224,7 +231,3 @@ def _apply_successes(session: Session, fast: Sequence[tuple[Pending, PaymentFact
         "type": EventType.ORDER_PAID.value}).scalars().all())
     for provider, count in Counter(item.provider for item, _ in fast).items():
         count_on_commit(session, CALLBACKS.labels(provider, "processed"), count)
-
-
-def _actor(item: Pending) -> str:
-    return f"provider:{item.provider}"[:64]
