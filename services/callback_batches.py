@@ -11,11 +11,13 @@ sends a cheap, deduplicated wake-up instead (services/callback_wakeup.py), and a
    busy is handed back as it was before the commit, for a later batch. The commit comes
    before any work, so a callback that kills its worker still counts, and no other batch
    claims it meanwhile.
-2. Apply (one transaction, one commit): each claimed callback through the same
-   settlement as the single path (settle_callback: inbox row lock, compare-and-set,
-   audit, outbox), each in a SAVEPOINT. A callback that raises rolls back only its own
-   savepoint; its error is kept and its lease set to a backoff, and past MAX_ATTEMPTS it
-   ends `failed`. The rest of the batch commits.
+2. Apply (one transaction, one commit): first the common case (first successes of
+   waiting payments) set-based, in a few statements (services/batch_settlement.py); if
+   that raises, the transaction is rolled back and started again without it. The rest
+   go through the same settlement as the single path (settle_callback: inbox row lock,
+   compare-and-set, audit, outbox), each in a SAVEPOINT. A callback that raises there
+   rolls back only its own savepoint; its error is kept and its lease set to a backoff,
+   and past MAX_ATTEMPTS it ends `failed`. The rest of the batch commits.
 3. Release the locks.
 
 A worker SIGKILLed mid-batch never commits step 2: its rows stay `received` with their
@@ -47,7 +49,12 @@ from adapters.resources import Resources
 from domain.callback_events import CallbackEvent, parse_callback_event
 from domain.errors import DomainError
 from services.batch_settlement import Pending, settle_first_successes
-from services.callback_wakeup import APPLY_BATCH_TASK, clear_wake_flag
+from services.callback_wakeup import (
+    APPLY_BATCH_TASK,
+    WAKE_TTL_MS,
+    clear_wake_flag,
+    keep_wake_flag,
+)
 from services.callbacks import (
     APPLIED_OUTCOME,
     LOCK_TTL_SECONDS,
@@ -67,6 +74,13 @@ LEASE_SECONDS = LOCK_TTL_SECONDS
 BATCH_BUDGET_SECONDS = 10.0
 # How long one wake-up's drain_inbox may keep taking batches before handing over.
 DRAIN_BUDGET_SECONDS = 5.0
+# A drain's rhythm (drain_inbox): a batch that was not full is followed by the next claim
+# no sooner than this after it began (a batch of one callback costs nearly what a batch of
+# ten does, and on two shared cores that CPU is the web's), and an empty inbox is looked
+# at this often ...
+PACE_SECONDS = 0.02
+# ... for this long before the drain ends and the next callback sends a new wake-up.
+LINGER_SECONDS = 0.1
 # At most one delayed follow-up pending at a time (rows left behind: busy locks, errors,
 # another batch's lease).
 RETRY_KEY = "callbacks:apply-retry"
@@ -209,33 +223,76 @@ def lock_name(payment_id: int | None, callback_id: int) -> str:
 
 
 def drain_inbox(res: Resources, *, limit: int = BATCH_SIZE,
-                budget_seconds: float = DRAIN_BUDGET_SECONDS) -> BatchOutcome:
+                budget_seconds: float = DRAIN_BUDGET_SECONDS,
+                linger_seconds: float = LINGER_SECONDS) -> BatchOutcome:
     """The wake-up's work: batches one after another until nothing is waiting.
 
     The wake-up flag stays set while the batches run, so callbacks stored meanwhile send
     no wake-up of their own: the next batch of this loop claims them together. (Cleared
     before every batch, each callback arriving during a batch woke a batch of its own, and
-    at moderate rates every batch's fixed round trips were paid per callback.) Only when
-    a claim finds nothing is the flag cleared, and then the inbox is looked at once more:
-    a callback committed before the clear is seen by that last claim, one committed after
-    it sends the next wake-up itself. Past the budget the loop hands over to a fresh
-    wake-up, so one task never holds a pool process for long."""
+    at moderate rates every batch's fixed round trips were paid per callback.) A batch
+    that was not full is followed by the next claim no sooner than PACE_SECONDS after its
+    own began, so that a few callbacks share each batch's fixed cost. When a claim finds
+    nothing, the loop lingers: it looks at the inbox every PACE_SECONDS (one autocommit
+    SELECT) for `linger_seconds`, and claims again as soon as something waits, so a steady
+    trickle of callbacks is applied without a Celery round trip per pause. Only after that
+    is the flag cleared, and then the inbox is looked at once more: a callback committed
+    before the clear is seen by that last claim, one committed after it sends the next
+    wake-up itself. The flag is set again every half of its TTL while the loop runs, so a
+    long drain is not joined by a second one woken when the flag ran out. Past the budget
+    the loop hands over to a fresh wake-up, so one task never holds a pool process for
+    long."""
     total = BatchOutcome()
     deadline = time.monotonic() + budget_seconds
+    linger_until: float | None = None
+    keep_flag_at = 0.0
     while True:
+        started = time.monotonic()
+        if started >= keep_flag_at:
+            keep_wake_flag(res)
+            keep_flag_at = started + WAKE_TTL_MS / 2000
         outcome = apply_callback_batch(res, limit=limit, clear_flag=False)
         total.add(outcome)
         if outcome.claimed:
-            if time.monotonic() < deadline:
-                continue
-            clear_wake_flag(res)
-            res.queue.send(APPLY_BATCH_TASK)  # if lost, the redelivery sweep carries on
-            return total
+            linger_until = None
+            if time.monotonic() >= deadline:
+                clear_wake_flag(res)
+                res.queue.send(APPLY_BATCH_TASK)  # if lost, the redelivery sweep carries on
+                return total
+            if outcome.claimed < limit:
+                _sleep_until(started + PACE_SECONDS)
+            continue
+        if linger_until is None:
+            linger_until = min(time.monotonic() + linger_seconds, deadline)
+        if _something_waits_by(res, linger_until):
+            continue
         clear_wake_flag(res)
         last = apply_callback_batch(res, limit=limit, clear_flag=False)
         total.add(last)
         if not last.claimed:
             return total
+
+
+_ANY_WAITING = text("""
+    SELECT EXISTS (SELECT 1 FROM provider_callbacks
+                   WHERE status = 'received'
+                     AND (claimed_until IS NULL OR claimed_until <= now()))""")
+
+
+def _something_waits_by(res: Resources, until: float) -> bool:
+    """Whether a claimable row shows up before `until` (looked for every PACE_SECONDS)."""
+    while True:
+        _sleep_until(time.monotonic() + PACE_SECONDS)
+        if res.db.run_autocommit(lambda conn: bool(conn.execute(_ANY_WAITING).scalar())):
+            return True
+        if time.monotonic() >= until:
+            return False
+
+
+def _sleep_until(moment: float) -> None:
+    pause = moment - time.monotonic()
+    if pause > 0:
+        time.sleep(pause)
 
 
 def apply_callback_batch(res: Resources, *, limit: int = BATCH_SIZE,
@@ -305,9 +362,28 @@ def _claim(res: Resources, limit: int, outcome: BatchOutcome
     return claimed, held, full, None if next_lease is None else float(next_lease)
 
 
+class _SetBasedFailed(Exception):
+    """The set-based settlement raised: its transaction is lost, the batch starts over
+    settling each callback singly."""
+
+
 def _apply(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome) -> float | None:
     """Apply every claimed row in one transaction; seconds until the first errored row
-    may be tried again (None: no errors)."""
+    may be tried again (None: no errors).
+
+    The set-based settlement of the common case runs first in the transaction, with no
+    savepoint of its own (two round trips fewer per batch): if it raises, the whole
+    transaction, which holds nothing else yet, rolls back and a second one settles every
+    callback singly, each in its savepoint."""
+    try:
+        return _apply_in_transaction(res, claimed, outcome, set_based=True)
+    except _SetBasedFailed as failed:
+        log.info("callback batch settles one by one after: %s", failed)
+        return _apply_in_transaction(res, claimed, outcome, set_based=False)
+
+
+def _apply_in_transaction(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome,
+                          *, set_based: bool) -> float | None:
     deadline = time.monotonic() + BATCH_BUDGET_SECONDS
     untried: list[int] = []
     errors: list[tuple[int, str, float]] = []
@@ -316,13 +392,16 @@ def _apply(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome) -
         s = uow.session
         bound_waits(s)
         pending: list[Pending] = []
+        unreadable: list[tuple[_Claimed, str]] = []
         for row in claimed:
-            readable = _readable(s, row)
+            readable = _readable(row)
             if isinstance(readable, str):
-                _count(outcome, readable)
+                unreadable.append((row, readable))
             else:
                 pending.append(Pending(row.id, readable, row.provider))
-        done, rest = _settle_common_case(s, pending, outcome)
+        done, rest = _settle_common_case(s, pending, outcome) if set_based else ([], pending)
+        for row, reason in unreadable:
+            _count(outcome, _give_up(s, row, reason))
         settled: list[tuple[Pending, str, str | None]] = [
             (item, "processed", None) for item in done]
         by_id = {row.id: row for row in claimed}
@@ -354,31 +433,28 @@ def _count(outcome: BatchOutcome, status: str, count: int = 1) -> None:
     outcome.outcomes[status] = outcome.outcomes.get(status, 0) + count
 
 
-def _readable(s: Session, row: _Claimed) -> CallbackEvent | str:
-    """The row's event, or what became of a row given up on (too many attempts, or a body
-    that no longer parses)."""
+def _readable(row: _Claimed) -> CallbackEvent | str:
+    """The row's event, or why it is given up on (too many attempts, or a body that no
+    longer parses)."""
     if row.attempts > MAX_ATTEMPTS:
-        return _give_up(s, row, f"gave up after {MAX_ATTEMPTS} attempts; last error: "
-                                f"{row.last_error or 'worker lost'}")
+        return (f"gave up after {MAX_ATTEMPTS} attempts; last error: "
+                f"{row.last_error or 'worker lost'}")
     try:
         return parse_callback_event(row.payload)
     except DomainError as exc:  # only reachable for rows stored by hand or by old code
-        return _give_up(s, row, f"unreadable callback body: {exc.detail}")
+        return f"unreadable callback body: {exc.detail}"
 
 
 def _settle_common_case(s: Session, pending: list[Pending], outcome: BatchOutcome
                         ) -> tuple[list[Pending], list[Pending]]:
-    """First successes of waiting payments, set-based (services/batch_settlement.py), in
-    a savepoint: (those settled, the rest). The rest (or everything, if that raised) is
-    settled one by one."""
+    """First successes of waiting payments, set-based (services/batch_settlement.py):
+    (those settled, the rest, to settle one by one). _SetBasedFailed if it raised."""
     try:
-        with savepoint(s):
-            done, rest = settle_first_successes(s, pending)
+        done, rest = settle_first_successes(s, pending)
     except Exception as exc:
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             raise
-        log.info("callback batch settles one by one after: %s: %s", type(exc).__name__, exc)
-        return [], pending
+        raise _SetBasedFailed(f"{type(exc).__name__}: {exc}") from exc
     if done:
         _count(outcome, "processed", len(done))
     by_id = {item.callback_id: item for item in pending}

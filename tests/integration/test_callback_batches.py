@@ -296,3 +296,23 @@ def test_a_drain_past_its_budget_hands_over_to_a_fresh_wake_up(res, private_redi
     assert not res.redis.exists(WAKE_KEY)
     # the full batch's own wake-up and the hand-over
     assert [m["task"] for m in private_redis.queued("callbacks")] == ["callbacks.apply_batch"] * 2
+
+
+def test_a_drain_lingers_and_applies_a_callback_stored_meanwhile_without_a_wake_up(
+        res, private_redis):
+    """An empty inbox does not end the drain at once: it looks again for a while, so a
+    callback stored a moment later is applied by the same task (ingest, seeing the flag
+    still set, sent nothing for it)."""
+    first, later = _payments(res, 2)
+    _store(res, [first])
+    res.redis.set(WAKE_KEY, 1)
+    timer = threading.Timer(0.3, _store, (res, [later]))
+    timer.start()
+    try:
+        outcome = drain_inbox(res, linger_seconds=2)
+    finally:
+        timer.join()
+
+    assert outcome.claimed == 2 and outcome.outcomes == {"processed": 2}
+    assert private_redis.queued("callbacks") == []
+    assert not res.redis.exists(WAKE_KEY)
