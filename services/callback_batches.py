@@ -74,13 +74,11 @@ LEASE_SECONDS = LOCK_TTL_SECONDS
 BATCH_BUDGET_SECONDS = 10.0
 # How long one wake-up's drain_inbox may keep taking batches before handing over.
 DRAIN_BUDGET_SECONDS = 5.0
-# A drain's rhythm (drain_inbox): a batch that was not full is followed by the next claim
-# no sooner than this after it began (a batch of one callback costs nearly what a batch of
-# ten does, and on two shared cores that CPU is the web's), and an empty inbox is looked
-# at this often ...
+# A drain's rhythm while callbacks keep coming (drain_inbox): a batch that was not full
+# is followed by the next claim no sooner than this after it began. A batch of one
+# callback costs nearly what a batch of ten does, and on two shared cores that CPU is
+# the web's; the pause adds at most this to a callback's way.
 PACE_SECONDS = 0.02
-# ... for this long before the drain ends and the next callback sends a new wake-up.
-LINGER_SECONDS = 0.1
 # At most one delayed follow-up pending at a time (rows left behind: busy locks, errors,
 # another batch's lease).
 RETRY_KEY = "callbacks:apply-retry"
@@ -223,29 +221,25 @@ def lock_name(payment_id: int | None, callback_id: int) -> str:
 
 
 def drain_inbox(res: Resources, *, limit: int = BATCH_SIZE,
-                budget_seconds: float = DRAIN_BUDGET_SECONDS,
-                linger_seconds: float = LINGER_SECONDS) -> BatchOutcome:
+                budget_seconds: float = DRAIN_BUDGET_SECONDS) -> BatchOutcome:
     """The wake-up's work: batches one after another until nothing is waiting.
 
     The wake-up flag stays set while the batches run, so callbacks stored meanwhile send
     no wake-up of their own: the next batch of this loop claims them together. (Cleared
     before every batch, each callback arriving during a batch woke a batch of its own, and
-    at moderate rates every batch's fixed round trips were paid per callback.) A batch
-    that was not full is followed by the next claim no sooner than PACE_SECONDS after its
-    own began, so that a few callbacks share each batch's fixed cost. When a claim finds
-    nothing, the loop lingers: it looks at the inbox every PACE_SECONDS (one autocommit
-    SELECT) for `linger_seconds`, and claims again as soon as something waits, so a steady
-    trickle of callbacks is applied without a Celery round trip per pause. Only after that
-    is the flag cleared, and then the inbox is looked at once more: a callback committed
-    before the clear is seen by that last claim, one committed after it sends the next
-    wake-up itself. The flag is set again every half of its TTL while the loop runs, so a
-    long drain is not joined by a second one woken when the flag ran out. Past the budget
-    the loop hands over to a fresh wake-up, so one task never holds a pool process for
-    long."""
+    at moderate rates every batch's fixed round trips were paid per callback.) It is set
+    again every half of its TTL, so a long drain is not joined by a second one woken when
+    the flag ran out (the two halved each other's batches). While callbacks keep coming
+    (two batches in a row found some, neither full), the next claim comes no sooner than
+    PACE_SECONDS after the last began, so that a few share each batch's fixed cost. Only
+    when a claim finds nothing is the flag cleared, and then the inbox is looked at once
+    more: a callback committed before the clear is seen by that last claim, one committed
+    after it sends the next wake-up itself. Past the budget the loop hands over to a fresh
+    wake-up, so one task never holds a pool process for long."""
     total = BatchOutcome()
     deadline = time.monotonic() + budget_seconds
-    linger_until: float | None = None
     keep_flag_at = 0.0
+    streak = 0  # batches in a row that claimed something
     while True:
         started = time.monotonic()
         if started >= keep_flag_at:
@@ -254,39 +248,20 @@ def drain_inbox(res: Resources, *, limit: int = BATCH_SIZE,
         outcome = apply_callback_batch(res, limit=limit, clear_flag=False)
         total.add(outcome)
         if outcome.claimed:
-            linger_until = None
             if time.monotonic() >= deadline:
                 clear_wake_flag(res)
                 res.queue.send(APPLY_BATCH_TASK)  # if lost, the redelivery sweep carries on
                 return total
-            if outcome.claimed < limit:
+            streak += 1
+            if streak > 1 and outcome.claimed < limit:
                 _sleep_until(started + PACE_SECONDS)
-            continue
-        if linger_until is None:
-            linger_until = min(time.monotonic() + linger_seconds, deadline)
-        if _something_waits_by(res, linger_until):
             continue
         clear_wake_flag(res)
         last = apply_callback_batch(res, limit=limit, clear_flag=False)
         total.add(last)
         if not last.claimed:
             return total
-
-
-_ANY_WAITING = text("""
-    SELECT EXISTS (SELECT 1 FROM provider_callbacks
-                   WHERE status = 'received'
-                     AND (claimed_until IS NULL OR claimed_until <= now()))""")
-
-
-def _something_waits_by(res: Resources, until: float) -> bool:
-    """Whether a claimable row shows up before `until` (looked for every PACE_SECONDS)."""
-    while True:
-        _sleep_until(time.monotonic() + PACE_SECONDS)
-        if res.db.run_autocommit(lambda conn: bool(conn.execute(_ANY_WAITING).scalar())):
-            return True
-        if time.monotonic() >= until:
-            return False
+        streak = 1
 
 
 def _sleep_until(moment: float) -> None:
