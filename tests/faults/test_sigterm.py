@@ -5,9 +5,16 @@ scale-down does. Nothing in flight is dropped, nothing is half done.
   it holds finish: callbacks whose bodies are still arriving when the signal lands are
   answered 200 and stored; any other answer is a 200 for a stored callback, and a
   sender that finds the server gone simply has nothing stored (it retries elsewhere).
+  Those callbacks are applied afterwards only through the wake-ups the web published
+  (services/callback_wakeup.py; no sweep runs here), so this too runs on each broker.
 - the Celery worker's warm shutdown finishes the tasks it is running and puts the ones
   it had only received back on the queue (acks_late): a worker started afterwards applies
-  the rest, with no sweep and no replay by hand, each payment exactly once.
+  the rest, with no sweep and no replay by hand, each payment exactly once. On Redis the
+  messages it had received go back at once (kombu restores them), on RabbitMQ when its
+  channel closes.
+
+Each runs once with its private Redis as the broker and once on RabbitMQ (private_broker,
+tests/conftest.py), the locks and wake-up flag in the private Redis both times.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import pytest
 import requests
 from sqlalchemy import func, select, text
 
+from adapters.locks import payment_lock_name
 from devstack.embedded import free_port, wait_for_port
 from devstack.scratch_servers import GUNICORN, GUNICORN_CONFIG
 from domain.models import Payment, PaymentEvent, ProviderCallback
@@ -38,6 +46,7 @@ pytestmark = pytest.mark.slow
 SLOW_REQUESTS = 3  # below the web's 4 threads: one is left for the burst
 WEB_BURST = 100  # more than get through before the signal
 WORKER_BURST = 50
+BUSY_LOCK_MS = 120_000  # held by the test for the first worker's whole life
 
 
 def _payments(res, n: int) -> list[int]:
@@ -99,8 +108,8 @@ def _finish_slow_request(sock: socket.socket, body: bytes) -> int:
 
 
 def test_sigterm_to_the_web_lets_its_in_flight_callbacks_finish(
-        clean_db, settings, stack_env, private_redis, tmp_path):
-    private = settings_with(settings, redis_url=private_redis.url)
+        clean_db, settings, stack_env, private_redis, private_broker, tmp_path):
+    private = settings_with(settings, redis_url=private_redis.url, broker_url=private_broker)
     env = env_with(stack_env, private)
     slow_ids = _payments(clean_db, SLOW_REQUESTS)
     burst_ids = _payments(clean_db, WEB_BURST)
@@ -158,8 +167,8 @@ def test_sigterm_to_the_web_lets_its_in_flight_callbacks_finish(
 
 
 def test_sigterm_to_the_worker_finishes_or_requeues_its_tasks(
-        clean_db, settings, stack_env, private_redis, tmp_path):
-    private = settings_with(settings, redis_url=private_redis.url)
+        clean_db, settings, stack_env, private_redis, private_broker, tmp_path):
+    private = settings_with(settings, redis_url=private_redis.url, broker_url=private_broker)
     env = env_with(stack_env, private)
     payment_ids = _payments(clean_db, WORKER_BURST)
     log = tmp_path / "worker.log"
@@ -170,6 +179,13 @@ def test_sigterm_to_the_worker_finishes_or_requeues_its_tasks(
                 assert post_callback(url, event_body(pid), session=http).status_code == 200
         # The test holds the payments' rows: the worker's first task is caught in flight,
         # inside its transaction, when the signal lands.
+        # And one payment's Redis lock: its batch leaves that callback busy and schedules a
+        # follow-up, the only message that can apply it. The in-flight batch takes all the
+        # others, so without it nothing would be left to show the queue kept what the
+        # stopped worker had not run (on Redis an ETA it held, restored; on RabbitMQ in
+        # delayed delivery or requeued with its channel).
+        busy_lock = payment_lock_name(payment_ids[-1])
+        assert res.redis.set(busy_lock, "test", px=BUSY_LOCK_MS)
         tx = blocker.begin()
         blocker.execute(text("SELECT id FROM payments WHERE id = ANY(:ids) FOR UPDATE"),
                         {"ids": payment_ids})
@@ -186,10 +202,12 @@ def test_sigterm_to_the_worker_finishes_or_requeues_its_tasks(
             blocker.close()
             stop_process_group(worker)
         at_stop = _inbox(res)
-        assert at_stop.get("processed", 0) > 0, at_stop  # the in-flight task finished
+        # The in-flight batch finished whole; only the busy callback waits.
+        assert at_stop == {"processed": WORKER_BURST - 1, "received": 1}, at_stop
         assert "Warm shutdown" in log.read_text(errors="replace")
 
-        # No sweep, no replay: what the stopped worker did not do is still on the queue.
+        # No sweep, no replay: the busy callback's follow-up is still on the queue.
+        res.redis.delete(busy_lock)
         worker = start_worker(env, log, queues="callbacks")
         try:
             wait_until(lambda: _inbox(res) == {"processed": WORKER_BURST}, timeout=90,

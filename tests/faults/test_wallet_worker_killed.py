@@ -4,7 +4,9 @@ A top-up is credited in the settlement transaction of its payment's success call
 in the worker. Killing the pool mid-flight (acks_late + reject_on_worker_lost redeliver
 the task) must neither lose a credit nor make two: counted in PostgreSQL, every top-up
 order is paid once and credited once, each wallet holds exactly its top-ups, and the
-ledger agrees. Its own Redis and worker, as tests/faults/test_worker_killed.py.
+ledger agrees. Its own Redis and worker, as tests/faults/test_worker_killed.py, and like
+it run twice: on the Redis broker and on RabbitMQ (the killed task's message is requeued
+when its channel closes), the locks in the private Redis both times.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ from tests.support.worker import start_worker
 pytestmark = pytest.mark.slow
 
 USERS = (81, 82, 83)  # several top-ups per wallet: its row lock is contended
-PER_USER = 100
+# A backlog the three kill rounds cannot lease all of: each round kills two batches with up
+# to 100 rows each (BATCH_SIZE), leased for 30 s (LEASE_SECONDS). With 100 per user the
+# first round leased everything left, and the next rounds waited out that lease before
+# any progress: two lease waits (~75 s); with 250 the rounds find fresh rows, one (~60 s).
+PER_USER = 250
 AGAIN = 40  # the same capture sent again under a new event id
 KILL_ROUNDS = 3
 AMOUNT = "10.00"
@@ -43,8 +49,8 @@ def _processed(res) -> int:
 
 
 def test_every_topup_is_credited_once_while_pool_processes_are_killed(
-        clean_db, settings, stack_env, private_redis, tmp_path):
-    private = settings_with(settings, redis_url=private_redis.url)
+        clean_db, settings, stack_env, private_redis, private_broker, tmp_path):
+    private = settings_with(settings, redis_url=private_redis.url, broker_url=private_broker)
     payments: list[tuple[int, int, int]] = []  # (user, order, payment)
     for user in USERS:
         for _ in range(PER_USER):

@@ -1,13 +1,16 @@
 """SIGKILL of the webhooks worker in the middle of a burst of 200 deliveries (§9).
 
 The whole worker (master and pool) dies: the messages it held stay unacknowledged in
-Redis until the broker's visibility timeout (15 min), and attempts it had claimed are
-half done. The redelivery sweep (run here as beat would, every few seconds) finds the
-overdue pending deliveries and sends them to a fresh worker. Counted at the receiver:
-every event arrives at least once, none is lost.
+Redis until the broker's visibility timeout (15 min), or on RabbitMQ are requeued when its
+connection drops, and attempts it had claimed are half done. The redelivery sweep (run
+here as beat would, every few seconds) finds the overdue pending deliveries and sends
+them to a fresh worker. Counted at the receiver: every event arrives at least once, none
+is lost.
 
 Its own Redis (so its own broker): the killed worker's unacknowledged messages stay
-there, not in the session's broker where later tests would meet them.
+there, not in the session's broker where later tests would meet them. Run twice, as the
+other worker-kill tests: on that Redis as the broker, and on RabbitMQ (a vhost of the run,
+purged before the test), the locks in the private Redis both times.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ BURST = 200
 
 
 def test_sigkill_mid_burst_loses_no_delivery(api, admin_key, clean_db, settings, stack_env,
-                                             private_redis, tmp_path, receiver):  # noqa: F811
-    res = Resources(settings_with(settings, redis_url=private_redis.url))
+                                             private_redis, private_broker, tmp_path,
+                                             receiver):  # noqa: F811
+    res = Resources(settings_with(settings, redis_url=private_redis.url,
+                                  broker_url=private_broker))
     env = env_with(stack_env, res.settings)
     try:
         _burst_and_kill(api, admin_key, res, env, tmp_path, receiver)

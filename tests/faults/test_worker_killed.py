@@ -19,7 +19,6 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from adapters.celery_app import is_amqp
 from domain.models import OrderStatusHistory, Payment, PaymentEvent, ProviderCallback
 from tests.support.callbacks import event_body
 from tests.support.factories import make_order, make_payment
@@ -31,9 +30,6 @@ from tests.support.worker import start_worker
 pytestmark = pytest.mark.slow
 
 PAYMENTS = 1000
-# On RabbitMQ fewer: what is tested (a killed task's message comes back, applied once)
-# needs a backlog outlasting the kill rounds, not the Redis run's thousand (suite time).
-PAYMENTS_ON_RABBITMQ = 1000
 SAME_EVENT_AGAIN = 60      # the provider redelivers an event id it already sent
 NEW_EVENT_SAME_TXN = 60    # or sends the same capture under a new event id
 KILL_ROUNDS = 4
@@ -48,9 +44,8 @@ def _count(res, *where) -> int:
 def test_every_payment_applied_exactly_once_while_pool_processes_are_killed(
         clean_db, settings, stack_env, private_redis, private_broker, tmp_path):
     private = settings_with(settings, redis_url=private_redis.url, broker_url=private_broker)
-    count = PAYMENTS_ON_RABBITMQ if is_amqp(private_broker) else PAYMENTS
     payments = []
-    for _ in range(count):
+    for _ in range(PAYMENTS):
         order_id = make_order(clean_db)
         payments.append((order_id, make_payment(clean_db, order_id, status="processing")))
     bodies = [event_body(pid, event_id=f"evt_{pid}", transaction_id=f"txn_{pid}")
@@ -59,7 +54,7 @@ def test_every_payment_applied_exactly_once_while_pool_processes_are_killed(
                for _, pid in payments[:SAME_EVENT_AGAIN]]
     bodies += [event_body(pid, event_id=f"evt_{pid}_again", transaction_id=f"txn_{pid}")
                for _, pid in payments[-NEW_EVENT_SAME_TXN:]]
-    stored_rows = count + NEW_EVENT_SAME_TXN
+    stored_rows = PAYMENTS + NEW_EVENT_SAME_TXN
 
     log_path = tmp_path / "worker.log"
     worker = start_worker(env_with(stack_env, private), log_path, concurrency=2,
@@ -116,7 +111,7 @@ def test_every_payment_applied_exactly_once_while_pool_processes_are_killed(
         max_attempts = s.execute(select(func.max(ProviderCallback.attempts))).scalar_one()
 
     assert inbox == {"processed": stored_rows}
-    assert statuses == {"succeeded": count}
+    assert statuses == {"succeeded": PAYMENTS}
     assert succeeded == {pid: 1 for _, pid in payments}
     assert other_events == 0
     assert paid_rows == {oid: 1 for oid, _ in payments}
