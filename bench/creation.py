@@ -49,7 +49,10 @@ before-request check (~6%, for a limit only callbacks have) next. What bounds th
 durable commit (a 201 is a payment that exists) and the BEGIN psycopg sends on its own are
 two round trips no statement merge removes (a single locking statement would read payments
 with a snapshot from before its lock wait); a creation still costs about ten hello-world
-requests of CPU, most of it SQLAlchemy's and Flask's per-request Python, not PostgreSQL."""
+requests of CPU, most of it SQLAlchemy's and Flask's per-request Python, not PostgreSQL.
+Open: under wrk, quick runs of this code alternating with the previous one gave 0.08-0.10
+against 0.12-0.21 (same hour, same load); the test-client profile does not show why, and a
+run with the key lookup change reverted was no better (0.06), so it is not that change."""
 
 
 class _Requests:
