@@ -45,8 +45,10 @@ install: $(STAMP)
 up: $(STAMP)
 	exec $(BIN)/payments up
 
+# Two pytest processes: most of the suite waits on processes and timers, not on a core.
+# The tests that load the machine run one after another in one of them (tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)

@@ -37,26 +37,33 @@ run. A run counts only with zero errors and every answered callback stored."""
 
 # Where the time goes; refresh when the ingest path changes.
 PROFILE = """\
-Where the time goes (measured 2026-12-01 on the machine below, shared with four other
-engineers' test runs: load average 10-12 on 2 cores, so absolute figures are a fifth of a quiet
-machine's and every round trip waits for a core). CPU per request, both apps driven in one
-process through Flask's test client: ours 2.8 ms, the floor 1.6 ms (ours was 4.2 ms before the
-last two changes below). The requests make the same number of round trips (ours: the
-rate limiter's Redis GET, the INSERT, the wake-up's `SET NX`; the floor: BEGIN, INSERT, COMMIT,
-LPUSH), so the gap is Python: by cProfile, Flask-Limiter's check before every callback (its
-Redis read and its own bookkeeping) is about a third of our request, SQLAlchemy's execution of
-the prebuilt insert a sixth, Flask's and our request hooks (request id, security headers,
-metrics) most of the rest; our own code (signature check, parsing, the storable check) a few
-per cent. Changed on the way: the wake-up replaces one `callbacks.process` message per callback
-(Celery's message building and publish were most of the old gap); the insert runs in
-autocommit (committed when it returns, without BEGIN and COMMIT round trips) on a pool that does
-not ping on checkout (a connection found dead is retried once: the insert is idempotent); no
-X-RateLimit headers (one Redis read less). What bounds the rest: the rate limiter's check, which
-needs a Redis read for every callback because it runs before the signature is known to be good;
-checking it only after a signature fails (an address over the limit would still cost an HMAC
-check per request) would remove a third of our request, and is the next step. The ratio varied
-widely with the machine's load (0.19-0.50 in these runs, 0.82 in a single run earlier in the
-hour), so the quick row is a miss, measured on a loaded machine."""
+Where the time goes (measured 2026-12-01 on the machine below, shared with other engineers'
+test runs: load average 7-14 on 2 cores, so absolute figures swing by a factor of two from one
+run to the next and every round trip waits for a core). CPU per request, both apps driven in
+one process through Flask's test client, medians of eight alternating measurements of 1,500
+requests each: ours 0.98 ms, the floor 0.74 ms, ours 1.6 times the floor; the code before the
+first change below, measured the same way in the same hour: ours 1.31 ms, the floor 0.58 ms,
+2.2 times. Ours makes fewer round trips than the floor (the INSERT and the wake-up's `SET NX`;
+the floor: BEGIN, INSERT, COMMIT, LPUSH), so the gap is Python: by cProfile on the CPU clock,
+of our request SQLAlchemy's execution of the prebuilt insert (with psycopg under it) is a
+third, Flask's dispatch and our request hooks (request id, security headers, metrics) nearly
+a third, the wake-up's Redis call a seventh, the signature check, parsing and the storable
+check a seventh. Changed on the way: the refusal limit (issue #19) is counted only once a
+signature has been refused, so a genuine callback makes no Redis command for it and runs none
+of its bookkeeping (Flask-Limiter's check before every callback, its Redis read and its own
+work, was a fifth of our request's CPU by the same profile); an address over the limit now
+costs one HMAC check per request before its 429. Earlier: the wake-up replaces one
+`callbacks.process` message per callback (Celery's message building and publish were most of
+the old gap); the insert runs in autocommit (committed when it returns, without BEGIN and
+COMMIT round trips) on a pool that does not ping on checkout (a connection found dead is
+retried once: the insert is idempotent); no X-RateLimit headers. What bounds the rest:
+SQLAlchemy around the one INSERT, and Flask's per-request machinery and our hooks, which the
+floor does without; running the insert as a prepared statement on the raw psycopg connection
+would take most of SQLAlchemy's share. Under wrk the ratio varied widely with the machine's
+load: 0.33-0.87 a run in this hour, before the change as after it (three quick runs of three
+each, alternating, before this row's: medians of the nine, 0.53 before and 0.70 after), so the
+quick row says little more than the direction; the CPU figures above are the steadier
+measure."""
 
 
 def _prepare(settings: Settings, res: Resources, count: int) -> list[Request]:

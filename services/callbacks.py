@@ -118,12 +118,18 @@ def callback_connector(res: Resources, provider: str) -> Provider:
 # --- ingest -------------------------------------------------------------------------------
 
 def ingest_callback(res: Resources, connector: Provider, request: CallbackRequest, *,
-                    now: float | None = None) -> IngestResult:
+                    now: float | None = None,
+                    on_refused: Callable[[SignatureRejected], None] | None = None
+                    ) -> IngestResult:
     """Verify, store (committed before returning), enqueue after commit when new.
 
     The connector (callback_connector) verifies and parses the provider's own format;
     what is stored is the raw request body and the normalised event, with the provider's
     merchant references resolved to our payment and refund ids.
+
+    on_refused runs only when the signature is refused, before the refusal is logged and
+    aggregated; it may raise instead (the web's per-address limit), and then neither
+    happens. A verified callback never calls it.
     """
     provider = connector.name
     CALLBACKS.labels(provider, "received").inc()
@@ -133,6 +139,8 @@ def ingest_callback(res: Resources, connector: Provider, request: CallbackReques
     except SignatureRejected as exc:
         CALLBACKS.labels(provider, "rejected").inc()
         SIGNATURE_FAILURES.labels(provider, exc.reason).inc()
+        if on_refused is not None:
+            on_refused(exc)
         _audit_signature_failure(res, connector, exc, request)
         raise
     except DomainError:

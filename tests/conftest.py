@@ -45,6 +45,21 @@ TABLES = ("idempotency_keys", "wallet_entries", "wallets", "payment_events", "re
           "reconciliation_items", "reconciliation_runs")
 
 
+# Tests that load the machine (workers killed and restarted, whole stacks, bursts, the
+# benchmarks' smoke runs): under `make test` (pytest-xdist, --dist loadgroup) they run one
+# after another in one process, so two never compete for the cores and their timings;
+# everything else shares the other process. Each process has its own servers and
+# database (the fixtures below), so the two never see each other's rows.
+HEAVY = ("tests/faults/", "tests/e2e/test_make_up.py", "tests/e2e/test_bench_smoke.py",
+         "tests/integration/test_sweep_concurrency.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(HEAVY):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
 @pytest.fixture(scope="session")
 def tmp_run_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="payments-test-"))

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.register_blueprint(metrics.bp)
     # Providers post to /callbacks/<provider> at the root, outside the versioned API.
     app.register_blueprint(callbacks.provider_bp)
-    install_rate_limits(app, settings, callbacks.provider_bp)
+    install_rate_limits(app, settings)  # counted by the callbacks view, refusals only
     if settings.is_dev:
         # The sandbox and the provider doubles: stand-ins, never mounted in production.
         mount_standins(app)

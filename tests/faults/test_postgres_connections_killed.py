@@ -2,10 +2,11 @@
 (issue #18; DESIGN.md §6: never a 2xx for a callback that is not stored).
 
 A separate connection runs `pg_terminate_backend` on every other backend of the test's
-database, KILL_ROUNDS times, while a provider (a few threads) sends a burst of callbacks
-and a real worker applies them. Every connection of the web's pool, the worker's pool and
-the test's own dies mid-use. The web answers only 200 or 503 (never a 500, never a hang);
-the provider retries its 503s as providers do; the worker retries its failed attempts.
+database, KILL_ROUNDS times in the course of a burst of callbacks that a provider (a few
+threads) sends while a real worker applies them. Every connection of the web's pool, the
+worker's pool and the test's own dies mid-use. The web answers only 200 or 503 (never a
+500, never a hang); the provider retries its 503s as providers do; the worker retries its
+failed attempts.
 In the end every callback the provider got a 200 for is stored, and every payment is
 applied exactly once.
 """
@@ -35,7 +36,6 @@ pytestmark = pytest.mark.slow
 PAYMENTS = 150
 SENDERS = 6
 KILL_ROUNDS = 5
-KILL_EVERY_SECONDS = 0.2
 PROVIDER_RETRY_SECONDS = 0.2
 
 TERMINATE_OTHERS = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -80,14 +80,15 @@ def test_connections_terminated_during_a_burst_mean_503s_retries_and_exactly_onc
                 if status == 200:
                     answered_200.add(payment_id)
 
-            burst_done = threading.Event()
-
             def killer() -> None:
-                """Every KILL_EVERY_SECONDS while the burst runs (and at least KILL_ROUNDS
-                times): how many backends each round terminated."""
+                """KILL_ROUNDS rounds, paced by the burst's progress (round r once r/(R+1)
+                of the payments have their 200), so every round falls inside the burst
+                however fast the machine is: how many backends each round terminated."""
                 with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
-                    while not burst_done.is_set() or len(killed) < KILL_ROUNDS:
-                        time.sleep(KILL_EVERY_SECONDS)
+                    for round_ in range(1, KILL_ROUNDS + 1):
+                        target = round_ * PAYMENTS // (KILL_ROUNDS + 1)
+                        wait_until(lambda t=target: len(answered_200) >= t, timeout=120,
+                                   interval=0.02, message=f"{target} callbacks answered")
                         killed.append(conn.execute(TERMINATE_OTHERS).fetchone()[0])
 
             kill_thread = threading.Thread(target=killer, daemon=True)
@@ -96,13 +97,13 @@ def test_connections_terminated_during_a_burst_mean_503s_retries_and_exactly_onc
             with ThreadPoolExecutor(SENDERS) as pool:
                 list(pool.map(provider, payments))
             burst_seconds = time.monotonic() - started
-            burst_done.set()
             kill_thread.join(timeout=30)
 
             assert set(codes) <= {200, 503}, codes
             assert answered_200 == set(payments)
-            # Several rounds found live connections to kill (the web's, the worker's).
-            assert sum(n > 0 for n in killed) >= KILL_ROUNDS, killed
+            # Every round, in the middle of the burst, found live connections to kill (the
+            # web's, the worker's).
+            assert len(killed) == KILL_ROUNDS and all(n > 0 for n in killed), killed
             wait_until(lambda: _inbox(res) == {"processed": PAYMENTS}, timeout=120,
                        interval=0.5, message="every stored callback applied")
     finally:

@@ -44,6 +44,14 @@ def _statuses(res) -> dict[str, int]:
                                         .group_by(ProviderCallback.status)).all())
 
 
+def _statuses_of(res, payment_ids: list[int]) -> dict[str, int]:
+    with res.uow() as uow:
+        return dict(uow.session.execute(
+            select(ProviderCallback.status, func.count())
+            .where(ProviderCallback.payment_id.in_(payment_ids))
+            .group_by(ProviderCallback.status)).all())
+
+
 def test_callbacks_received_while_redis_is_down_are_applied_once_it_is_back(
         clean_db, settings, stack_env, private_redis, tmp_path):
     private = settings_with(settings, redis_url=private_redis.url)
@@ -81,7 +89,11 @@ def test_callbacks_received_while_redis_is_down_are_applied_once_it_is_back(
                        for code, body, _ in answers), answers
             slowest = max(seconds for _, _, seconds in answers)
             assert slowest < 5, f"an answer took {slowest:.1f}s with Redis down"
-            assert _statuses(res) == {"processed": 1, "received": DURING_OUTAGE + 1}
+            # Nothing received during the outage was applied (no lock can be taken). The
+            # held row may be either: the first callback's drain can still be claiming
+            # when it is stored, on a loaded machine.
+            assert _statuses_of(res, [p for _, p in during]) == {"received": DURING_OUTAGE}
+            assert _statuses_of(res, [first[1]]) == {"processed": 1}
 
             private_redis.start()  # same port, empty: every message sent before is gone
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
+import redis as redis_lib
 import requests
 from sqlalchemy import func, select, text, update
 
@@ -25,6 +28,7 @@ from services.maintenance import purge_idempotency_keys
 from tests.support.callbacks import event_body, post_callback, signed_headers
 from tests.support.factories import make_order, make_payment
 from tests.support.private_stack import PrivateRedis, serve_app, settings_with
+from web.rate_limits import KEY_PREFIX
 from web.security_headers import HEADERS
 
 METRICS_TOKEN = "m" * 40
@@ -121,18 +125,26 @@ def test_a_javascript_pay_url_is_never_linked_on_the_cashier_page(api, clean_db,
     assert "javascript:" not in api.get(link).text
 
 
-@pytest.fixture
-def limited_app(settings, clean_db, tmp_path) -> Iterator[tuple[str, Resources]]:
-    """The test app with the production limit, its own Redis (limits counters live there)."""
+@contextmanager
+def _served_with_private_redis(settings: Settings, tmp_path, **changes
+                               ) -> Iterator[tuple[str, Resources, PrivateRedis]]:
+    """The test app over HTTP with its own Redis (the limit's counters live there)."""
     broker = PrivateRedis(tmp_path)
     broker.start()
     try:
-        limited = dataclasses.replace(settings_with(settings, redis_url=broker.url),
-                                      callback_auth_failure_limit="20 per minute")
-        with serve_app(limited) as served:
-            yield served
+        with serve_app(dataclasses.replace(settings_with(settings, redis_url=broker.url),
+                                           **changes)) as (url, res):
+            yield url, res, broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def limited_app(settings, clean_db, tmp_path) -> Iterator[tuple[str, Resources]]:
+    """The test app with the production limit, its own Redis (the counters live there)."""
+    with _served_with_private_redis(settings, tmp_path,
+                                    callback_auth_failure_limit="20 per minute") as served:
+        yield served[:2]
 
 
 def test_a_thousand_bad_signatures_write_a_row_a_minute_and_get_429(limited_app):
@@ -165,6 +177,96 @@ def test_genuine_callbacks_never_count_against_the_limit(limited_app):
     for _ in range(30):  # more than the limit, all authentic
         payment = make_payment(res, make_order(res))
         assert post_callback(url, event_body(payment)).status_code == 200
+
+
+@contextmanager
+def _redis_commands(url: str) -> Iterator[list[str]]:
+    """Every command the Redis at `url` runs inside the block (MONITOR), as text, filled
+    in when the block ends."""
+    seen: list[str] = []
+    watcher = redis_lib.Redis.from_url(url, socket_timeout=10)
+    with watcher.monitor() as monitor:
+        yield seen
+        marker = f"end-of-block-{uuid.uuid4().hex}"
+        other = redis_lib.Redis.from_url(url)
+        other.echo(marker)
+        other.close()
+        while marker not in (command := monitor.next_command()["command"]):
+            seen.append(command)
+    watcher.close()
+
+
+def _limiter_commands(commands: list[str]) -> list[str]:
+    return [command for command in commands if KEY_PREFIX in command]
+
+
+def test_a_genuine_callback_never_touches_the_limiter(settings, clean_db, tmp_path):
+    """No Redis command of the limit for a verified signature (issue #21, B1): only a
+    refused one is counted."""
+    with _served_with_private_redis(settings, tmp_path,
+                                    callback_auth_failure_limit="20 per minute"
+                                    ) as (url, res, broker):
+        with _redis_commands(broker.url) as commands:
+            for _ in range(5):
+                payment = make_payment(res, make_order(res))
+                assert post_callback(url, event_body(payment)).status_code == 200
+        assert commands, "the monitor saw nothing (the wake-ups at least)"
+        assert _limiter_commands(commands) == []
+        # The same watch does see the limit at work when a signature is refused.
+        body = event_body(make_payment(res, make_order(res)))
+        with _redis_commands(broker.url) as commands:
+            refused = post_callback(url, body,
+                                    headers=signed_headers(body, secret="not-the-secret"))
+        assert refused.status_code == 401
+        assert _limiter_commands(commands)
+
+
+def test_past_the_limit_a_genuine_callback_from_the_same_address_is_still_stored(
+        settings, clean_db, tmp_path):
+    """A provider behind the same address as an attacker (a shared NAT or proxy) must not
+    lose callbacks: the limit refuses bad signatures only, and a good one is never
+    counted nor refused by it."""
+    with _served_with_private_redis(settings, tmp_path,
+                                    callback_auth_failure_limit="3 per minute"
+                                    ) as (url, res, _):
+        junk = event_body(make_payment(res, make_order(res)))
+        bad = signed_headers(junk, secret="not-the-secret")
+        assert [post_callback(url, junk, headers=bad).status_code
+                for _ in range(5)] == [401, 401, 401, 429, 429]
+        payment = make_payment(res, make_order(res))
+        genuine = post_callback(url, event_body(payment))
+        assert genuine.status_code == 200, genuine.text
+        with res.uow() as uow:
+            assert uow.session.execute(
+                select(func.count()).select_from(ProviderCallback)
+                .where(ProviderCallback.payment_id == payment)).scalar_one() == 1
+        limited = post_callback(url, junk, headers=bad)
+        assert limited.status_code == 429
+        assert 0 < int(limited.headers["Retry-After"]) <= 60
+
+
+def test_the_limit_keys_on_the_client_behind_trusted_proxies(settings, clean_db, tmp_path):
+    with _served_with_private_redis(settings, tmp_path, trusted_proxies=1,
+                                    callback_auth_failure_limit="2 per minute"
+                                    ) as (url, res, _):
+        junk = event_body(make_payment(res, make_order(res)))
+        bad = signed_headers(junk, secret="not-the-secret")
+        attacker = {**bad, "X-Forwarded-For": "203.0.113.7"}
+        assert [post_callback(url, junk, headers=attacker).status_code
+                for _ in range(3)] == [401, 401, 429]
+        neighbour = {**bad, "X-Forwarded-For": "203.0.113.8"}
+        assert post_callback(url, junk, headers=neighbour).status_code == 401
+
+
+def test_a_redis_outage_lets_refusals_through_as_401(settings, clean_db, tmp_path):
+    with _served_with_private_redis(settings, tmp_path,
+                                    callback_auth_failure_limit="1 per minute"
+                                    ) as (url, res, broker):
+        junk = event_body(make_payment(res, make_order(res)))
+        bad = signed_headers(junk, secret="not-the-secret")
+        broker.stop()
+        statuses = [post_callback(url, junk, headers=bad).status_code for _ in range(3)]
+        assert statuses == [401, 401, 401]
 
 
 def test_unknown_provider_names_add_no_metric_series(api, live_url):

@@ -32,6 +32,7 @@ from web.auth import current_principal, require_key
 from web.deps import resources
 from web.errors import STATUS_BY_KIND, error_response
 from web.json_body import json_body
+from web.rate_limits import refuse_past_the_limit
 from web.routes.params import query_int, query_page
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,10 @@ def _observe_latency(response: Response) -> Response:
 def receive_callback(provider: str):
     connector = callback_connector(resources(), provider)  # 404 before reading anything
     raw_body = _read_bounded_body(MAX_CALLBACK_BYTES)
+    # The refusal limit is counted only when the signature is refused (web/rate_limits.py).
     result = ingest_callback(resources(), connector,
-                             CallbackRequest(headers=request.headers, body=raw_body))
+                             CallbackRequest(headers=request.headers, body=raw_body),
+                             on_refused=refuse_past_the_limit)
     return _as_response(connector.answer_stored(result.duplicate))
 
 
@@ -91,7 +94,7 @@ def too_many_refusals(exc: HTTPException):
     response = _refusal(429, "too_many_refused_callbacks",
                         "Too many callbacks with a bad signature from this address; "
                         "try again later", {})
-    response.headers["Retry-After"] = "60"
+    response.headers["Retry-After"] = str(getattr(exc, "retry_after", None) or 60)
     return response
 
 
