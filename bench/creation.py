@@ -44,15 +44,21 @@ against 1.4-2.2 before, the saving the key lookup's Session bookkeeping (begin, 
 rollback, close) that ran on every request for one SELECT. Of what is left (cProfile, CPU):
 SQLAlchemy's execute and result set-up for the three statements about half (building result
 metadata from the cursor's ~30-column description on each execution is the largest single
-part), the view's JSON answer and Flask's request handling most of the rest, Flask-Limiter's
-before-request check (~6%, for a limit only callbacks have) next. What bounds the rest: the
-durable commit (a 201 is a payment that exists) and the BEGIN psycopg sends on its own are
-two round trips no statement merge removes (a single locking statement would read payments
-with a snapshot from before its lock wait); a creation still costs about ten hello-world
-requests of CPU, most of it SQLAlchemy's and Flask's per-request Python, not PostgreSQL.
-Open: under wrk, quick runs of this code alternating with the previous one gave 0.08-0.10
-against 0.12-0.21 (same hour, same load); the test-client profile does not show why, and a
-run with the key lookup change reverted was no better (0.06), so it is not that change."""
+part), the view's JSON answer and Flask's request handling most of the rest; no
+rate-limit hook runs any more (the callbacks' refusal counter is consulted only after a
+refused signature). What bounds the rest: the durable commit (a 201 is a payment that
+exists) and the BEGIN psycopg sends on its own are two round trips no statement merge
+removes (a single locking statement would read payments with a snapshot from before its
+lock wait); a creation still costs about ten hello-world requests of CPU, most of it
+SQLAlchemy's and Flask's per-request Python, not PostgreSQL. Open: quick wrk runs of this
+code, alternating with the previous (main's) code, spread widely on this loaded machine:
+0.07-0.22 (median 0.12 of eight) against 0.04-0.17 (median 0.14 of eight). The steady
+measures show no difference to explain that: the same five round trips a request for
+both (a libpq trace of the pool's connections, 200 requests one by one and 400 from four
+threads: the lookup, BEGIN, two statements, COMMIT; no SET, no ROLLBACK on the pool's
+return, no second connection), as much test-client CPU or less (medians 1.0-1.4 ms a
+request here, 1.1-1.6 before, alternating), and less gunicorn CPU a request under wrk
+(1.6-2.1 ms against 1.7-3.5; PostgreSQL's backends 0.3-0.6 ms against 0.3-0.9)."""
 
 
 class _Requests:
