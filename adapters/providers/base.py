@@ -116,6 +116,10 @@ class ProviderRefund:
     # Set: the provider decided (Alipay's refund answer, any query_refund answer), applied
     # as that callback would be.
     outcome: ProviderRefundStatus | None = None
+    # What the provider says it refunded for this refund, in our Decimal (parsed from its
+    # own unit: WeChat Pay's fen, Alipay's yuan string). None when its answer carries no
+    # amount of this refund alone; then our stored amount is what is applied.
+    amount: Decimal | None = None
 
 
 class HeaderLookup(Protocol):
