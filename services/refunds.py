@@ -14,7 +14,7 @@ success, §6) runs through the same `refunds.execute` task.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 from adapters.db import UnitOfWork
 from adapters.metrics import REFUNDS, count_on_commit
 from adapters.providers.base import (
+    Provider,
+    ProviderRefund,
     ProviderRejected,
     ProviderUnavailable,
     RefundRequest,
@@ -232,9 +234,39 @@ def execute_refund(res: Resources, refund_id: int) -> str:
              reference)
     if answer.outcome is not None:
         # The provider decided in its answer (Alipay): applied as its callback would be.
+        if answer.amount is None and answer.refunded_total is not None:
+            answer = _this_refunds_amount(res, provider, target, answer)
+            if answer.outcome is None:
+                return "accepted"
         return apply_refund_outcome(res, target.payment_id, refund_id, provider.name,
                                     answer, amount=target.amount, currency=target.currency)
     return "accepted"
+
+
+def _this_refunds_amount(res: Resources, provider: Provider, target: _Execution,
+                         answer: ProviderRefund) -> ProviderRefund:
+    """An answer that gives only the payment's total refunded (Alipay's refund_fee), made
+    into one about this refund. The total is what we had refunded plus this refund in the
+    usual case, and then this refund's amount is ours. Any other total (another refund of
+    the payment settled meanwhile, or a provider that refunded another amount) is not
+    guessed at: the refund query says what this refund returned. Its answer may be "not
+    yet" (outcome None): the refund stays processing for refunds.check."""
+    with res.uow() as uow:
+        refunded = uow.session.execute(select(Payment.refunded_amount).where(
+            Payment.id == target.payment_id)).scalar_one()
+    if answer.refunded_total == refunded + target.amount:
+        return replace(answer, amount=target.amount)
+    log.info("%s: %s reports %s refunded in all for payment %s, not %s + %s; asking its "
+             "refund query about refund %s", EXECUTE_TASK, provider.name,
+             answer.refunded_total, target.payment_id, refunded, target.amount,
+             target.refund_id)
+    try:
+        return provider.query_refund(_refund_request(target))
+    except (ProviderRejected, ProviderUnavailable) as exc:
+        log.warning("%s: %s did not say what refund %s returned: %s; left processing for "
+                    "%s", EXECUTE_TASK, exc.provider, target.refund_id, exc.detail,
+                    CHECK_TASK)
+        return ProviderRefund(answer.reference)
 
 
 def check_refund(res: Resources, refund_id: int) -> str:

@@ -151,9 +151,11 @@ class AlipayProvider:
                 return ProviderRefund(request.out_refund_no, ProviderRefundStatus.FAILED)
             raise answer.rejection(method)
         if answer.body.get("fund_change") == "Y":
-            # Its refund_fee is the trade's total refunded so far, not this refund's
-            # amount, so it is not compared with ours (the refund query's is).
-            return ProviderRefund(request.out_refund_no, ProviderRefundStatus.SUCCEEDED)
+            # Its refund_fee is the trade's total refunded so far, this refund included,
+            # not this refund's amount (services/refunds.execute_refund compares it).
+            return ProviderRefund(request.out_refund_no, ProviderRefundStatus.SUCCEEDED,
+                                  refunded_total=_amount(answer.body.get("refund_fee"),
+                                                         method, "refund_fee"))
         # "N": no money moved by THIS call. Alipay says so for a request number it has
         # already refunded (our retry), and asks that the refund query confirm it.
         refunded = self._refund_query(request)
