@@ -170,12 +170,16 @@ _REFUND_EVENTS = {ProviderRefundStatus.SUCCEEDED: CallbackEventType.REFUND_SUCCE
 def apply_refund_outcome(res: Resources, payment_id: int, refund_id: int, provider: str,
                          answer: ProviderRefund, *, amount: Decimal, currency: str) -> str:
     """A refund's outcome given in the provider's answer (Alipay's refunds are
-    synchronous), applied as its refund callback would be: same lock, rules and audit.
-    A callback for the same refund arriving as well is then a no-op."""
+    synchronous; any refund query's answer), applied as its refund callback would be: same
+    lock, rules and audit. A callback for the same refund arriving as well is then a no-op.
+
+    The amount applied is the provider's when its answer states one (so one that differs
+    from ours, `amount`, is flagged for review rather than settled: §6), ours otherwise."""
     assert answer.outcome is not None
     event = CallbackEvent(event_id=f"refund-answer:{answer.reference}",
                           type=_REFUND_EVENTS[answer.outcome], payment_id=payment_id,
-                          amount=amount, currency=currency, transaction_id=answer.reference,
+                          amount=amount if answer.amount is None else answer.amount,
+                          currency=currency, transaction_id=answer.reference,
                           refund_id=refund_id)
     with payment_lock(res.redis, payment_id, ttl_seconds=LOCK_TTL_SECONDS,
                       blocking_timeout=LOCK_WAIT_SECONDS):

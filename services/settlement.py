@@ -43,6 +43,7 @@ from domain.statuses import (
 )
 from domain.webhooks import EventType
 from services.audit import record_event
+from services.refund_flags import flag_refund
 from services.transitions import lock_order_status, transition_order, transition_payment
 from services.wallet.topups import (
     credit_topup,
@@ -241,17 +242,22 @@ def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
         assert refund is not None and payment is not None
         # Still in flight (the money has not reached the buyer, nor come back to us):
         # a person decides, with the payment listed for review.
-        session.execute(update(Refund).where(Refund.id == refund.id)
-                        .values(needs_review=True, updated_at=func.now())
-                        .execution_options(synchronize_session=False))
-        session.execute(update(Payment).where(Payment.id == payment.id)
-                        .values(needs_review=True, updated_at=func.now())
-                        .execution_options(synchronize_session=False))
-        record_webhook_event(session, EventType.PAYMENT_NEEDS_REVIEW, payment.id)
-        record_event(session, decision.audit_event or "refund_abnormal",
-                     payment_id=payment.id, actor=ctx.actor, refund_id=refund.id,
-                     amount=refund.amount, reason=decision.note, **ctx.detail)
+        flag_refund(session, refund_id=refund.id, payment_id=payment.id,
+                    audit_event=decision.audit_event or "refund_abnormal", actor=ctx.actor,
+                    reason=decision.note, amount=refund.amount, **ctx.detail)
         return Settlement(CallbackStatus.PROCESSED, decision.note)
+    if (decision.action is Action.REJECT and decision.audit_event == "amount_mismatch"
+            and refund is not None and payment is not None):
+        # The provider refunded another amount than ours: not settled with either. The
+        # refund is flagged with its payment (so the check stops asking about it), and
+        # the audit row carries both amounts.
+        flag_refund(session, refund_id=refund.id, payment_id=payment.id,
+                    audit_event="amount_mismatch", actor=ctx.actor, reason=decision.note,
+                    event_type=event.type.value, received_amount=event.amount,
+                    received_currency=event.currency, expected_amount=refund.amount,
+                    expected_currency=refund.currency, refund_status=refund.status.value,
+                    transaction_id=event.transaction_id, **ctx.detail)
+        return Settlement(INBOX_STATUS[decision.action], decision.note)
     return _record_non_application(session, ctx, decision, payment)
 
 

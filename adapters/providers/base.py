@@ -116,6 +116,13 @@ class ProviderRefund:
     # Set: the provider decided (Alipay's refund answer, any query_refund answer), applied
     # as that callback would be.
     outcome: ProviderRefundStatus | None = None
+    # What the provider says it refunded for this refund, in our Decimal (parsed from its
+    # own unit: WeChat Pay's fen, Alipay's yuan string). None when its answer carries no
+    # amount of this refund alone; then our stored amount is what is applied.
+    amount: Decimal | None = None
+    # What the provider says the whole payment has had refunded so far, this refund
+    # included, when that is all its answer says (Alipay's refund answer: refund_fee).
+    refunded_total: Decimal | None = None
 
 
 class HeaderLookup(Protocol):
