@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, String, bindparam, text
+from sqlalchemy import BigInteger, DateTime, String, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,7 @@ class Pending:
 
 _IDS = ARRAY(BigInteger)
 _TEXTS = ARRAY(String)
+_TIMES = ARRAY(DateTime(timezone=True))
 # Every row the common case reads, locked in one statement, in the order every writer
 # takes them (inbox rows, then orders, then payments: services/settlement.py's
 # _lock_payment): each CTE's scalar subquery over the one before makes PostgreSQL run
@@ -84,7 +85,8 @@ _LOCK_ALL = text("""
     WHERE (SELECT count(*) FROM locked_payments) >= 0""").bindparams(
     bindparam("callback_ids", type_=_IDS), bindparam("payment_ids", type_=_IDS),
     bindparam("providers", type_=_TEXTS), bindparam("txns", type_=_TEXTS))
-# The payments -> succeeded (compare-and-set on the status read under the lock), their
+# The payments -> succeeded (compare-and-set on the status read under the lock; the
+# provider's time of the success beside ours, from the same VALUES list), their
 # audit rows, their payment.succeeded events (built from the updated rows: in one
 # statement a later CTE cannot see an earlier one's changes in the table), the orders
 # -> paid and their history, at once. The caller checks both counts: a compare-and-set
@@ -92,8 +94,9 @@ _LOCK_ALL = text("""
 _SUCCEED_AND_PAY = text(f"""
     WITH moved AS (
         UPDATE payments p SET status = 'succeeded', transaction_id = v.txn, paid_at = now(),
-                              updated_at = now()
-        FROM unnest(:ids, :froms, :txns) AS v(id, from_status, txn)
+                              provider_paid_at = v.provider_paid_at, updated_at = now()
+        FROM unnest(:ids, :froms, :txns, :provider_paid_ats)
+            AS v(id, from_status, txn, provider_paid_at)
         WHERE p.id = v.id AND p.status = v.from_status
         RETURNING p.*),
     audit AS (
@@ -119,8 +122,9 @@ _SUCCEED_AND_PAY = text(f"""
     SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM paid) AS paid,
            ARRAY(SELECT id FROM queued) AS deliveries""").bindparams(
     bindparam("ids", type_=_IDS), bindparam("froms", type_=_TEXTS),
-    bindparam("txns", type_=_TEXTS), bindparam("providers", type_=_TEXTS),
-    bindparam("event_ids", type_=_TEXTS), bindparam("callback_ids", type_=_IDS),
+    bindparam("txns", type_=_TEXTS), bindparam("provider_paid_ats", type_=_TIMES),
+    bindparam("providers", type_=_TEXTS), bindparam("event_ids", type_=_TEXTS),
+    bindparam("callback_ids", type_=_IDS),
     bindparam("amounts", type_=_TEXTS), bindparam("currencies", type_=_TEXTS),
     bindparam("order_ids", type_=_IDS), bindparam("type", type_=String),
     bindparam("notification", type_=String))
@@ -210,6 +214,7 @@ def _apply_successes(session: Session, fast: Sequence[tuple[Pending, PaymentFact
     written = session.execute(_SUCCEED_AND_PAY, {
         "ids": ids, "froms": [p.status.value for _, p in fast],
         "txns": [item.event.transaction_id for item, _ in fast],
+        "provider_paid_ats": [item.event.occurred_at for item, _ in fast],
         "providers": [item.provider for item, _ in fast],
         "event_ids": [item.event.event_id for item, _ in fast],
         "callback_ids": [item.callback_id for item, _ in fast],

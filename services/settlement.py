@@ -12,6 +12,7 @@ commit together or not at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import bindparam, exists, func, insert, select, text, update
@@ -174,7 +175,10 @@ def _apply_success(session: Session, ctx: _Context, payment: PaymentFacts,
     _cas_payment(session, payment, PaymentStatus.SUCCEEDED, ctx,
                  "late_payment_received" if late else "payment_succeeded",
                  RETRYABLE_PAYMENT_STATUSES if late else ACTIVE_PAYMENT_STATUSES,
-                 values={"transaction_id": ctx.event.transaction_id, "paid_at": func.now()},
+                 values={"transaction_id": ctx.event.transaction_id, "paid_at": func.now(),
+                         # the provider's time of it, when the report carries one: the
+                         # day its statement lists it under (reconciliation's books)
+                         "provider_paid_at": ctx.event.occurred_at},
                  transaction_id=ctx.event.transaction_id, amount=ctx.event.amount,
                  currency=ctx.event.currency)
     if order_status is not None and order_takes_payment(order_status):
@@ -221,7 +225,8 @@ def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
                      ctx, "refund_succeeded", REFUNDABLE_PAYMENT_STATUSES,
                      values={"refunded_amount": refunded_after}, refund_id=refund.id,
                      amount=refund.amount, refunded_amount=refunded_after)
-        _finish_refund(session, refund, RefundStatus.SUCCEEDED, ctx.event.transaction_id)
+        _finish_refund(session, refund, RefundStatus.SUCCEEDED, ctx.event.transaction_id,
+                       provider_time=ctx.event.occurred_at)
         if refund.status is RefundStatus.FAILED:  # a top-up given back is now paid twice
             review_if_given_back(session, refund_id=refund.id, payment_id=payment.id,
                                  actor=ctx.actor)
@@ -262,10 +267,12 @@ def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
 
 
 def _finish_refund(session: Session, refund: RefundFacts, status: RefundStatus,
-                   provider_refund_id: str | None) -> None:
+                   provider_refund_id: str | None, *,
+                   provider_time: datetime | None = None) -> None:
     values: dict[str, object] = {"status": status.value, "updated_at": func.now()}
     if status is RefundStatus.SUCCEEDED:
         values["completed_at"] = func.now()
+        values["provider_completed_at"] = provider_time
     if provider_refund_id:
         values["provider_refund_id"] = func.coalesce(Refund.provider_refund_id,
                                                      provider_refund_id)

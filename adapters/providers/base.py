@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
@@ -92,6 +92,9 @@ class ProviderStatus:
     transaction_id: str | None
     amount: Decimal
     currency: str
+    # The provider's time of the success, when its answer gives one (the day its
+    # statement lists the payment under: services/reconciliation/books.py).
+    paid_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ then closes the trade itself once the payment could no longer be ours to take.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from math import ceil
 from typing import Any
@@ -45,7 +45,7 @@ from adapters.providers.base import (
 from config import Settings
 from domain.callback_events import CallbackEvent
 from domain.money import format_amount
-from domain.statements import Statement
+from domain.statements import Statement, beijing_time
 
 CALLBACK_PATH = "/callbacks/alipay"
 CURRENCY = "CNY"  # domestic Alipay settles in yuan only
@@ -114,7 +114,8 @@ class AlipayProvider:
             raise _garbled(method, f"unknown trade_status {raw_status!r}")
         transaction_id = answer.body.get("trade_no") or None
         return ProviderStatus(status, transaction_id,
-                              _amount(answer.body.get("total_amount"), method), CURRENCY)
+                              _amount(answer.body.get("total_amount"), method), CURRENCY,
+                              paid_at=_paid_at(answer.body.get("send_pay_date")))
 
     def close(self, reference: str) -> None:
         method = "alipay.trade.close"
@@ -245,6 +246,15 @@ def _text(body: dict[str, Any], field: str, method: str) -> str:
     if not isinstance(value, str) or not value:
         raise _garbled(method, f"no {field!r} in the answer")
     return value
+
+
+def _paid_at(value: object) -> datetime | None:
+    """send_pay_date, Alipay's time of the payment; None when absent or unreadable (only
+    the reconciliation's day depends on it)."""
+    try:
+        return beijing_time(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _amount(value: object, method: str, field: str = "total_amount") -> Decimal:

@@ -133,7 +133,8 @@ class WechatPayProvider:
             value = Decimal("0.00")
         transaction_id = body.get("transaction_id")
         return ProviderStatus(status=status, amount=value, currency=currency,
-                              transaction_id=transaction_id if transaction_id else None)
+                              transaction_id=transaction_id if transaction_id else None,
+                              paid_at=callbacks.success_time(body.get("success_time")))
 
     def close(self, reference: str) -> None:
         try:
