@@ -305,7 +305,9 @@ def test_a_drain_keeps_the_wake_up_flag_set_while_it_runs(res, monkeypatch):
     wake a second drain beside this one."""
     monkeypatch.setattr(callback_batches, "WAKE_TTL_MS", 300)
     monkeypatch.setattr(callback_wakeup, "WAKE_TTL_MS", 300)
-    _store(res, _payments(res, 100))
+    # Enough one-callback batches that the drain outlasts the TTL several times over on a
+    # fast machine (a batch of one takes a few milliseconds at best).
+    _store(res, _payments(res, 300))
     res.redis.set(WAKE_KEY, 1, px=300)  # as ingest set it
     gaps: list[float] = []
     stop = threading.Event()
@@ -320,11 +322,11 @@ def test_a_drain_keeps_the_wake_up_flag_set_while_it_runs(res, monkeypatch):
     watcher.start()
     started = time.monotonic()
     try:
-        outcome = drain_inbox(res, limit=1)  # a hundred batches
+        outcome = drain_inbox(res, limit=1, budget_seconds=120)  # three hundred batches
     finally:
         stop.set()
         watcher.join()
 
-    assert outcome.claimed == 100
-    assert time.monotonic() - started > 0.6  # the flag's TTL twice over
+    assert outcome.claimed == 300
+    assert time.monotonic() - started > 0.6  # the flag's TTL twice over, at least
     assert gaps == []
