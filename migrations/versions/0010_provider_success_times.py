@@ -1,6 +1,6 @@
 """the provider's own success time of a payment and of a refund (reconciliation, #17)
 
-Revision ID: 0010r
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-01 15:20:00
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010r"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
