@@ -198,6 +198,11 @@ class Settings:
     order_ttl_seconds: int = 86400
     sweep_interval_seconds: int = 60
     callback_tolerance_seconds: int = 300
+    # A refund still without an outcome this long after it was requested is flagged for
+    # review and no longer asked of its provider (services/refunds.check_refund). A week:
+    # WeChat Pay takes up to 3 working days to refund to a bank card, and a week covers
+    # weekends and public holidays, so a slow provider is never mistaken for a lost refund.
+    refund_review_after_seconds: int = 7 * 86400
     secrets: Secrets = Secrets()
     public_base_url: str = "http://127.0.0.1:8000"
     # method=provider pairs; empty means the sandbox serves every method.
@@ -283,6 +288,7 @@ class Settings:
             order_ttl_seconds=_int(env, "ORDER_TTL_SECONDS", 86400),
             sweep_interval_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", 60),
             callback_tolerance_seconds=_int(env, "CALLBACK_TOLERANCE_SECONDS", 300),
+            refund_review_after_seconds=_int(env, "REFUND_REVIEW_AFTER_SECONDS", 7 * 86400),
             secrets=secrets,
             public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
             payment_providers=env.get("PAYMENT_PROVIDERS", ""),

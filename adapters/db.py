@@ -116,6 +116,17 @@ class UnitOfWork:
     def after_commit(self, hook: Callable[[], None]) -> None:
         self._after_commit.append(hook)
 
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A pooled connection in autocommit, outside the unit of work and without a
+        Session: for one statement durable on its own that runs on every request (the
+        API key lookup), where a Session's begin, connection and rollback bookkeeping
+        cost more Python than the statement (B5). The pool puts the connection back to
+        its own isolation level on return."""
+        engine: Engine = self._session_factory.kw["bind"]
+        with engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
 
 def _sender(send: TaskSender, name: str, args: tuple[Any, ...]) -> Callable[[], None]:
     def hook() -> None:

@@ -69,6 +69,9 @@ EXPIRATIONS = Counter("payments_expirations_total",
 REFUNDS = Counter("payments_refunds_total",
                   "Refunds by outcome: requested, succeeded, failed (counted at commit)",
                   ["outcome"])
+REFUNDS_FLAGGED = Counter("payments_refunds_flagged_total",
+                          "Refunds flagged for review (counted at commit), by reason: "
+                          "refund_abnormal, amount_mismatch, refund_overdue", ["reason"])
 WALLET_ENTRIES = Counter("payments_wallet_entries_total",
                          "Wallet ledger entries written (counted at commit), by kind: credit, "
                          "payment, refund, topup", ["kind"])

@@ -55,13 +55,14 @@ ABOUT = f"""\
 Subject: N success callbacks stored in the inbox (each a signed `payment.succeeded` for its own
 `processing` payment) and the one `callbacks.apply_batch` wake-up ingest would have sent, while
 no worker runs; then one worker as `make up` starts it (prefork, {CONCURRENCY} processes, acks
-late, prefetch 1) applies them in batches of up to {BATCH_SIZE}: per batch one claim (the
-waiting rows locked with SKIP LOCKED, their payments' Redis locks taken in one pipelined round
-trip, attempts counted and a lease set, committed), then one transaction in which each
-callback settles in its own savepoint (the inbox row and the payment locked, the payment →
-succeeded and its order → paid with history, audit and outbox rows, the inbox row →
-processed), one commit, the locks released. A full batch sends the next wake-up at once, so
-both pool processes work. Baseline: N `bench.noop` tasks (same argument, same queue, same
+late, prefetch 1) applies them in batches of up to {BATCH_SIZE}: per batch one claim (one
+statement locks the waiting rows with SKIP LOCKED, counts their attempts and sets a lease;
+their payments' Redis locks are taken by one script call; committed), then one transaction in
+which the common case settles set-based (the inbox rows, orders and payments locked by one
+statement; the payments → succeeded and their orders → paid with history, audit and outbox
+rows by two more; the inbox rows → processed) and anything else settles singly, each in its
+own savepoint; one commit, the locks released. A full batch sends the next wake-up at once,
+so both pool processes work. Baseline: N `bench.noop` tasks (same argument, same queue, same
 broker and worker settings) that do nothing. Both rates are completions per second between
 {WINDOW[0]:.0%} and {WINDOW[1]:.0%} of the work, read from the worker's own metrics
 (`{APPLIED_METRIC}_total{{outcome="processed"}}`, counted at each batch's commit;
@@ -74,21 +75,20 @@ Where the time goes (measured 2026-12-01 on the machine below, shared with four 
 engineers' test runs: load average 10-12 on 2 cores): `apply_callback_batch` called in a loop
 over 2,000 stored callbacks, under cProfile, took 1.1 ms of CPU per callback in the worker process
 (3.9 ms wall: the rest is waiting on PostgreSQL), against 14 ms per callback when each callback
-of the batch was settled by `settle_callback` in its own savepoint. One batch of 100 is about
-twenty statements and three Redis round trips in all: the claim (the candidates, the earliest
-foreign lease, one pipelined `SET NX PX` per payment, the attempt and lease UPDATE, commit), the
-set-based settlement of the common case (lock the inbox rows, the orders, the payments; the
-transaction owners; one UPDATE of the payments from `unnest`; one INSERT of the audit rows; the
-outbox's events with notifications and deliveries; one UPDATE of the orders; one INSERT of their
-history; the orders' events; the inbox rows marked; one commit), the locks' release. By
-cProfile, psycopg's waiting on PostgreSQL is half of a batch's time, SQLAlchemy a sixth, redis-py
-and Celery's one follow-up send an eighth each, our own code a few per cent. What bounds the
-rest: PostgreSQL's own work per row (about a dozen row writes per callback, each with its index
-entries and WAL) and, at small batches, the fixed cost of the twenty round trips. The no-op
-baseline is round-trip bound (acks late, prefetch 1: about four Redis round trips per task) and
-suffers more than the batch does from a loaded machine: in these runs it reached 47-53 tasks/s
-against 379-577/s on a quiet machine earlier the same day (the full rows below, measured with
-the previous one-message-per-callback apply), while the batches applied 416-692/s. So the
+of the batch was settled by `settle_callback` in its own savepoint. That was with about twenty
+statements per batch; since issue #21's B3 work a batch is nine PostgreSQL round trips and two
+Redis ones whatever its size (the claim: begin, one claim statement, commit; the locks, one
+script call; the settlement: begin, the statement bounds, one locking read, two writes, commit;
+the locks' release, one script call), and a batch's own CPU in the worker fell by about 45%
+(`apply_callback_batch` on 1, 10 and 50 stored callbacks, fastest of 40: 1.5, 2.1 and 4.1 ms
+against 2.7, 3.8 and 7.8 ms before). What bounds the rest: PostgreSQL's own work per row
+(about a dozen row writes per callback, each with its index entries and WAL) and psycopg's
+waiting on it. The no-op baseline is round-trip bound (acks late, prefetch 1: about four
+Redis round trips per task) and suffers more than the batch does from a loaded machine: in
+these runs it reached 47-53 tasks/s against 379-577/s on a quiet machine earlier the same day
+(the full rows below, measured with the previous one-message-per-callback apply), while the
+batches applied 416-692/s; after issue #21's B3 work, quick runs on a machine as loaded
+(load average 9-11) applied 1,474-2,557/s against 109-586 no-op tasks/s. So the
 ratio in the quick rows overstates what a quiet machine shows; against the quiet no-op rate
 (~540/s) the batches' 416-692/s is about 0.8-1.3. A full run on a quiet machine is the honest
 figure and is still to be made."""

@@ -28,28 +28,37 @@ keep-alive connections), on the same 2 cores as PostgreSQL, alternating within e
 
 # Where the time goes; refresh when payment creation changes.
 PROFILE = """\
-Where the time goes (measured 2026-12-01 on the machine below while four other engineers
-loaded it, so old and new code ran alternately): before this round a creation was about
-sixteen round trips to PostgreSQL: a pool pre-ping and a BEGIN for each of its two
-transactions, the API key lookup and its ROLLBACK, then nine ORM statements (the order
-locked, the database clock, the active-payment check, the next attempt number, the insert,
-its audit row, the payment and its log read back for the answer) and the commit;
-`create_payment` through Flask's test client took 8-9 ms of CPU and 20-28 ms of wall time a
-request here, and py-spy on a gunicorn worker under wrk found a third of its time in the
-pool's pre-pings alone. Now it is five: the key lookup (one indexed SELECT in autocommit,
-no BEGIN/ROLLBACK: services/api_keys.py), then BEGIN, the order locked together with the
-database clock, ONE statement that inserts the attempt and its audit row and returns both
-(the whole detail view: services/payment_attempts.py), and the commit; the pool pings a
-connection only after it idled a second (adapters/pool_health.py). Through the test client
-that is 2.6-4.6 ms of CPU and 4-8 ms of wall time a request, alternating with the old code
-on the same machine; under wrk 3.5-4.7 ms of gunicorn CPU and 0.9-1.1 ms of PostgreSQL CPU a
-request (was 4.9 and 1.7 on a quiet machine). py-spy (GIL samples) on a worker now: the
-view and its two statements ~35%, the key lookup ~19%, Flask and gunicorn request
-handling, Flask-Limiter's before-request check (~5%) and the JSON access line (~5%) most of
-the rest. What bounds the rest: the durable commit (a 201 is a payment that exists) and the
-BEGIN psycopg sends on its own are two round trips no statement merge removes; a creation
-still costs about ten hello-world requests of CPU, most of it SQLAlchemy's and Flask's
-per-request Python, not PostgreSQL."""
+Where the time goes (measured 2026-12-01 on the machine below while other engineers loaded
+it, load average 9-10 on 2 cores, so old and new code ran alternately and single runs swing
+by 2x): a creation without a key is five round trips to PostgreSQL: the key lookup (one
+indexed SELECT in autocommit on a plain pooled connection, no Session: services/api_keys.py,
+adapters/db.UnitOfWork.autocommit), then BEGIN, the order locked together with the database
+clock, ONE statement that inserts the attempt and its audit row and returns both (the whole
+detail view: services/payment_attempts.py), and the commit; the pool pings a connection only
+after it idled a second (adapters/pool_health.py). With an Idempotency-Key the claim (INSERT
+... ON CONFLICT DO NOTHING) and the stored answer join that one transaction (web/
+idempotency.InTransaction), one durable commit where there were three (claim, creation,
+answer each committed on its own). cProfile of `create_payment` through Flask's test client
+(process CPU, 600 requests, alternating with the previous code): 1.3-1.7 ms of CPU a request
+against 1.4-2.2 before, the saving the key lookup's Session bookkeeping (begin, connection,
+rollback, close) that ran on every request for one SELECT. Of what is left (cProfile, CPU):
+SQLAlchemy's execute and result set-up for the three statements about half (building result
+metadata from the cursor's ~30-column description on each execution is the largest single
+part), the view's JSON answer and Flask's request handling most of the rest; no
+rate-limit hook runs any more (the callbacks' refusal counter is consulted only after a
+refused signature). What bounds the rest: the durable commit (a 201 is a payment that
+exists) and the BEGIN psycopg sends on its own are two round trips no statement merge
+removes (a single locking statement would read payments with a snapshot from before its
+lock wait); a creation still costs about ten hello-world requests of CPU, most of it
+SQLAlchemy's and Flask's per-request Python, not PostgreSQL. Open: quick wrk runs of this
+code, alternating with the previous (main's) code, spread widely on this loaded machine:
+0.07-0.22 (median 0.12 of eight) against 0.04-0.17 (median 0.14 of eight). The steady
+measures show no difference to explain that: the same five round trips a request for
+both (a libpq trace of the pool's connections, 200 requests one by one and 400 from four
+threads: the lookup, BEGIN, two statements, COMMIT; no SET, no ROLLBACK on the pool's
+return, no second connection), as much test-client CPU or less (medians 1.0-1.4 ms a
+request here, 1.1-1.6 before, alternating), and less gunicorn CPU a request under wrk
+(1.6-2.1 ms against 1.7-3.5; PostgreSQL's backends 0.3-0.6 ms against 0.3-0.9)."""
 
 
 class _Requests:

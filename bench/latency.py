@@ -65,22 +65,31 @@ column is subject p99 ÷ baseline p99."""
 
 # What the rates show; refresh with the numbers.
 PROFILE = """\
-What bounds it (measured 2026-12-01 on the machine below, shared with four other engineers'
-test runs, load average 10-12 on 2 cores, so every process waits for a core at each round
-trip): even the hello-world round trip missed 100 ms at 400/s in two runs of three (156-1,457
-ms), and at 50/s it took 13-31 ms (5-7 ms on the quiet machine of the full rows, which were
-measured with the previous one-message-per-callback apply: 29-133 ms at 50/s). A callback's
-way is the ingest (one autocommit INSERT, one Redis `SET NX`, and a wake-up message when none
-is on its way), the wake-up's delivery, then a batch: about twenty sequential round trips to
-PostgreSQL and Redis (claim, set-based settlement, commit, release), whatever its size. On this
-loaded machine each round trip costs several milliseconds of waiting for a core, so a batch of
-one callback takes about as long as a batch of a hundred, and the p99 at 50/s was 296-348 ms;
-from 100/s on the web's share of the two cores (about 3 ms of CPU per callback, B1) and the
-sender's left the worker too little, and the queue grew. The capacity row is therefore 0 here,
-a miss. What would move it: fewer sequential round trips per batch (the claim and the
-settlement in one transaction where no attempt needs counting first, the orders and payments
-locked in one statement), and a quiet machine to measure on; batches of many callbacks already
-cost a tenth of what the single path did per callback (B2)."""
+What bounds it (measured 2026-12-01 on the machine below, shared with other engineers' test
+runs and benchmarks: load average 6-12 on 2 cores throughout, so every process waits for a
+core at each round trip). A callback's way is the ingest (one autocommit INSERT, one Redis `SET
+NX`, and a wake-up message when none is on its way), the wake-up's delivery, then a drain of
+batches: each batch is nine sequential PostgreSQL round trips and two Redis ones whatever its
+size (the claim: begin, one statement that locks, counts and leases, commit; the payments'
+locks, one script call; the settlement: begin, the statement bounds, one locking read, two
+writes, commit; the locks' release, one script call), where it was about twenty-three and a
+pipelined command per lock before. A running drain keeps the wake-up flag set (it used to run
+out after 2 s and wake a second drain that halved every batch), and while callbacks keep
+coming it claims at most every 20 ms, so a few share a batch's fixed cost. CPU per callback
+by process over the 300/s phase (from /proc; web, worker, PostgreSQL, the sender, Redis): 1.4,
+0.33, 0.58, 0.88 and 0.05 ms, 3.2 ms in all, against 2.6, 2.0, 1.4, 1.3 and 0.16 ms (7.4 ms,
+more than the two cores hold at 300/s) before this change and B1's; a batch's own CPU in the
+worker is 1.5 ms for one callback and 4.1 ms for fifty (2.7 and 7.8 ms before). py-spy on
+the pool processes: most of a drain's time is psycopg waiting on PostgreSQL, then Redis round
+trips; our code and SQLAlchemy are a few per cent. In the quick rows below the queue no
+longer grows at 200/s and, in two runs of three, not at 300/s (p50 45-91 ms there), but the
+p99 misses 100 ms from 100/s on, so the capacity row is 50/s (0 before, in runs on the same
+loaded machine half an hour earlier). What bounds it now is the shared machine rather than the
+apply path: the tail is made of stalls of a few hundred ms that hit the hello-world round trip
+as well (its p99 was 468 ms at 100/s in one run, 103-562 ms in four of the six runs at
+300-400/s), and at 400/s the
+sender, web and worker together outrun what the other sessions leave of the two cores. A run
+on a quiet machine is the figure to trust and is still to be made."""
 
 NOTIFY_TRIGGER = f"""
 CREATE OR REPLACE FUNCTION bench_notify_succeeded() RETURNS trigger AS $$

@@ -127,7 +127,10 @@ class Payment(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # our clock
+    # The provider's own time of the success, where it told us one (a callback's, a status
+    # answer's, a statement line's): the day its statement puts the payment in.
+    provider_paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class PaymentEvent(Base):
@@ -162,6 +165,8 @@ class Refund(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The provider's own time of the refund's success, where known (as provider_paid_at).
+    provider_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Accepted by the provider but not paid out (WeChat Pay's REFUND.ABNORMAL).
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 

@@ -5,7 +5,9 @@ What the provider took or paid out, line by line, against our payments and refun
 - at the provider, not succeeded here: APPLY, through the very settlement a callback
   goes through (the service does it; a lost notification is caught within a day);
 - at the provider, unknown here (a reference we never issued): FLAG `unknown_here`;
-- succeeded here that day, absent from the statement: FLAG `missing_at_provider`;
+- succeeded here that day, absent from the statement: FLAG `missing_at_provider`
+  ("that day" by the provider's time of the success where we know it, else ours: the
+  service's books, services/reconciliation/books.py, say why);
 - on both with another currency, amount or transaction id: FLAG the first difference;
 - refunds likewise (a refund we hold as failed that the provider paid out is
   `status_mismatch`: a person decides, nothing is applied).
@@ -54,7 +56,7 @@ class OurPayment:
     amount: Decimal
     currency: str
     transaction_id: str | None
-    paid_that_day: bool  # its success is in the day's books (paid_at within the day)
+    paid_that_day: bool  # its success is in the day's books (provider_paid_at, else paid_at)
 
 
 @dataclass(frozen=True)

@@ -69,21 +69,18 @@ _LOOKUP = (select(ApiKey.id, ApiKey.role, ApiKey.user_id, _STALE.label("stale"))
            .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)))
 _TOUCH = (update(ApiKey).where(ApiKey.id == bindparam("key_id"), _STALE)
           .values(last_used_at=func.now()).execution_options(synchronize_session=False))
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def authenticate(uow: UnitOfWork, key: str) -> Principal | None:
     """The key's principal, or None for a key we never issued or one revoked: looked up
     in the database on every request (no cache), so a revocation holds at once. In
-    autocommit: one indexed SELECT with no BEGIN and ROLLBACK around it, which cost more
-    than the lookup itself (B5); the rare last_used_at write is one statement, atomic
-    on its own."""
-    with uow:
-        session = uow.session
-        row = session.connection(execution_options=_AUTOCOMMIT).execute(
-            _LOOKUP, {"key_hash": hash_key(key)}).first()
+    autocommit on a plain connection (no Session): one indexed SELECT with no BEGIN and
+    ROLLBACK around it, which cost more than the lookup itself (B5); the rare
+    last_used_at write is one statement, atomic on its own."""
+    with uow.autocommit() as conn:
+        row = conn.execute(_LOOKUP, {"key_hash": hash_key(key)}).first()
         if row is not None and row.stale:
-            session.execute(_TOUCH, {"key_id": row.id})
+            conn.execute(_TOUCH, {"key_id": row.id})
     if row is None:
         return None
     return Principal(key_id=row.id, role=row.role, user_id=row.user_id)

@@ -4,17 +4,20 @@ One Celery message per callback costs more than most callbacks take to apply, so
 sends a cheap, deduplicated wake-up instead (services/callback_wakeup.py), and a
 `callbacks.apply_batch` task applies whatever is waiting, oldest first:
 
-1. Claim (one short transaction, committed): up to BATCH_SIZE `received` rows nobody has
-   claimed (FOR UPDATE SKIP LOCKED), then each row's Redis lock (its payment's, as the
-   single-callback path takes; pipelined SET NX PX, not waiting). A row whose lock is busy
-   is left as it was, for a later batch. The others get their attempt counted and a lease
-   (`claimed_until`): committed before any work, so a callback that kills its worker
-   still counts, and no other batch claims it meanwhile.
-2. Apply (one transaction, one commit): each claimed callback through the same
-   settlement as the single path (settle_callback: inbox row lock, compare-and-set,
-   audit, outbox), each in a SAVEPOINT. A callback that raises rolls back only its own
-   savepoint; its error is kept and its lease set to a backoff, and past MAX_ATTEMPTS it
-   ends `failed`. The rest of the batch commits.
+1. Claim (one short transaction, committed): one statement takes up to BATCH_SIZE
+   `received` rows nobody has claimed (FOR UPDATE SKIP LOCKED), counts their attempt and
+   sets their lease (`claimed_until`); then each row's Redis lock (its payment's, as the
+   single-callback path takes; pipelined SET NX PX, not waiting). A row whose lock is
+   busy is handed back as it was before the commit, for a later batch. The commit comes
+   before any work, so a callback that kills its worker still counts, and no other batch
+   claims it meanwhile.
+2. Apply (one transaction, one commit): first the common case (first successes of
+   waiting payments) set-based, in a few statements (services/batch_settlement.py); if
+   that raises, the transaction is rolled back and started again without it. The rest
+   go through the same settlement as the single path (settle_callback: inbox row lock,
+   compare-and-set, audit, outbox), each in a SAVEPOINT. A callback that raises there
+   rolls back only its own savepoint; its error is kept and its lease set to a backoff,
+   and past MAX_ATTEMPTS it ends `failed`. The rest of the batch commits.
 3. Release the locks.
 
 A worker SIGKILLed mid-batch never commits step 2: its rows stay `received` with their
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from sqlalchemy import BigInteger, Float, Integer, String, bindparam, text
+from sqlalchemy import BigInteger, DateTime, Float, Integer, String, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -46,7 +49,12 @@ from adapters.resources import Resources
 from domain.callback_events import CallbackEvent, parse_callback_event
 from domain.errors import DomainError
 from services.batch_settlement import Pending, settle_first_successes
-from services.callback_wakeup import APPLY_BATCH_TASK, clear_wake_flag
+from services.callback_wakeup import (
+    APPLY_BATCH_TASK,
+    WAKE_TTL_MS,
+    clear_wake_flag,
+    keep_wake_flag,
+)
 from services.callbacks import (
     APPLIED_OUTCOME,
     LOCK_TTL_SECONDS,
@@ -66,6 +74,11 @@ LEASE_SECONDS = LOCK_TTL_SECONDS
 BATCH_BUDGET_SECONDS = 10.0
 # How long one wake-up's drain_inbox may keep taking batches before handing over.
 DRAIN_BUDGET_SECONDS = 5.0
+# A drain's rhythm while callbacks keep coming (drain_inbox): a batch that was not full
+# is followed by the next claim no sooner than this after it began. A batch of one
+# callback costs nearly what a batch of ten does, and on two shared cores that CPU is
+# the web's; the pause adds at most this to a callback's way.
+PACE_SECONDS = 0.02
 # At most one delayed follow-up pending at a time (rows left behind: busy locks, errors,
 # another batch's lease).
 RETRY_KEY = "callbacks:apply-retry"
@@ -149,22 +162,40 @@ class _Claimed:
 
 
 _ARRAY = ARRAY(BigInteger)
-_CANDIDATES = text("""
-    SELECT id, payment_id FROM provider_callbacks
-    WHERE status = 'received' AND (claimed_until IS NULL OR claimed_until <= now())
-    ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED""").bindparams(
-    bindparam("limit", type_=Integer))
+# The claim in one statement: up to :limit waiting rows nobody holds, locked (SKIP
+# LOCKED), their attempt counted and a lease set; with them (a row whose id is NULL) the
+# seconds until the first lease another batch holds ends, if any (a dead batch's rows).
+# The statement's snapshot predates its own UPDATE, so that row sees only others' leases.
+# The rows keep their old lease and updated_at, for _UNCLAIM (a busy lock's row is left as
+# it was).
 _CLAIM = text("""
-    UPDATE provider_callbacks
-    SET attempts = attempts + 1, updated_at = now(),
-        claimed_until = now() + make_interval(secs => :lease)
-    WHERE id = ANY(:ids) AND status = 'received'
-    RETURNING id, payment_id, provider, payload, attempts, last_error""").bindparams(
-    bindparam("ids", type_=_ARRAY), bindparam("lease", type_=Float))
-# Rows another batch holds: when the first of them is free again (a dead batch's rows).
-_NEXT_LEASE_ENDS = text("""
-    SELECT extract(epoch FROM min(claimed_until) - now()) FROM provider_callbacks
-    WHERE status = 'received' AND claimed_until > now()""")
+    WITH candidates AS (
+        SELECT id, claimed_until, updated_at FROM provider_callbacks
+        WHERE status = 'received' AND (claimed_until IS NULL OR claimed_until <= now())
+        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED),
+    claimed AS (
+        UPDATE provider_callbacks c
+        SET attempts = c.attempts + 1, updated_at = now(),
+            claimed_until = now() + make_interval(secs => :lease)
+        FROM candidates WHERE c.id = candidates.id
+        RETURNING c.id, c.payment_id, c.provider, c.payload, c.attempts, c.last_error,
+                  candidates.claimed_until AS old_claimed_until,
+                  candidates.updated_at AS old_updated_at)
+    SELECT *, NULL::float8 AS next_lease FROM claimed
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           extract(epoch FROM min(claimed_until) - now())::float8
+    FROM provider_callbacks WHERE status = 'received' AND claimed_until > now()
+    """).bindparams(bindparam("limit", type_=Integer), bindparam("lease", type_=Float))
+# Claimed rows whose payment's lock turned out busy, before the claim commits: back to
+# what they were, so only the rows this batch applies have an attempt counted.
+_UNCLAIM = text("""
+    UPDATE provider_callbacks c
+    SET attempts = c.attempts - 1, claimed_until = v.claimed_until, updated_at = v.updated_at
+    FROM unnest(:ids, :leases, :updated) AS v(id, claimed_until, updated_at)
+    WHERE c.id = v.id""").bindparams(
+    bindparam("ids", type_=ARRAY(BigInteger)), bindparam("leases", type_=ARRAY(DateTime(True))),
+    bindparam("updated", type_=ARRAY(DateTime(True))))
 _RETURN_UNTRIED = text("""
     UPDATE provider_callbacks SET attempts = attempts - 1, claimed_until = NULL
     WHERE id = ANY(:ids) AND status = 'received'""").bindparams(bindparam("ids", type_=_ARRAY))
@@ -196,27 +227,47 @@ def drain_inbox(res: Resources, *, limit: int = BATCH_SIZE,
     The wake-up flag stays set while the batches run, so callbacks stored meanwhile send
     no wake-up of their own: the next batch of this loop claims them together. (Cleared
     before every batch, each callback arriving during a batch woke a batch of its own, and
-    at moderate rates every batch's fixed round trips were paid per callback.) Only when
-    a claim finds nothing is the flag cleared, and then the inbox is looked at once more:
-    a callback committed before the clear is seen by that last claim, one committed after
-    it sends the next wake-up itself. Past the budget the loop hands over to a fresh
+    at moderate rates every batch's fixed round trips were paid per callback.) It is set
+    again every half of its TTL, so a long drain is not joined by a second one woken when
+    the flag ran out (the two halved each other's batches). While callbacks keep coming
+    (two batches in a row found some, neither full), the next claim comes no sooner than
+    PACE_SECONDS after the last began, so that a few share each batch's fixed cost. Only
+    when a claim finds nothing is the flag cleared, and then the inbox is looked at once
+    more: a callback committed before the clear is seen by that last claim, one committed
+    after it sends the next wake-up itself. Past the budget the loop hands over to a fresh
     wake-up, so one task never holds a pool process for long."""
     total = BatchOutcome()
     deadline = time.monotonic() + budget_seconds
+    keep_flag_at = 0.0
+    streak = 0  # batches in a row that claimed something
     while True:
+        started = time.monotonic()
+        if started >= keep_flag_at:
+            keep_wake_flag(res)
+            keep_flag_at = started + WAKE_TTL_MS / 2000
         outcome = apply_callback_batch(res, limit=limit, clear_flag=False)
         total.add(outcome)
         if outcome.claimed:
-            if time.monotonic() < deadline:
-                continue
-            clear_wake_flag(res)
-            res.queue.send(APPLY_BATCH_TASK)  # if lost, the redelivery sweep carries on
-            return total
+            if time.monotonic() >= deadline:
+                clear_wake_flag(res)
+                res.queue.send(APPLY_BATCH_TASK)  # if lost, the redelivery sweep carries on
+                return total
+            streak += 1
+            if streak > 1 and outcome.claimed < limit:
+                _sleep_until(started + PACE_SECONDS)
+            continue
         clear_wake_flag(res)
         last = apply_callback_batch(res, limit=limit, clear_flag=False)
         total.add(last)
         if not last.claimed:
             return total
+        streak = 1
+
+
+def _sleep_until(moment: float) -> None:
+    pause = moment - time.monotonic()
+    if pause > 0:
+        time.sleep(pause)
 
 
 def apply_callback_batch(res: Resources, *, limit: int = BATCH_SIZE,
@@ -249,38 +300,65 @@ def apply_callback_batch(res: Resources, *, limit: int = BATCH_SIZE,
 def _claim(res: Resources, limit: int, outcome: BatchOutcome
            ) -> tuple[list[_Claimed], dict[str, str], bool, float | None]:
     """(claimed rows in id order, the locks held for them, whether the batch was full,
-    seconds until another batch's lease ends, if any)."""
+    seconds until another batch's lease ends, if any).
+
+    One transaction: the claim statement, the rows' Redis locks (pipelined), the rows
+    whose lock is busy handed back (rare: one statement more), the commit."""
     held: dict[str, str] = {}
     with res.uow() as uow:
         s = uow.session
-        candidates = s.execute(_CANDIDATES, {"limit": limit}).all()
-        next_lease = None
-        if len(candidates) < limit:
-            next_lease = s.execute(_NEXT_LEASE_ENDS).scalar_one_or_none()
-        if not candidates:
+        rows = s.execute(_CLAIM, {"limit": limit, "lease": LEASE_SECONDS}).all()
+        next_lease = next((r.next_lease for r in rows if r.id is None), None)
+        rows = [r for r in rows if r.id is not None]
+        full = len(rows) == limit
+        if full:
+            next_lease = None  # more are waiting: the next batch comes at once anyway
+        if not rows:
             uow.commit()
             return [], {}, False, None if next_lease is None else float(next_lease)
-        names = {row.id: lock_name(row.payment_id, row.id) for row in candidates}
+        names = {row.id: lock_name(row.payment_id, row.id) for row in rows}
         held = acquire_many(res.redis, names.values(), ttl_seconds=LEASE_SECONDS)
         try:
-            mine = [row.id for row in candidates if names[row.id] in held]
-            outcome.busy = len(candidates) - len(mine)
-            rows = s.execute(_CLAIM, {"ids": mine, "lease": LEASE_SECONDS}).all() if mine else []
+            busy = [row for row in rows if names[row.id] not in held]
+            if busy:
+                s.execute(_UNCLAIM, {"ids": [r.id for r in busy],
+                                     "leases": [r.old_claimed_until for r in busy],
+                                     "updated": [r.old_updated_at for r in busy]})
             uow.commit()
         except BaseException:
             release_many(res.redis, held)
             raise
+    outcome.busy = len(busy)
     claimed = sorted((_Claimed(id=r.id, payment_id=r.payment_id, provider=r.provider,
                                payload=r.payload, attempts=r.attempts,
-                               last_error=r.last_error) for r in rows), key=lambda c: c.id)
+                               last_error=r.last_error)
+                      for r in rows if names[r.id] in held), key=lambda c: c.id)
     outcome.claimed = len(claimed)
-    return (claimed, held, len(candidates) == limit,
-            None if next_lease is None else float(next_lease))
+    return claimed, held, full, None if next_lease is None else float(next_lease)
+
+
+class _SetBasedFailed(Exception):
+    """The set-based settlement raised: its transaction is lost, the batch starts over
+    settling each callback singly."""
 
 
 def _apply(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome) -> float | None:
     """Apply every claimed row in one transaction; seconds until the first errored row
-    may be tried again (None: no errors)."""
+    may be tried again (None: no errors).
+
+    The set-based settlement of the common case runs first in the transaction, with no
+    savepoint of its own (two round trips fewer per batch): if it raises, the whole
+    transaction, which holds nothing else yet, rolls back and a second one settles every
+    callback singly, each in its savepoint."""
+    try:
+        return _apply_in_transaction(res, claimed, outcome, set_based=True)
+    except _SetBasedFailed as failed:
+        log.info("callback batch settles one by one after: %s", failed)
+        return _apply_in_transaction(res, claimed, outcome, set_based=False)
+
+
+def _apply_in_transaction(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome,
+                          *, set_based: bool) -> float | None:
     deadline = time.monotonic() + BATCH_BUDGET_SECONDS
     untried: list[int] = []
     errors: list[tuple[int, str, float]] = []
@@ -289,13 +367,16 @@ def _apply(res: Resources, claimed: Sequence[_Claimed], outcome: BatchOutcome) -
         s = uow.session
         bound_waits(s)
         pending: list[Pending] = []
+        unreadable: list[tuple[_Claimed, str]] = []
         for row in claimed:
-            readable = _readable(s, row)
+            readable = _readable(row)
             if isinstance(readable, str):
-                _count(outcome, readable)
+                unreadable.append((row, readable))
             else:
                 pending.append(Pending(row.id, readable, row.provider))
-        done, rest = _settle_common_case(s, pending, outcome)
+        done, rest = _settle_common_case(s, pending, outcome) if set_based else ([], pending)
+        for row, reason in unreadable:
+            _count(outcome, _give_up(s, row, reason))
         settled: list[tuple[Pending, str, str | None]] = [
             (item, "processed", None) for item in done]
         by_id = {row.id: row for row in claimed}
@@ -327,31 +408,28 @@ def _count(outcome: BatchOutcome, status: str, count: int = 1) -> None:
     outcome.outcomes[status] = outcome.outcomes.get(status, 0) + count
 
 
-def _readable(s: Session, row: _Claimed) -> CallbackEvent | str:
-    """The row's event, or what became of a row given up on (too many attempts, or a body
-    that no longer parses)."""
+def _readable(row: _Claimed) -> CallbackEvent | str:
+    """The row's event, or why it is given up on (too many attempts, or a body that no
+    longer parses)."""
     if row.attempts > MAX_ATTEMPTS:
-        return _give_up(s, row, f"gave up after {MAX_ATTEMPTS} attempts; last error: "
-                                f"{row.last_error or 'worker lost'}")
+        return (f"gave up after {MAX_ATTEMPTS} attempts; last error: "
+                f"{row.last_error or 'worker lost'}")
     try:
         return parse_callback_event(row.payload)
     except DomainError as exc:  # only reachable for rows stored by hand or by old code
-        return _give_up(s, row, f"unreadable callback body: {exc.detail}")
+        return f"unreadable callback body: {exc.detail}"
 
 
 def _settle_common_case(s: Session, pending: list[Pending], outcome: BatchOutcome
                         ) -> tuple[list[Pending], list[Pending]]:
-    """First successes of waiting payments, set-based (services/batch_settlement.py), in
-    a savepoint: (those settled, the rest). The rest (or everything, if that raised) is
-    settled one by one."""
+    """First successes of waiting payments, set-based (services/batch_settlement.py):
+    (those settled, the rest, to settle one by one). _SetBasedFailed if it raised."""
     try:
-        with savepoint(s):
-            done, rest = settle_first_successes(s, pending)
+        done, rest = settle_first_successes(s, pending)
     except Exception as exc:
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             raise
-        log.info("callback batch settles one by one after: %s: %s", type(exc).__name__, exc)
-        return [], pending
+        raise _SetBasedFailed(f"{type(exc).__name__}: {exc}") from exc
     if done:
         _count(outcome, "processed", len(done))
     by_id = {item.callback_id: item for item in pending}

@@ -2,8 +2,9 @@
 
 One Celery message per callback costs more than applying most callbacks, so ingest
 sends a wake-up only when none is on its way: a Redis flag (SET NX PX) says one is.
-Each batch clears the flag before it claims, so a callback committed after that clear
-sends the next wake-up, and one committed before it is seen by that batch's claim.
+A drain keeps the flag set while it runs and clears it before its last claim, so a
+callback committed after that clear sends the next wake-up, and one committed before it
+is seen by that claim (services/callback_batches.py, drain_inbox).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def wake_appliers(res: Resources) -> None:
     except redis.RedisError as exc:
         log.warning("wake-up flag unavailable (%s); sending the wake-up anyway", exc)
     res.queue.send(APPLY_BATCH_TASK)
+
+
+def keep_wake_flag(res: Resources) -> None:
+    """While a drain runs: the flag set again for WAKE_TTL_MS, so that it does not run out
+    under a long drain and let the next callback wake a second drain beside it (two
+    drains halve each other's batches; a full batch asks for a second one itself)."""
+    try:
+        res.redis.set(WAKE_KEY, 1, px=WAKE_TTL_MS)
+    except redis.RedisError as exc:
+        log.warning("could not keep the wake-up flag: %s", exc)
 
 
 def clear_wake_flag(res: Resources) -> None:

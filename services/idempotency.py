@@ -23,8 +23,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
 
 from adapters.db import UnitOfWork
 from domain.errors import InvalidInput
@@ -51,6 +52,35 @@ _CLAIM = (insert(IdempotencyKey)
                   request_hash=bindparam("request_hash"))
           .on_conflict_do_nothing(index_elements=["api_key_id", "key"])
           .returning(IdempotencyKey.id))
+# The holder's row, locked, with what the claim decision needs.
+_HELD = (select(IdempotencyKey.id, IdempotencyKey.request_hash,
+                IdempotencyKey.response_status, IdempotencyKey.response_body,
+                IdempotencyKey.completed_at,
+                (IdempotencyKey.created_at < func.now() - KEY_TTL).label("expired"),
+                (IdempotencyKey.completed_at.is_(None)
+                 & (IdempotencyKey.created_at < func.now() - CLAIM_TIMEOUT)).label("abandoned"))
+         .where(IdempotencyKey.api_key_id == bindparam("api_key_id"),
+                IdempotencyKey.key == bindparam("key"))
+         .with_for_update())
+_COMPLETE = (update(IdempotencyKey)
+             .where(IdempotencyKey.id == bindparam("claim_id"),
+                    IdempotencyKey.completed_at.is_(None))
+             .values(response_status=bindparam("status"), response_body=bindparam("body"),
+                     completed_at=func.now())
+             .execution_options(synchronize_session=False))
+_RECORD = text(f"""
+    INSERT INTO idempotency_keys AS held (api_key_id, key, request_hash, response_status,
+                                          response_body, completed_at)
+    VALUES (:api_key_id, :key, :request_hash, :status, to_jsonb(CAST(:body AS text)), now())
+    ON CONFLICT (api_key_id, key) DO UPDATE
+        SET request_hash = excluded.request_hash, response_status = excluded.response_status,
+            response_body = excluded.response_body, created_at = now(),
+            completed_at = excluded.completed_at
+        WHERE held.created_at < now() - interval '{KEY_TTL.total_seconds():.0f} s'
+           OR (held.completed_at IS NULL
+               AND held.created_at < now() - interval '{CLAIM_TIMEOUT.total_seconds():.0f} s')
+    RETURNING held.id
+""")
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 # A claim can disappear between our failed INSERT and our SELECT (its request failed
 # and released it). Trying again a few times settles that; more would mean a bug.
@@ -119,7 +149,7 @@ def claim_key(uow: UnitOfWork, api_key_id: int, key: str, request_hash: str) -> 
 
     The usual case, a key never seen, is one INSERT in autocommit: committed the moment
     it returns, with no BEGIN and COMMIT round trips around it. Only a key already held
-    goes on to the transaction below, which reads and may take over the holder's row."""
+    goes on to a transaction (claim_in), which reads and may take over the holder's row."""
     with uow:
         claim_id = uow.session.connection(execution_options=_AUTOCOMMIT).execute(
             _CLAIM, {"api_key_id": api_key_id, "key": key, "request_hash": request_hash}
@@ -128,48 +158,67 @@ def claim_key(uow: UnitOfWork, api_key_id: int, key: str, request_hash: str) -> 
         return Claim(ClaimOutcome.CLAIMED, claim_id=claim_id)
     for _ in range(_CLAIM_ATTEMPTS):
         with uow:
-            session = uow.session
-            claim_id = session.execute(_CLAIM, {
-                "api_key_id": api_key_id, "key": key, "request_hash": request_hash,
-            }).scalar_one_or_none()
-            if claim_id is not None:
-                uow.commit()
-                return Claim(ClaimOutcome.CLAIMED, claim_id=claim_id)
-
-            # Someone holds the key. Lock their row: if they are replacing an expired
-            # claim right now we wait for them and then read what they wrote.
-            existing = session.execute(
-                select(IdempotencyKey.id, IdempotencyKey.request_hash,
-                       IdempotencyKey.response_status, IdempotencyKey.response_body,
-                       IdempotencyKey.completed_at,
-                       (IdempotencyKey.created_at < func.now() - KEY_TTL).label("expired"),
-                       (IdempotencyKey.completed_at.is_(None)
-                        & (IdempotencyKey.created_at < func.now() - CLAIM_TIMEOUT)
-                        ).label("abandoned"))
-                .where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key)
-                .with_for_update()
-            ).first()
-            if existing is None:
+            claim = claim_in(uow.session, api_key_id, key, request_hash)
+            if claim is None:
                 continue  # released between our INSERT and SELECT: try to claim again
-            if existing.expired or existing.abandoned:
-                # Older than the TTL, or a claim nobody will answer: as if it did not
-                # exist. Taken over in place, under the row lock, so two requests reusing
-                # an old key cannot both win.
-                session.execute(
-                    update(IdempotencyKey)
-                    .where(IdempotencyKey.id == existing.id)
-                    .values(request_hash=request_hash, response_status=None,
-                            response_body=None, created_at=func.now(), completed_at=None)
-                    .execution_options(synchronize_session=False))
+            if claim.outcome is ClaimOutcome.CLAIMED:
                 uow.commit()
-                return Claim(ClaimOutcome.CLAIMED, claim_id=existing.id)
-            if existing.request_hash != request_hash:
-                return Claim(ClaimOutcome.MISMATCH)
-            if existing.completed_at is None:
-                return Claim(ClaimOutcome.IN_PROGRESS)
-            return Claim(ClaimOutcome.REPLAY, response_status=existing.response_status,
-                         response_body=existing.response_body)
+            return claim
     raise RuntimeError(f"could not claim idempotency key after {_CLAIM_ATTEMPTS} attempts")
+
+
+def claim_in(session: Session, api_key_id: int, key: str, request_hash: str) -> Claim | None:
+    """Claim `key` inside the caller's transaction, or say why not; commits nothing.
+
+    A view that runs in one transaction (POST /payments) claims here first: its claim,
+    its work and its answer (store_answer) then commit together, and a second request
+    with the key waits on the uncommitted claim (the unique index) until the first has
+    committed, and replays it, or rolled back, and claims it. None: the holder's row
+    vanished between our INSERT and SELECT (released); the caller may try again."""
+    params = {"api_key_id": api_key_id, "key": key, "request_hash": request_hash}
+    claim_id = session.execute(_CLAIM, params).scalar_one_or_none()
+    if claim_id is not None:
+        return Claim(ClaimOutcome.CLAIMED, claim_id=claim_id)
+    # Someone holds the key. Lock their row: if they are replacing an expired claim
+    # right now we wait for them and then read what they wrote.
+    existing = session.execute(_HELD, params).first()
+    if existing is None:
+        return None
+    if existing.expired or existing.abandoned:
+        # Older than the TTL, or a claim nobody will answer: as if it did not exist.
+        # Taken over in place, under the row lock, so two requests reusing an old key
+        # cannot both win.
+        session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.id == existing.id)
+            .values(request_hash=request_hash, response_status=None,
+                    response_body=None, created_at=func.now(), completed_at=None)
+            .execution_options(synchronize_session=False))
+        return Claim(ClaimOutcome.CLAIMED, claim_id=existing.id)
+    if existing.request_hash != request_hash:
+        return Claim(ClaimOutcome.MISMATCH)
+    if existing.completed_at is None:
+        return Claim(ClaimOutcome.IN_PROGRESS)
+    return Claim(ClaimOutcome.REPLAY, response_status=existing.response_status,
+                 response_body=existing.response_body)
+
+
+def store_answer(session: Session, claim_id: int, status: int, body: str) -> None:
+    """Complete the claim with its answer, in the caller's transaction (see claim_in)."""
+    session.execute(_COMPLETE, {"claim_id": claim_id, "status": status, "body": body})
+
+
+def record_answer(uow: UnitOfWork, api_key_id: int, key: str, request_hash: str,
+                  status: int, body: str) -> bool:
+    """Claim and complete in one autocommit statement: the answer of a view that claims
+    in its own transaction (claim_in) and failed (a 4xx), so that its claim was rolled
+    back with everything else. A key held meanwhile by another request stays theirs;
+    an expired or abandoned one is taken over. True when stored."""
+    with uow:
+        stored = uow.session.connection(execution_options=_AUTOCOMMIT).execute(
+            _RECORD, {"api_key_id": api_key_id, "key": key, "request_hash": request_hash,
+                      "status": status, "body": body}).scalar_one_or_none()
+    return stored is not None
 
 
 def complete_claim(uow: UnitOfWork, claim_id: int, status: int, body: str) -> None:
@@ -177,9 +226,7 @@ def complete_claim(uow: UnitOfWork, claim_id: int, status: int, body: str) -> No
     again. One statement in autocommit (atomic on its own: no BEGIN/COMMIT round trips)."""
     with uow:
         uow.session.connection(execution_options=_AUTOCOMMIT).execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.id == claim_id, IdempotencyKey.completed_at.is_(None))
-            .values(response_status=status, response_body=body, completed_at=func.now()))
+            _COMPLETE, {"claim_id": claim_id, "status": status, "body": body})
 
 
 def release_claim(uow: UnitOfWork, claim_id: int) -> None:

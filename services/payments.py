@@ -14,7 +14,7 @@ import logging
 import math
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -67,51 +67,76 @@ _INSERT_ATTEMPT = (
 PaymentView = dict[str, Any]
 
 
+class KeyedAnswer(Protocol):
+    """An Idempotency-Key claimed, and its answer stored, inside create_payment's own
+    transaction (web/idempotency.InTransaction): claim, creation and answer commit
+    together or not at all."""
+
+    def claim(self, session: Session) -> None:
+        """Claim the key first; raises when it is another request's (replay, 409, 422)."""
+
+    def store(self, session: Session, view: PaymentView, created: bool) -> None:
+        """Store the answer made of (view, created), just before the commit."""
+
+
 def create_payment(res: Resources, principal: Principal, *, order_id: int, method: object,
-                   amount: object) -> tuple[PaymentView, bool]:
+                   amount: object, keyed: KeyedAnswer | None = None
+                   ) -> tuple[PaymentView, bool]:
     """The new payment and True, or the order's live active payment and False.
 
     Checks run in seed 000's order: the order (404), the method (400), the
     amount's form (400) and value (400 amount_mismatch), the order's status and
-    age (409). Nothing is written when one fails. The common case, an order with
-    no active payment, is two statements and a commit (services/payment_attempts.py).
+    age (409). Nothing is written when one fails (the key's claim included). The common
+    case, an order with no active payment, is two statements and a commit
+    (services/payment_attempts.py); with a key, its claim and answer join them.
     """
     with res.uow() as uow:
         session = uow.session
-        order = lock_order(session, principal, order_id)
-        chosen = resolve_method(method, res.providers.available_methods)
-        check_balance_method_allowed(chosen.code, purpose=order.purpose,
-                                     currency=order.currency)
-        requested = (order.total_amount if amount is None
-                     else parse_amount(amount, currency=order.currency))
-        if requested != order.total_amount:
-            raise AmountMismatch(format_amount(order.total_amount, order.currency),
-                                 format_amount(requested, order.currency))
-        _check_payable(order, order.now, res.settings)
-        expires_at = order.now + timedelta(seconds=res.settings.payment_ttl_seconds)
-        provider = provider_name_for(res, chosen.code)
-        # Twice at most: an active payment already past its expiry is expired here (with
-        # its audit row), so the client need not wait for the sweep, and the attempt is
-        # inserted after it.
-        for _ in range(2):
-            attempt = insert_attempt(session, order, method=chosen.code, provider=provider,
-                                     fee=chosen.fee_for(order.total_amount, order.currency),
-                                     expires_at=expires_at, actor=principal.actor)
-            if attempt.created is not None:
-                count_on_commit(session, PAYMENTS_CREATED)
-                uow.commit()
-                return attempt.created, True
-            if attempt.active_id is None:  # the index refused it: a creator past the lock
-                log.info("order %s already has an active payment; returning it", order.id)
-                view = payment_detail(session, _or_active(session, None, order.id))
-                uow.commit()
-                return view, False
-            assert attempt.active_expires_at is not None
-            if attempt.active_expires_at > order.now:  # seed 000: the existing one, 200
-                return payment_detail(session, attempt.active_id), False
-            _expire_before_new_attempt(session, attempt.active_id, actor=principal.actor)
-        raise RuntimeError(f"order {order.id}: its active payment was expired but is "
-                           "still active")
+        if keyed is not None:
+            keyed.claim(session)
+        view, created = _create_in(session, res, principal, order_id=order_id,
+                                   method=method, amount=amount)
+        if keyed is not None:
+            keyed.store(session, view, created)
+        if created:
+            count_on_commit(session, PAYMENTS_CREATED)
+        uow.commit()
+    return view, created
+
+
+def _create_in(session: Session, res: Resources, principal: Principal, *, order_id: int,
+               method: object, amount: object) -> tuple[PaymentView, bool]:
+    """create_payment's work inside its transaction; the caller commits."""
+    order = lock_order(session, principal, order_id)
+    chosen = resolve_method(method, res.providers.available_methods)
+    check_balance_method_allowed(chosen.code, purpose=order.purpose,
+                                 currency=order.currency)
+    requested = (order.total_amount if amount is None
+                 else parse_amount(amount, currency=order.currency))
+    if requested != order.total_amount:
+        raise AmountMismatch(format_amount(order.total_amount, order.currency),
+                             format_amount(requested, order.currency))
+    _check_payable(order, order.now, res.settings)
+    expires_at = order.now + timedelta(seconds=res.settings.payment_ttl_seconds)
+    provider = provider_name_for(res, chosen.code)
+    # Twice at most: an active payment already past its expiry is expired here (with
+    # its audit row), so the client need not wait for the sweep, and the attempt is
+    # inserted after it.
+    for _ in range(2):
+        attempt = insert_attempt(session, order, method=chosen.code, provider=provider,
+                                 fee=chosen.fee_for(order.total_amount, order.currency),
+                                 expires_at=expires_at, actor=principal.actor)
+        if attempt.created is not None:
+            return attempt.created, True
+        if attempt.active_id is None:  # the index refused it: a creator past the lock
+            log.info("order %s already has an active payment; returning it", order.id)
+            return payment_detail(session, _or_active(session, None, order.id)), False
+        assert attempt.active_expires_at is not None
+        if attempt.active_expires_at > order.now:  # seed 000: the existing one, 200
+            return payment_detail(session, attempt.active_id), False
+        _expire_before_new_attempt(session, attempt.active_id, actor=principal.actor)
+    raise RuntimeError(f"order {order.id}: its active payment was expired but is "
+                       "still active")
 
 
 def retry_payment(res: Resources, principal: Principal,

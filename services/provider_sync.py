@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -69,6 +70,7 @@ class ProviderAnswer:
     transaction_id: str | None = None
     amount: Decimal | None = None
     currency: str | None = None
+    paid_at: datetime | None = None  # the provider's time of the success, if it said
 
 
 UNKNOWN = ProviderAnswer(ProviderVerdict.UNKNOWN)
@@ -122,7 +124,8 @@ def _answer(status: ProviderStatus) -> ProviderAnswer:
     verdict = _VERDICTS[status.status]
     if verdict is ProviderVerdict.SUCCEEDED and not status.transaction_id:
         return UNKNOWN  # a success we could not apply: no transaction to record
-    return ProviderAnswer(verdict, status.transaction_id, status.amount, status.currency)
+    return ProviderAnswer(verdict, status.transaction_id, status.amount, status.currency,
+                          status.paid_at)
 
 
 def apply_answer(res: Resources, query: ProviderQuery, answer: ProviderAnswer, *,
@@ -139,7 +142,8 @@ def apply_answer(res: Resources, query: ProviderQuery, answer: ProviderAnswer, *
         return None
     event = CallbackEvent(event_id=f"status-query:{query.provider_reference}",
                           type=event_type, payment_id=query.payment_id, amount=answer.amount,
-                          currency=answer.currency, transaction_id=answer.transaction_id)
+                          currency=answer.currency, transaction_id=answer.transaction_id,
+                          occurred_at=answer.paid_at)
     try:
         with payment_lock(res.redis, query.payment_id, ttl_seconds=LOCK_TTL_SECONDS,
                           blocking_timeout=LOCK_WAIT_SECONDS):
@@ -170,12 +174,16 @@ _REFUND_EVENTS = {ProviderRefundStatus.SUCCEEDED: CallbackEventType.REFUND_SUCCE
 def apply_refund_outcome(res: Resources, payment_id: int, refund_id: int, provider: str,
                          answer: ProviderRefund, *, amount: Decimal, currency: str) -> str:
     """A refund's outcome given in the provider's answer (Alipay's refunds are
-    synchronous), applied as its refund callback would be: same lock, rules and audit.
-    A callback for the same refund arriving as well is then a no-op."""
+    synchronous; any refund query's answer), applied as its refund callback would be: same
+    lock, rules and audit. A callback for the same refund arriving as well is then a no-op.
+
+    The amount applied is the provider's when its answer states one (so one that differs
+    from ours, `amount`, is flagged for review rather than settled: §6), ours otherwise."""
     assert answer.outcome is not None
     event = CallbackEvent(event_id=f"refund-answer:{answer.reference}",
                           type=_REFUND_EVENTS[answer.outcome], payment_id=payment_id,
-                          amount=amount, currency=currency, transaction_id=answer.reference,
+                          amount=amount if answer.amount is None else answer.amount,
+                          currency=currency, transaction_id=answer.reference,
                           refund_id=refund_id)
     with payment_lock(res.redis, payment_id, ttl_seconds=LOCK_TTL_SECONDS,
                       blocking_timeout=LOCK_WAIT_SECONDS):

@@ -14,7 +14,7 @@ success, §6) runs through the same `refunds.execute` task.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from adapters.db import UnitOfWork
 from adapters.metrics import REFUNDS, count_on_commit
 from adapters.providers.base import (
-    ProviderRefundStatus,
+    Provider,
+    ProviderRefund,
     ProviderRejected,
     ProviderUnavailable,
     RefundRequest,
@@ -43,6 +44,7 @@ from services.audit import record_event
 from services.merchant_references import fix_out_refund_no
 from services.provider_sync import apply_refund_outcome
 from services.queries import find_payment
+from services.refund_flags import flag_refund
 from services.settlement import settle_order_after_refund
 from services.transitions import lock_order_status, transition_order
 from services.wallet.balance_payments import refund_to_wallet
@@ -195,7 +197,10 @@ class _Execution:
     out_trade_no: str
     out_refund_no: str
     reason: str | None
+    order_id: int = 0
     needs_review: bool = False
+    # Requested longer than REFUND_REVIEW_AFTER_SECONDS ago (the database's clock).
+    overdue: bool = False
 
 
 def execute_refund(res: Resources, refund_id: int) -> str:
@@ -229,9 +234,39 @@ def execute_refund(res: Resources, refund_id: int) -> str:
              reference)
     if answer.outcome is not None:
         # The provider decided in its answer (Alipay): applied as its callback would be.
+        if answer.amount is None and answer.refunded_total is not None:
+            answer = _this_refunds_amount(res, provider, target, answer)
+            if answer.outcome is None:
+                return "accepted"
         return apply_refund_outcome(res, target.payment_id, refund_id, provider.name,
                                     answer, amount=target.amount, currency=target.currency)
     return "accepted"
+
+
+def _this_refunds_amount(res: Resources, provider: Provider, target: _Execution,
+                         answer: ProviderRefund) -> ProviderRefund:
+    """An answer that gives only the payment's total refunded (Alipay's refund_fee), made
+    into one about this refund. The total is what we had refunded plus this refund in the
+    usual case, and then this refund's amount is ours. Any other total (another refund of
+    the payment settled meanwhile, or a provider that refunded another amount) is not
+    guessed at: the refund query says what this refund returned. Its answer may be "not
+    yet" (outcome None): the refund stays processing for refunds.check."""
+    with res.uow() as uow:
+        refunded = uow.session.execute(select(Payment.refunded_amount).where(
+            Payment.id == target.payment_id)).scalar_one()
+    if answer.refunded_total == refunded + target.amount:
+        return replace(answer, amount=target.amount)
+    log.info("%s: %s reports %s refunded in all for payment %s, not %s + %s; asking its "
+             "refund query about refund %s", EXECUTE_TASK, provider.name,
+             answer.refunded_total, target.payment_id, refunded, target.amount,
+             target.refund_id)
+    try:
+        return provider.query_refund(_refund_request(target))
+    except (ProviderRejected, ProviderUnavailable) as exc:
+        log.warning("%s: %s did not say what refund %s returned: %s; left processing for "
+                    "%s", EXECUTE_TASK, exc.provider, target.refund_id, exc.detail,
+                    CHECK_TASK)
+        return ProviderRefund(answer.reference)
 
 
 def check_refund(res: Resources, refund_id: int) -> str:
@@ -241,22 +276,30 @@ def check_refund(res: Resources, refund_id: int) -> str:
     The question is the provider's refund query (Provider.query_refund), never a repeat of
     the refund: WeChat Pay answers a repeat with PROCESSING for ever, only its query says
     SUCCESS. A final answer is applied as its callback would be (apply_refund_outcome: the
-    payment's lock, the same rules and audit; a callback that settled it first makes this
-    a no-op, and one arriving later is one). Still processing: left for the next run.
-    ABNORMAL flags the refund and its payment for review, once. A refusal of the question
-    changes nothing (logged); ProviderUnavailable is logged and propagates, so the task
-    retries with backoff and the refund stays processing meanwhile.
+    payment's lock, the same rules and audit, the provider's amount compared with ours; a
+    callback that settled it first makes this a no-op, and one arriving later is one).
+    ABNORMAL flags the refund and its payment for review. A refund flagged for review is
+    not asked about any more: a person decides.
+
+    No outcome (still processing, or the query refused) leaves it for the next run, until
+    the refund is older than REFUND_REVIEW_AFTER_SECONDS: then it is flagged for review
+    (refund_overdue), never failed on our own, since the provider may still pay it out.
+    ProviderUnavailable is logged and propagates, so the task retries with backoff and the
+    refund stays processing meanwhile.
     """
     target = _execution_target(res, refund_id, accepted=True)
     if target is None:
         return "nothing to do"
+    if target.needs_review:
+        log.info("%s: refund %s is flagged for review; not asked", CHECK_TASK, refund_id)
+        return "flagged for review"
     provider = res.providers.by_name(target.provider)
     try:
         answer = provider.query_refund(_refund_request(target))
     except ProviderRejected as exc:
-        log.warning("%s: %s refused the query of refund %s: %s; left processing",
-                    CHECK_TASK, exc.provider, refund_id, exc.detail)
-        return "still processing"
+        log.warning("%s: %s refused the query of refund %s: %s", CHECK_TASK, exc.provider,
+                    refund_id, exc.detail)
+        return _no_outcome(res, target, f"the query was refused: {exc.detail}"[:300])
     except ProviderUnavailable as exc:
         log.warning("%s: %s did not answer the query of refund %s: %s; left processing",
                     CHECK_TASK, exc.provider, refund_id, exc.detail)
@@ -264,14 +307,41 @@ def check_refund(res: Resources, refund_id: int) -> str:
     if answer.outcome is None:
         log.info("%s: refund %s still processing at %s", CHECK_TASK, refund_id,
                  provider.name)
-        return "still processing"
-    if answer.outcome is ProviderRefundStatus.ABNORMAL and target.needs_review:
-        # Flagged by its callback or an earlier check: one review, not one per run.
-        log.info("%s: refund %s abnormal at %s, flagged already", CHECK_TASK, refund_id,
-                 provider.name)
-        return "abnormal, already flagged"
+        return _no_outcome(res, target, "still processing")
     return apply_refund_outcome(res, target.payment_id, refund_id, provider.name, answer,
                                 amount=target.amount, currency=target.currency)
+
+
+def _no_outcome(res: Resources, target: _Execution, answer: str) -> str:
+    """No outcome from the provider: left for the next check, or, once the refund is
+    overdue, flagged for review (once: a flagged refund is not asked again)."""
+    if not target.overdue:
+        return "still processing"
+    age = res.settings.refund_review_after_seconds
+    with res.uow() as uow:
+        session = uow.session
+        lock_order_status(session, target.order_id)  # order, payment, refund: as all do
+        session.execute(select(Payment.id).where(Payment.id == target.payment_id)
+                        .with_for_update())
+        still = session.execute(
+            select(Refund.id).where(Refund.id == target.refund_id,
+                                    Refund.status == RefundStatus.PROCESSING.value,
+                                    Refund.needs_review.is_(False))
+            .with_for_update()).scalar_one_or_none()
+        if still is None:  # settled or flagged meanwhile
+            return "still processing"
+        flag_refund(session, refund_id=target.refund_id, payment_id=target.payment_id,
+                    audit_event="refund_overdue", actor=WORKER_ACTOR,
+                    reason=f"no outcome from {target.provider} {age} s after the refund "
+                           "was requested; needs review",
+                    amount=target.amount, currency=target.currency,
+                    provider=target.provider, provider_answer=answer,
+                    review_after_seconds=age)
+        uow.commit()
+    log.warning("%s: refund %s has had no outcome from %s for over %s s; flagged for "
+                "review and no longer asked", CHECK_TASK, target.refund_id, target.provider,
+                age)
+    return "flagged for review"
 
 
 def _refund_request(target: _Execution) -> RefundRequest:
@@ -289,9 +359,13 @@ def _execution_target(res: Resources, refund_id: int, *,
     with res.uow() as uow:
         row = uow.session.execute(
             select(Refund.status, Refund.amount, Refund.provider_refund_id, Refund.reason,
-                   Refund.out_refund_no, Refund.needs_review, Payment.id, Payment.provider,
-                   Payment.provider_reference, Payment.amount.label("payment_amount"),
-                   Payment.currency, Payment.out_trade_no)
+                   Refund.out_refund_no, Refund.needs_review, Payment.id, Payment.order_id,
+                   Payment.provider, Payment.provider_reference,
+                   Payment.amount.label("payment_amount"), Payment.currency,
+                   Payment.out_trade_no,
+                   (Refund.created_at < func.now() - func.make_interval(
+                       0, 0, 0, 0, 0, 0, res.settings.refund_review_after_seconds)
+                    ).label("overdue"))
             .join(Payment, Payment.id == Refund.payment_id)
             .where(Refund.id == refund_id)).first()
     if row is None:
@@ -322,7 +396,8 @@ def _execution_target(res: Resources, refund_id: int, *,
                       # Sandbox payments started before references existed have none.
                       out_trade_no=row.out_trade_no or row.provider_reference,
                       out_refund_no=out_refund_no, reason=row.reason,
-                      needs_review=bool(row.needs_review))
+                      order_id=row.order_id, needs_review=bool(row.needs_review),
+                      overdue=bool(row.overdue))
 
 
 def _fail_refused(res: Resources, refund_id: int, exc: ProviderRejected) -> str:

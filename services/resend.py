@@ -67,11 +67,13 @@ def check_processing_refunds(res: Resources, *,
                              older_than_seconds: float = REFUND_CHECK_QUIET_SECONDS,
                              batch_size: int = BATCH_SIZE,
                              deadline: float | None = None) -> SweepTally:
-    """Refunds processing (accepted by the provider) and quiet -> refunds.check, which
-    asks the provider how the refund stands and applies a final answer."""
+    """Refunds processing (accepted by the provider), quiet and not flagged for review ->
+    refunds.check, which asks the provider how the refund stands and applies a final
+    answer. A flagged refund waits for a person (services/review.py), not for a check."""
     return send_again(res, Refund, CHECK_TASK, deadline, batch_size,
                    Refund.status == RefundStatus.PROCESSING.value,
                    Refund.provider_refund_id.is_not(None),
+                   Refund.needs_review.is_(False),
                    Refund.updated_at < _ago(older_than_seconds))
 
 

@@ -12,6 +12,7 @@ commit together or not at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import bindparam, exists, func, insert, select, text, update
@@ -43,6 +44,7 @@ from domain.statuses import (
 )
 from domain.webhooks import EventType
 from services.audit import record_event
+from services.refund_flags import flag_refund
 from services.transitions import lock_order_status, transition_order, transition_payment
 from services.wallet.topups import (
     credit_topup,
@@ -173,7 +175,10 @@ def _apply_success(session: Session, ctx: _Context, payment: PaymentFacts,
     _cas_payment(session, payment, PaymentStatus.SUCCEEDED, ctx,
                  "late_payment_received" if late else "payment_succeeded",
                  RETRYABLE_PAYMENT_STATUSES if late else ACTIVE_PAYMENT_STATUSES,
-                 values={"transaction_id": ctx.event.transaction_id, "paid_at": func.now()},
+                 values={"transaction_id": ctx.event.transaction_id, "paid_at": func.now(),
+                         # the provider's time of it, when the report carries one: the
+                         # day its statement lists it under (reconciliation's books)
+                         "provider_paid_at": ctx.event.occurred_at},
                  transaction_id=ctx.event.transaction_id, amount=ctx.event.amount,
                  currency=ctx.event.currency)
     if order_status is not None and order_takes_payment(order_status):
@@ -220,7 +225,8 @@ def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
                      ctx, "refund_succeeded", REFUNDABLE_PAYMENT_STATUSES,
                      values={"refunded_amount": refunded_after}, refund_id=refund.id,
                      amount=refund.amount, refunded_amount=refunded_after)
-        _finish_refund(session, refund, RefundStatus.SUCCEEDED, ctx.event.transaction_id)
+        _finish_refund(session, refund, RefundStatus.SUCCEEDED, ctx.event.transaction_id,
+                       provider_time=ctx.event.occurred_at)
         if refund.status is RefundStatus.FAILED:  # a top-up given back is now paid twice
             review_if_given_back(session, refund_id=refund.id, payment_id=payment.id,
                                  actor=ctx.actor)
@@ -241,25 +247,32 @@ def _settle_refund_event(session: Session, ctx: _Context) -> Settlement:
         assert refund is not None and payment is not None
         # Still in flight (the money has not reached the buyer, nor come back to us):
         # a person decides, with the payment listed for review.
-        session.execute(update(Refund).where(Refund.id == refund.id)
-                        .values(needs_review=True, updated_at=func.now())
-                        .execution_options(synchronize_session=False))
-        session.execute(update(Payment).where(Payment.id == payment.id)
-                        .values(needs_review=True, updated_at=func.now())
-                        .execution_options(synchronize_session=False))
-        record_webhook_event(session, EventType.PAYMENT_NEEDS_REVIEW, payment.id)
-        record_event(session, decision.audit_event or "refund_abnormal",
-                     payment_id=payment.id, actor=ctx.actor, refund_id=refund.id,
-                     amount=refund.amount, reason=decision.note, **ctx.detail)
+        flag_refund(session, refund_id=refund.id, payment_id=payment.id,
+                    audit_event=decision.audit_event or "refund_abnormal", actor=ctx.actor,
+                    reason=decision.note, amount=refund.amount, **ctx.detail)
         return Settlement(CallbackStatus.PROCESSED, decision.note)
+    if (decision.action is Action.REJECT and decision.audit_event == "amount_mismatch"
+            and refund is not None and payment is not None):
+        # The provider refunded another amount than ours: not settled with either. The
+        # refund is flagged with its payment (so the check stops asking about it), and
+        # the audit row carries both amounts.
+        flag_refund(session, refund_id=refund.id, payment_id=payment.id,
+                    audit_event="amount_mismatch", actor=ctx.actor, reason=decision.note,
+                    event_type=event.type.value, received_amount=event.amount,
+                    received_currency=event.currency, expected_amount=refund.amount,
+                    expected_currency=refund.currency, refund_status=refund.status.value,
+                    transaction_id=event.transaction_id, **ctx.detail)
+        return Settlement(INBOX_STATUS[decision.action], decision.note)
     return _record_non_application(session, ctx, decision, payment)
 
 
 def _finish_refund(session: Session, refund: RefundFacts, status: RefundStatus,
-                   provider_refund_id: str | None) -> None:
+                   provider_refund_id: str | None, *,
+                   provider_time: datetime | None = None) -> None:
     values: dict[str, object] = {"status": status.value, "updated_at": func.now()}
     if status is RefundStatus.SUCCEEDED:
         values["completed_at"] = func.now()
+        values["provider_completed_at"] = provider_time
     if provider_refund_id:
         values["provider_refund_id"] = func.coalesce(Refund.provider_refund_id,
                                                      provider_refund_id)

@@ -4,21 +4,36 @@ Installed once on the app (not per view): a before_request hook claims the key o
 answers for the view (replay / 409 / 422), an after_request hook stores the view's
 answer, and a teardown hook releases a claim nobody settled. The rules themselves
 live in services/idempotency.py.
+
+A view marked `@claims_in_transaction` (POST /payments) is not claimed for: it gets the
+key as an `InTransaction` (`keyed_request()`) and claims it, does its work and stores
+its answer in ONE transaction, so a crash leaves neither a payment without its answer
+nor a claim without its payment, and one commit does what three did. When it fails
+with a 4xx its transaction (the claim included) is rolled back, and the after_request
+hook stores that answer on its own (services.idempotency.record_answer).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
+from sqlalchemy.orm import Session
 
 from domain.errors import Conflict, Unprocessable
 from services.idempotency import (
+    Claim,
     ClaimOutcome,
+    claim_in,
     claim_key,
     complete_claim,
+    record_answer,
     release_claim,
     request_fingerprint,
+    store_answer,
     validate_key,
 )
 from web.auth import request_principal
@@ -29,6 +44,9 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _CLAIM = "idempotency_claim_id"  # name of the g attribute holding this request's claim
+_KEYED = "idempotency_in_transaction"  # g: the InTransaction of a view that claims itself
+_IN_TRANSACTION = "claims_idempotency_in_transaction"  # the mark on such a view
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def install_idempotency(app: Flask, api_prefix: str) -> None:
@@ -42,6 +60,67 @@ def install_idempotency(app: Flask, api_prefix: str) -> None:
     app.teardown_request(_release_unsettled)
 
 
+class StoredAnswer(Exception):
+    """Raised inside a view's transaction when its key was answered before: the view's
+    wrapper (claims_in_transaction) sends that answer again."""
+
+    def __init__(self, status: int, body: object) -> None:
+        super().__init__(status)
+        self.status, self.body = status, body
+
+
+class InTransaction:
+    """This request's Idempotency-Key, for a view that claims it in its own transaction:
+    `claim(session)` first, `store(session, status, body)` before the commit."""
+
+    def __init__(self, api_key_id: int, key: str, fingerprint: str) -> None:
+        self.api_key_id, self.key, self.fingerprint = api_key_id, key, fingerprint
+        self.claim_id: int | None = None
+        # True once nothing is left for the after_request hook: the answer is in the
+        # view's transaction, or the key belongs to another request.
+        self.settled = False
+
+    def claim(self, session: Session) -> None:
+        """Claim, or raise: StoredAnswer (replay), 422 (another body), 409 (running)."""
+        for _ in range(3):
+            claim = claim_in(session, self.api_key_id, self.key, self.fingerprint)
+            if claim is not None:
+                break
+        else:
+            raise RuntimeError("could not claim idempotency key")
+        if claim.outcome is ClaimOutcome.CLAIMED:
+            self.claim_id = claim.claim_id
+            return
+        self.settled = True  # someone else's key: this request stores nothing
+        _refuse(claim)
+
+    def store(self, session: Session, status: int, body: str) -> None:
+        assert self.claim_id is not None, "store() before claim()"
+        store_answer(session, self.claim_id, status, body)
+
+    def committed(self) -> None:
+        self.settled = True
+
+
+def claims_in_transaction(view: F) -> F:
+    """Mark a view that claims its Idempotency-Key itself (see InTransaction); place it
+    under @require_key (functools.wraps carries the mark outwards)."""
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except StoredAnswer as stored:
+            return _replay(stored.status, stored.body)
+    setattr(wrapper, _IN_TRANSACTION, True)
+    return wrapper  # type: ignore[return-value]
+
+
+def keyed_request() -> InTransaction | None:
+    """In a view marked claims_in_transaction: its key, or None without the header."""
+    keyed: InTransaction | None = g.get(_KEYED)
+    return keyed
+
+
 def _claim_before_view() -> Response | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None or request.routing_exception is not None:
@@ -53,10 +132,19 @@ def _claim_before_view() -> Response | None:
     validate_key(key)
     fingerprint = request_fingerprint(request.method, _path_with_query(),
                                       request.get_data(cache=True))
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, _IN_TRANSACTION, False):
+        setattr(g, _KEYED, InTransaction(api_key_id, key, fingerprint))
+        return None
     claim = claim_key(resources().uow(), api_key_id, key, fingerprint)
     if claim.outcome is ClaimOutcome.CLAIMED:
         setattr(g, _CLAIM, claim.claim_id)
         return None
+    return _refuse(claim)
+
+
+def _refuse(claim: Claim) -> Response:
+    """The answer for a key another request holds: 422, 409, or its stored answer."""
     if claim.outcome is ClaimOutcome.MISMATCH:
         raise Unprocessable(
             "This Idempotency-Key was already used for a different request; "
@@ -65,9 +153,16 @@ def _claim_before_view() -> Response | None:
         raise Conflict(
             "A request with this Idempotency-Key is still being processed; "
             "retry shortly", code="idempotency_request_in_progress")
-    return current_app.response_class(
-        _stored_text(claim.response_body), status=claim.response_status,
-        mimetype="application/json", headers={REPLAYED_HEADER: "true"})
+    assert claim.response_status is not None
+    if g.get(_KEYED) is not None:
+        raise StoredAnswer(claim.response_status, claim.response_body)
+    return _replay(claim.response_status, claim.response_body)
+
+
+def _replay(status: int, body: object) -> Response:
+    return current_app.response_class(_stored_text(body), status=status,
+                                      mimetype="application/json",
+                                      headers={REPLAYED_HEADER: "true"})
 
 
 def _stored_text(body: object) -> str:
@@ -78,6 +173,9 @@ def _stored_text(body: object) -> str:
 
 
 def _settle_after_view(response: Response) -> Response:
+    keyed: InTransaction | None = g.pop(_KEYED, None)
+    if keyed is not None and not keyed.settled:
+        _record_failed_view(keyed, response)
     claim_id: int | None = g.pop(_CLAIM, None)
     if claim_id is None:
         return response
@@ -96,6 +194,21 @@ def _settle_after_view(response: Response) -> Response:
         # (services.idempotency.CLAIM_TIMEOUT); a retry after that runs again.
         log.exception("could not settle idempotency claim %s", claim_id)
     return response
+
+
+def _record_failed_view(keyed: InTransaction, response: Response) -> None:
+    """A view that claims in its transaction answered without committing its answer (a
+    4xx rolled it back): store this answer now, so that a retry replays it."""
+    if not _worth_replaying(response):
+        return  # a 5xx or 429: nothing stored, nothing claimed, the client may retry
+    try:
+        record_answer(resources().uow(), keyed.api_key_id, keyed.key, keyed.fingerprint,
+                      response.status_code, response.get_data(as_text=True))
+    except Exception:
+        # The answer is sent as is; with nothing stored a retry runs again, and finds
+        # what the first run left (nothing: it was rolled back).
+        log.exception("could not store the answer for idempotency key of api key %s",
+                      keyed.api_key_id)
 
 
 def _release_unsettled(exc: BaseException | None) -> None:

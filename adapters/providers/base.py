@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
@@ -92,6 +92,9 @@ class ProviderStatus:
     transaction_id: str | None
     amount: Decimal
     currency: str
+    # The provider's time of the success, when its answer gives one (the day its
+    # statement lists the payment under: services/reconciliation/books.py).
+    paid_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,13 @@ class ProviderRefund:
     # Set: the provider decided (Alipay's refund answer, any query_refund answer), applied
     # as that callback would be.
     outcome: ProviderRefundStatus | None = None
+    # What the provider says it refunded for this refund, in our Decimal (parsed from its
+    # own unit: WeChat Pay's fen, Alipay's yuan string). None when its answer carries no
+    # amount of this refund alone; then our stored amount is what is applied.
+    amount: Decimal | None = None
+    # What the provider says the whole payment has had refunded so far, this refund
+    # included, when that is all its answer says (Alipay's refund answer: refund_fee).
+    refunded_total: Decimal | None = None
 
 
 class HeaderLookup(Protocol):

@@ -3,13 +3,18 @@ have been (services/settlement.py): the payment's Redis lock, the row locks, the
 the compare-and-set and the audit, with actor `system:reconcile`. A callback racing the
 run is therefore applied once, whichever comes first; the one that comes second is a
 no-op. The statement's amount goes in as the provider's, so another amount is refused
-(and flagged) exactly as a callback's would be."""
+(and flagged) exactly as a callback's would be.
+
+The success is dated, as the provider's time of it, by the statement line's own time,
+or (a statement that gives none) by the start of the statement's day: either way it
+stays in that day's books, not in the day the run happens to apply it (books.py)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,8 +41,10 @@ class Applied:
     note: str | None = None
 
 
-def apply_finding(res: Resources, provider: str, finding: Finding, event_id: str) -> Applied:
-    """Raises adapters.locks.LockBusy when a callback holds the payment past the wait: the
+def apply_finding(res: Resources, provider: str, finding: Finding, event_id: str, *,
+                  day_start: datetime) -> Applied:
+    """`day_start`: the statement day's first instant, in RECONCILE_TZ.
+    Raises adapters.locks.LockBusy when a callback holds the payment past the wait: the
     run then fails and is tried again (the callback has likely applied it by then)."""
     line = finding.line
     assert line is not None and finding.payment_id is not None
@@ -48,7 +55,8 @@ def apply_finding(res: Resources, provider: str, finding: Finding, event_id: str
         payment_id=finding.payment_id, amount=line.amount, currency=line.currency,
         transaction_id=(line.refund_reference or line.out_refund_no) if refund
         else line.transaction_id,
-        refund_id=finding.refund_id if refund else None)
+        refund_id=finding.refund_id if refund else None,
+        occurred_at=line.succeeded_at or day_start)
     with payment_lock(res.redis, finding.payment_id, ttl_seconds=LOCK_TTL_SECONDS,
                       blocking_timeout=LOCK_WAIT_SECONDS):
         with res.uow() as uow:

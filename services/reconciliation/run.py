@@ -33,7 +33,7 @@ from domain.reconciliation import Action, Finding, ItemStatus, Kind, compare
 from domain.reconciliation_models import ReconciliationRun
 from domain.statements import StatementUnavailable
 from services.reconciliation.apply import apply_finding
-from services.reconciliation.books import read_books
+from services.reconciliation.books import day_window, read_books
 from services.reconciliation.results import Item, fail_run, finish_run, start_run
 from services.settlement import SettlementConflict
 
@@ -108,8 +108,10 @@ def _reconcile(res: Resources, provider: str, day: date) -> dict[str, Any]:
 def _apply(res: Resources, provider: str, day: date, finding: Finding) -> Item | None:
     """The applied item; a flagged one when the settlement refused it; None when a
     callback had applied it first (nothing left to tell)."""
+    day_start, _ = day_window(day, res.settings.reconcile_tz)
     outcome = apply_finding(res, provider, finding,
-                            event_id=f"reconcile:{day.isoformat()}:{finding.reference}")
+                            event_id=f"reconcile:{day.isoformat()}:{finding.reference}",
+                            day_start=day_start)
     if outcome.changed:
         return Item(finding, ItemStatus.APPLIED, describe(finding))
     if outcome.already:

@@ -59,30 +59,40 @@ _SOURCES = {
 }
 
 
-def _statement(object_type: str, notify: bool) -> TextClause:
-    source, alias, view, notification = _SOURCES[object_type]
+def event_ctes(object_type: str, notify: bool, rows: str, alias: str, where: str = "") -> str:
+    """The CTEs `ev` (the events), `notified` (the customer's notifications, if `notify`
+    and the object type has them) and `queued` (the deliveries, column `id`), to follow a
+    WITH, for every row of `rows` (a FROM item naming its rows `alias`: a table, or an
+    earlier CTE holding every column the object's view reads) that `where` keeps. Binds
+    :type (and :notification). For a statement that also makes the change itself."""
+    _, _, view, notification = _SOURCES[object_type]
     notified = ""
     if notify and notification:
         notified = f"""
         notified AS (
             INSERT INTO notifications (user_id, order_id, payment_id, refund_id, type, event_id)
             SELECT {notification}, :notification, ev.id
-            FROM ev JOIN {source} ON {alias}.id = ev.object_id),"""
-    sql = f"""
-        WITH ev AS (
+            FROM ev JOIN {rows} ON {alias}.id = ev.object_id),"""
+    return f"""
+        ev AS (
             INSERT INTO events (type, object_type, object_id, data)
             SELECT :type, '{object_type}', {alias}.id, jsonb_build_object('object', {view})
-            FROM {source} WHERE {alias}.id = ANY(:ids)
+            FROM {rows} {where}
             RETURNING id, object_id),{notified}
         queued AS (
             INSERT INTO webhook_deliveries (event_id, endpoint_id)
             SELECT ev.id, e.id FROM ev JOIN webhook_endpoints e
                 ON e.enabled AND e.events && ARRAY[CAST(:type AS varchar), '*']
-            RETURNING id)
-        SELECT id FROM queued"""
+            RETURNING id)"""
+
+
+def _statement(object_type: str, notify: bool) -> TextClause:
+    source, alias, _, notification = _SOURCES[object_type]
+    ctes = event_ctes(object_type, notify, source, alias, f"WHERE {alias}.id = ANY(:ids)")
+    sql = f"WITH {ctes}\n        SELECT id FROM queued"
     binds: list[BindParameter[Any]] = [bindparam("ids", type_=ARRAY(BigInteger)),
                                        bindparam("type", type_=String)]
-    if notified:
+    if notify and notification:
         binds.append(bindparam("notification", type_=String))
     return text(sql).bindparams(*binds)
 

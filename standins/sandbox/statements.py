@@ -54,9 +54,15 @@ def statement(res: Resources, raw_day: str) -> dict[str, Any]:
                 "payments": [{"merchant_payment_id": p.merchant_payment_id,
                               "reference": p.ticket, "transaction_id": p.transaction_id,
                               "amount": format_amount(p.amount, p.currency),
-                              "currency": p.currency} for p in paid],
+                              "currency": p.currency,
+                              "succeeded_at": _iso(p.decided_at)} for p in paid],
                 "refunds": [{"merchant_refund_id": r.merchant_refund_id,
                              "merchant_payment_id": p.merchant_payment_id,
                              "reference": r.reference,
                              "amount": format_amount(r.amount, p.currency),
-                             "currency": p.currency} for r, p in refunds]}
+                             "currency": p.currency,
+                             "succeeded_at": _iso(r.created_at)} for r, p in refunds]}
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None

@@ -159,7 +159,10 @@ def test_our_refund_query_reads_what_the_sdk_reads(doubles, sdk, alipay):
     by_sdk, ours = ask("SDKR000005")
     assert (by_sdk["code"], by_sdk["refund_status"], by_sdk["refund_amount"]) == (
         "10000", "REFUND_SUCCESS", "1.50")
-    assert ours == ProviderRefund("SDKR000005", ProviderRefundStatus.SUCCEEDED)
+    # refund_amount as the SDK reads it (a yuan string), ours a Decimal of the same yuan.
+    assert ours == ProviderRefund("SDKR000005", ProviderRefundStatus.SUCCEEDED,
+                                  amount=Decimal(by_sdk["refund_amount"]))
+    assert ours.amount == Decimal("1.50")
     by_sdk, ours = ask("SDKR000404")
     assert by_sdk["code"] == "10000" and "refund_status" not in by_sdk
     assert ours == ProviderRefund("SDKR000404", None)

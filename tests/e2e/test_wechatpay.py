@@ -372,7 +372,9 @@ def test_our_refund_query_reads_what_the_sdk_reads(flow, reason, status, outcome
         refund_id=3, out_refund_no="SDKR0000003", payment_reference="SDK_0000003",
         out_trade_no="SDK_0000003", amount=Decimal("1.00"), payment_amount=Decimal("3.00"),
         currency="CNY"))
-    assert ours == ProviderRefund(by_sdk["refund_id"], outcome)
+    # amount.refund as the SDK reads it (whole fen), ours the same as a Decimal of yuan.
+    assert by_sdk["amount"]["refund"] == 100
+    assert ours == ProviderRefund(by_sdk["refund_id"], outcome, amount=Decimal("1.00"))
     with pytest.raises(ProviderRejected) as unknown:
         connector.query_refund(RefundRequest(
             refund_id=4, out_refund_no="SDKR0000404", payment_reference="SDK_0000003",

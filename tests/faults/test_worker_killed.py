@@ -84,7 +84,8 @@ def test_every_payment_applied_exactly_once_while_pool_processes_are_killed(
             # Recovery: no replay by hand, only the retries the task itself schedules.
             wait_until(lambda: _count(res, ProviderCallback.status == "received") == 0,
                        timeout=170, interval=1, message="every stored callback handled")
-            assert len(pool_processes(worker.pid)) == 2  # the pool is whole again
+            wait_until(lambda: len(pool_processes(worker.pid)) == 2, timeout=60,
+                       message="the pool whole again")
     finally:
         stop_process_group(worker, signal.SIGTERM)
 

@@ -21,8 +21,9 @@ from config import Settings
 from domain.models import Payment, PaymentEvent
 from services.expiry import EXPIRE_PAYMENTS_ACTOR
 from tests.support.factories import make_order, make_payment
+from tests.support.private_stack import env_with, settings_with
 from tests.support.processes import stop_process_group, wait_until
-from tests.support.worker import start_beat
+from tests.support.worker import start_beat, start_worker
 
 JOBS = {  # task name -> interval with SWEEP_INTERVAL_SECONDS = 7
     "maintenance.expire_payments": 7.0,
@@ -129,7 +130,10 @@ PICKUP_MARGIN = timedelta(seconds=2)
 
 
 def test_a_real_beat_and_worker_expire_a_payment_within_one_interval(
-        stack_env, celery_worker, clean_db, tmp_path):
+        stack_env, settings, private_redis, clean_db, tmp_path):
+    """On a broker and worker of its own: every job ticks each second here, and what beat
+    sent must not outlive the test on the session's worker (a redelivery run it left
+    there would take another test's stuck callback)."""
     res = clean_db
     interval = timedelta(seconds=1)
     # Due a while after beat starts, so beat is ticking by then: what is measured is the
@@ -140,7 +144,9 @@ def test_a_real_beat_and_worker_expire_a_payment_within_one_interval(
            due_at + timedelta(seconds=k / 4) for k in range(16)}
     fresh = make_payment(res, make_order(res))
 
-    env = dict(stack_env, SWEEP_INTERVAL_SECONDS="1")
+    env = dict(env_with(stack_env, settings_with(settings, redis_url=private_redis.url)),
+               SWEEP_INTERVAL_SECONDS="1")
+    worker = start_worker(env, tmp_path / "worker.log")
     log_path = tmp_path / "beat.log"
     beat = start_beat(env, log_path, tmp_path / "beat-schedule")
     try:
@@ -152,6 +158,7 @@ def test_a_real_beat_and_worker_expire_a_payment_within_one_interval(
                    message=f"beat to expire the payments (beat log: {log_path})")
     finally:
         stop_process_group(beat, signal.SIGTERM)
+        stop_process_group(worker, signal.SIGTERM)
 
     with res.uow() as uow:
         expiries = uow.session.execute(

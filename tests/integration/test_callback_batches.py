@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from adapters.locks import payment_lock_name
 from adapters.resources import Resources
 from domain.models import OrderStatusHistory, Payment, ProviderCallback
+from services import callback_batches, callback_wakeup
 from services.callback_batches import BUSY_RETRY_SECONDS, apply_callback_batch, drain_inbox
 from services.callback_wakeup import WAKE_KEY
 from services.callbacks import MAX_ATTEMPTS
@@ -296,3 +297,36 @@ def test_a_drain_past_its_budget_hands_over_to_a_fresh_wake_up(res, private_redi
     assert not res.redis.exists(WAKE_KEY)
     # the full batch's own wake-up and the hand-over
     assert [m["task"] for m in private_redis.queued("callbacks")] == ["callbacks.apply_batch"] * 2
+
+
+
+def test_a_drain_keeps_the_wake_up_flag_set_while_it_runs(res, monkeypatch):
+    """A drain longer than the flag's TTL sets it again: run out, the next callback would
+    wake a second drain beside this one."""
+    monkeypatch.setattr(callback_batches, "WAKE_TTL_MS", 300)
+    monkeypatch.setattr(callback_wakeup, "WAKE_TTL_MS", 300)
+    # Enough one-callback batches that the drain outlasts the TTL several times over on a
+    # fast machine (a batch of one takes a few milliseconds at best).
+    _store(res, _payments(res, 300))
+    res.redis.set(WAKE_KEY, 1, px=300)  # as ingest set it
+    gaps: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if not res.redis.exists(WAKE_KEY) and inbox_statuses(res).get("received"):
+                gaps.append(time.monotonic())
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    started = time.monotonic()
+    try:
+        outcome = drain_inbox(res, limit=1, budget_seconds=120)  # three hundred batches
+    finally:
+        stop.set()
+        watcher.join()
+
+    assert outcome.claimed == 300
+    assert time.monotonic() - started > 0.6  # the flag's TTL twice over, at least
+    assert gaps == []

@@ -401,13 +401,22 @@ def test_unknown_or_foreign_refund_is_unmatched(quiet):
 
 
 def test_refund_amount_mismatch_is_rejected(quiet):
+    """The provider refunded another amount than ours: neither is settled; the refund and
+    its payment are flagged, and the audit row says both amounts."""
     res, _ = quiet
     _, payment_id = new_payment(res, status="succeeded")
-    refund_id = add_refund(res, payment_id, "10.00")
+    refund_id = add_refund(res, payment_id, "10.00", status="processing")
     assert apply(res, refund_body(payment_id, refund_id, "10.01"))[0] == "rejected"
-    assert row(res, Refund, refund_id).status == "pending"
-    assert row(res, Payment, payment_id).needs_review
-    assert len(events(res, payment_id, "amount_mismatch")) == 1
+    refund = row(res, Refund, refund_id)
+    assert (refund.status, refund.needs_review, refund.completed_at) == (
+        "processing", True, None)
+    payment = row(res, Payment, payment_id)
+    assert payment.needs_review and payment.status == "succeeded"
+    assert payment.refunded_amount == 0
+    [mismatch] = events(res, payment_id, "amount_mismatch")
+    assert (mismatch.detail["received_amount"], mismatch.detail["expected_amount"],
+            mismatch.detail["refund_id"]) == ("10.01", "10.00", refund_id)
+    assert events(res, payment_id, "refund_succeeded") == []
 
 
 # --- attempts, locks, redelivery ----------------------------------------------------------

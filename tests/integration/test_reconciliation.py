@@ -9,7 +9,7 @@ import gzip
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -320,6 +320,84 @@ def test_a_run_racing_the_lost_notifications_applies_each_success_once(doubles):
     # run claims them all and the callbacks end `processed` as duplicates; whichever
     # side comes first, the other is a no-op.
     print(f"applied by: {sorted(actors)}")
+
+
+def _last_evening(res) -> datetime:
+    """Two seconds before today's midnight in RECONCILE_TZ: on the provider's yesterday."""
+    midnight = datetime.combine(today(res), time(0), ZoneInfo(res.settings.reconcile_tz))
+    return midnight - timedelta(seconds=2)
+
+
+def _flagged_ids(res, run_id: int) -> set[int | None]:
+    return {ref for _, _, status, ref in items(res, run_id) if status == "flagged"}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_what_a_run_applies_stays_on_its_statement_day_for_the_next_days_run(
+        doubles, provider):
+    """Yesterday's run applies a lost payment and a lost refund this morning (our clock:
+    today). Today's statement rightly lacks both; today's run must not call them missing
+    at the provider (issue #17 follow-up)."""
+    res = doubles.resources
+    evening = _last_evening(res)
+    day = ProviderDay(res, provider)
+    lost = day.payment("31.00", ours="processing", paid_at=evening)
+    paid = day.payment("32.00", paid_at=evening)
+    refund_id = day.refund(paid, "5.00", paid_out_at=evening)
+
+    yesterdays = reconcile_day(res, provider, evening.date())
+    assert items(res, yesterdays["run_id"]) == {
+        ("payment", "missing_here", "applied", lost.payment_id),
+        ("refund", "missing_here", "applied", refund_id)}
+    with res.uow() as uow:
+        applied = uow.session.get(Payment, lost.payment_id)
+        # Dated by the statement line's time (every double's statement gives one).
+        assert applied.provider_paid_at == evening
+        assert applied.paid_at.astimezone(evening.tzinfo).date() == today(res)
+        assert uow.session.get(Refund, refund_id).provider_completed_at == evening
+
+    todays = reconcile_day(res, provider, today(res))
+    assert todays["statement_lines"] == 0
+    assert _flagged_ids(res, todays["run_id"]) == set()
+    # And yesterday's again finds both there, matched.
+    again = reconcile_day(res, provider, evening.date())
+    assert (again["matched"], again["flagged"]) == (3, 0)
+
+
+def _paid(res, payment_id: int) -> bool:
+    with res.uow() as uow:
+        return uow.session.get(Payment, payment_id).status == "succeeded"
+
+
+def test_a_callback_paid_before_midnight_and_applied_after_stays_on_the_providers_day(
+        doubles):
+    """Paid at the provider at 23:59:58, its notification applied here after midnight
+    (here: now, today). The provider's statement has it yesterday; our books must too,
+    by the notification's success_time, not by when we applied it."""
+    res = doubles.resources
+    evening = _last_evening(res)
+    late = ProviderDay(res, "wechatpay").payment("41.00", ours="processing",
+                                                 paid_at=evening)
+    keys = load_double_keys(res.settings.run_dir)
+    with res.uow() as uow:
+        order = uow.session.scalars(select(StandinOrder).where(
+            StandinOrder.out_trade_no == late.out_trade_no)).one()
+        headers, body = render_notification(res.settings, transaction_payload(
+            order_view(keys, order)))
+    answer = requests.post(doubles.live_url + "/callbacks/wechatpay", data=body,
+                           headers=headers, timeout=30)
+    assert answer.status_code == 204
+    wait_until(lambda: _paid(res, late.payment_id), timeout=30,
+               message="notification applied")
+    with res.uow() as uow:
+        payment = uow.session.get(Payment, late.payment_id)
+        assert payment.provider_paid_at == evening
+        assert payment.paid_at.astimezone(evening.tzinfo).date() == today(res)
+
+    todays = reconcile_day(res, "wechatpay", today(res))
+    assert late.payment_id not in _flagged_ids(res, todays["run_id"])
+    yesterdays = reconcile_day(res, "wechatpay", evening.date())
+    assert (yesterdays["matched"], yesterdays["flagged"], yesterdays["applied"]) == (1, 0, 0)
 
 
 def _inbox_settled(res) -> bool:

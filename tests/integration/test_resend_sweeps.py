@@ -102,17 +102,21 @@ def test_a_run_while_another_holds_the_lock_is_skipped(res, private_redis):
 
 def test_only_processing_refunds_quiet_for_half_an_hour_are_asked_of_the_provider(
         res, private_redis):
-    """maintenance.check_refunds: accepted by the provider (processing, with its refund id)
-    and quiet for REFUND_CHECK_QUIET_SECONDS -> refunds.check; every other refund is left."""
+    """maintenance.check_refunds: accepted by the provider (processing, with its refund id),
+    quiet for REFUND_CHECK_QUIET_SECONDS and not flagged for review -> refunds.check; every
+    other refund is left (a flagged one waits for a person, not for the provider)."""
     paid = _payment(res, "succeeded", reference="tkt_2")
     half_hour_ago = datetime.now(UTC) - timedelta(minutes=31)
     stale = _refund(res, paid, "processing", provider_refund_id="rfd_2")
     recent = _refund(res, paid, "processing", provider_refund_id="rfd_3")  # 11 min: too soon
     _refund(res, paid, "pending")  # resend_refunds' business, not this sweep's
     done = _refund(res, paid, "succeeded", provider_refund_id="rfd_4")
+    flagged = _refund(res, paid, "processing", provider_refund_id="rfd_5")  # a person's now
     with res.uow() as uow:
-        uow.session.execute(update(Refund).where(Refund.id.in_([stale, done]))
+        uow.session.execute(update(Refund).where(Refund.id.in_([stale, done, flagged]))
                             .values(updated_at=half_hour_ago))
+        uow.session.execute(update(Refund).where(Refund.id == flagged)
+                            .values(needs_review=True))
         uow.commit()
 
     assert check_processing_refunds(res)["changed"] == 1

@@ -87,7 +87,8 @@ def test_paid_payment_status_refund_and_close_refused(api, provider):
     assert refund_ref.reference.startswith("rfd_") and refund_ref.outcome is None
     # Idempotent: a repeat is the same refund, answered as it stands (refunds.check asks so)
     again = provider.refund(refund(made.reference, 3, "20.00"))
-    assert again == ProviderRefund(refund_ref.reference, ProviderRefundStatus.SUCCEEDED)
+    assert again == ProviderRefund(refund_ref.reference, ProviderRefundStatus.SUCCEEDED,
+                                   amount=Decimal("20.00"))
     # The status query (refunds.check asks so) names the same refund and its outcome.
     assert provider.query_refund(refund(made.reference, 3, "20.00")) == again
     with pytest.raises(ProviderRejected) as no_refund:

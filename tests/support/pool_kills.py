@@ -17,7 +17,16 @@ from tests.support.processes import wait_until
 
 
 def pool_processes(worker_pid: int) -> list[psutil.Process]:
-    return psutil.Process(worker_pid).children(recursive=False)
+    """The master's live pool processes: a killed one the master has not reaped yet is a
+    zombie child for a moment, and not part of the pool."""
+    alive = []
+    for child in psutil.Process(worker_pid).children(recursive=False):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
 
 
 def kill_pool_in_rounds(worker_pid: int, rounds: int, progress: Callable[[], int],

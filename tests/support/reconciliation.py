@@ -46,10 +46,12 @@ class ProviderDay:
     # --- both sides ---------------------------------------------------------------------
 
     def payment(self, amount: str = "88.80", *, ours: str = "succeeded",
-                provider_amount: str | None = None, at_provider: bool = True) -> Seeded:
+                provider_amount: str | None = None, at_provider: bool = True,
+                paid_at: datetime | None = None) -> Seeded:
         """Our payment (`succeeded` with its transaction, or `processing` as when its
         callback never came) and, unless `at_provider` is False, the provider's paid
-        record of it (for `provider_amount`, by default the same)."""
+        record of it (for `provider_amount`, by default the same). `paid_at`: when both
+        sides have it paid (by default now), so a test can put it on another day."""
         order_id = make_order(self.res, total=amount,
                               status="paid" if ours == "succeeded" else "pending")
         payment_id = make_payment(self.res, order_id, amount=amount, provider=self.provider,
@@ -59,7 +61,7 @@ class ProviderDay:
         values: dict[str, object] = {"out_trade_no": out_trade_no,
                                      "provider_reference": out_trade_no}
         if ours == "succeeded":
-            values.update(transaction_id=transaction_id, paid_at=datetime.now(UTC))
+            values.update(transaction_id=transaction_id, paid_at=paid_at or datetime.now(UTC))
         with self.res.uow() as uow:
             uow.session.execute(update(Payment).where(Payment.id == payment_id)
                                 .values(**values))
@@ -67,24 +69,25 @@ class ProviderDay:
         seeded = Seeded(payment_id, order_id, out_trade_no, transaction_id)
         if at_provider:
             seeded.at_provider_id = self._paid_at_provider(
-                seeded, Decimal(provider_amount or amount))
+                seeded, Decimal(provider_amount or amount), paid_at or datetime.now(UTC))
         return seeded
 
-    def refund(self, paid: Seeded, amount: str, *, ours: str = "processing") -> int:
+    def refund(self, paid: Seeded, amount: str, *, ours: str = "processing",
+               paid_out_at: datetime | None = None) -> int:
         """Our refund of a paid payment (`processing`: its notification never came) and
-        the provider's record of it paid out today."""
+        the provider's record of it paid out (now, or at `paid_out_at`)."""
         with self.res.uow() as uow:
             refund_id = uow.session.execute(insert(Refund).values(
                 payment_id=paid.payment_id, amount=Decimal(amount), currency="CNY",
                 status=ours, reason="reconciliation test").returning(Refund.id)).scalar_one()
             uow.session.execute(update(Refund).where(Refund.id == refund_id)
                                 .values(out_refund_no=f"R{refund_id:010d}"))
-            now = datetime.now(UTC)
+            now = paid_out_at or datetime.now(UTC)
             if self.provider == "sandbox":
                 uow.session.add(SandboxRefund(
                     reference=f"rfd_{secrets.token_hex(8)}",
                     sandbox_payment_id=paid.at_provider_id, merchant_refund_id=refund_id,
-                    amount=Decimal(amount), status="succeeded"))
+                    amount=Decimal(amount), status="succeeded", created_at=now))
             else:
                 uow.session.add(StandinRefund(
                     provider=self.provider, merchant=self.merchant,
@@ -96,8 +99,7 @@ class ProviderDay:
 
     # --- the provider's side ------------------------------------------------------------
 
-    def _paid_at_provider(self, seeded: Seeded, amount: Decimal) -> int:
-        now = datetime.now(UTC)
+    def _paid_at_provider(self, seeded: Seeded, amount: Decimal, now: datetime) -> int:
         with self.res.uow() as uow:
             if self.provider == "sandbox":
                 row_id = uow.session.execute(insert(SandboxPayment).values(

@@ -159,8 +159,23 @@ def test_refund_with_fund_change_y_succeeded(provider, gateway):
     gateway.queue("alipay.trade.refund", {**OK, "fund_change": "Y", "refund_fee": "10.00"})
     result = provider.refund(refund_request())
     assert result.outcome is ProviderRefundStatus.SUCCEEDED
+    # refund_fee is the trade's total refunded, not this refund's amount: kept as such.
+    assert (result.amount, result.refunded_total) == (None, Decimal("10.00"))
     assert gateway.biz() == {"out_trade_no": "P0000000042", "refund_amount": "10.00",
                              "out_request_no": "R0000000007"}
+
+
+def test_the_refund_query_gives_this_refunds_amount_in_yuan(provider, gateway):
+    gateway.queue("alipay.trade.fastpay.refund.query", {
+        **OK, "out_request_no": "R0000000007", "refund_amount": "9.99",
+        "refund_status": "REFUND_SUCCESS"})
+    answer = provider.query_refund(refund_request())
+    assert answer.outcome is ProviderRefundStatus.SUCCEEDED
+    assert answer.amount == Decimal("9.99") and isinstance(answer.amount, Decimal)
+    gateway.queue("alipay.trade.fastpay.refund.query", {
+        **OK, "refund_amount": "9.9x", "refund_status": "REFUND_SUCCESS"})  # not yuan
+    with pytest.raises(ProviderUnavailable):
+        provider.query_refund(refund_request())
 
 
 def test_refund_repeated_with_fund_change_n_is_confirmed_by_the_refund_query(provider,
@@ -169,7 +184,9 @@ def test_refund_repeated_with_fund_change_n_is_confirmed_by_the_refund_query(pro
     gateway.queue("alipay.trade.fastpay.refund.query", {
         **OK, "out_request_no": "R0000000007", "refund_amount": "10.00",
         "refund_status": "REFUND_SUCCESS"})
-    assert provider.refund(refund_request()).outcome is ProviderRefundStatus.SUCCEEDED
+    answer = provider.refund(refund_request())
+    assert answer.outcome is ProviderRefundStatus.SUCCEEDED
+    assert answer.amount == Decimal("10.00")  # the query's, this refund's alone
     assert gateway.biz() == {"out_trade_no": "P0000000042", "out_request_no": "R0000000007"}
 
 

@@ -28,6 +28,10 @@ def test_defaults_match_the_design(tmp_path):
     s = Settings.from_env({**DEV, "RUN_DIR": str(tmp_path)})
     assert (s.payment_ttl_seconds, s.order_ttl_seconds, s.sweep_interval_seconds,
             s.callback_tolerance_seconds) == (1800, 86400, 60, 300)
+    assert s.refund_review_after_seconds == 7 * 86400  # README: a week
+    assert Settings.from_env({**DEV, "RUN_DIR": str(tmp_path),
+                              "REFUND_REVIEW_AFTER_SECONDS": "3600"}
+                             ).refund_review_after_seconds == 3600
     assert s.broker_url == BASE["REDIS_URL"]
     assert s.sandbox_webhook_secret == "dev-sandbox-secret"
     assert s.public_base_url == "http://127.0.0.1:8000"

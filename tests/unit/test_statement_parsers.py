@@ -7,7 +7,7 @@ import gzip
 import hashlib
 import io
 import zipfile
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,10 +16,15 @@ import pytest
 from adapters.providers.alipay.statement import parse_bill_zip, parse_detail_csv
 from adapters.providers.sandbox.statement import parse_statement
 from adapters.providers.wechatpay.statement import check_hash, parse_trade_bill
-from domain.statements import LineKind, StatementLine, StatementUnavailable
+from domain.statements import BEIJING, LineKind, StatementLine, StatementUnavailable
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "reconciliation"
 DAY = date(2026, 11, 30)
+
+
+def _beijing(*parts: int) -> datetime:
+    """A bill's time (each provider writes Beijing time, no offset), as the line has it."""
+    return datetime(*parts, tzinfo=BEIJING)
 WECHAT_BILL = (FIXTURES / "wechatpay_tradebill_2026-11-30.csv").read_bytes()
 ALIPAY_ZIP = (FIXTURES / "alipay_bill_2026-11-30.zip").read_bytes()
 ALIPAY_DETAIL = (FIXTURES / "alipay_detail_2026-11-30.csv").read_bytes()
@@ -30,15 +35,18 @@ def test_the_wechatpay_bill_gives_its_successes_and_finished_refunds_without_bac
 
     assert statement.lines == (
         StatementLine(LineKind.PAYMENT, Decimal("88.80"), "CNY",
-                      "4200000001202611300000000001", out_trade_no="P0000000101"),
+                      "4200000001202611300000000001", out_trade_no="P0000000101",
+                      succeeded_at=_beijing(2026, 11, 30, 9, 15, 2)),
         # 订单金额, what the buyer was charged in all, not 应结 (less the coupon).
         StatementLine(LineKind.PAYMENT, Decimal("100.00"), "CNY",
-                      "4200000001202611300000000002", out_trade_no="P0000000102"),
+                      "4200000001202611300000000002", out_trade_no="P0000000102",
+                      succeeded_at=_beijing(2026, 11, 30, 11, 40, 51)),
         # REVOKED is no money; a refund still PROCESSING is not paid out yet.
         StatementLine(LineKind.REFUND, Decimal("30.00"), "CNY",
                       "4200000001202611290000000009", out_trade_no="P0000000099",
                       out_refund_no="R0000000007",
-                      refund_reference="50300000012026113000000000001"),
+                      refund_reference="50300000012026113000000000001",
+                      succeeded_at=_beijing(2026, 11, 30, 18, 30, 0)),
     )
 
 
@@ -78,11 +86,14 @@ def test_a_wechatpay_bill_that_does_not_read_is_not_a_statement(bill, problem):
 
 ALIPAY_LINES = (
     StatementLine(LineKind.PAYMENT, Decimal("88.80"), "CNY", "2026113022001400000000000001",
-                  out_trade_no="P0000000201"),
+                  out_trade_no="P0000000201",
+                  succeeded_at=_beijing(2026, 11, 30, 10, 0, 9)),
     StatementLine(LineKind.PAYMENT, Decimal("1200.00"), "CNY",
-                  "2026113022001400000000000002", out_trade_no="P0000000202"),
+                  "2026113022001400000000000002", out_trade_no="P0000000202",
+                  succeeded_at=_beijing(2026, 11, 30, 13, 21, 52)),
     StatementLine(LineKind.REFUND, Decimal("25.50"), "CNY", "2026112922001400000000000009",
-                  out_trade_no="P0000000199", out_refund_no="R0000000031"),
+                  out_trade_no="P0000000199", out_refund_no="R0000000031",
+                  succeeded_at=_beijing(2026, 11, 30, 15, 3, 11)),
 )
 
 

@@ -136,6 +136,23 @@ def test_refund_sends_both_amounts_in_fen_and_waits_for_the_notification():
         "R0000000007", "https://shop.example/callbacks/wechatpay")
 
 
+def test_the_refund_query_reads_amount_refund_in_fen_as_yuan():
+    request = RefundRequest(refund_id=7, out_refund_no="R0000000007",
+                            payment_reference="P0000000042", out_trade_no="P0000000042",
+                            amount=Decimal("10.00"), payment_amount=Decimal("88.80"),
+                            currency="CNY")
+    wx, _ = connector((200, {"refund_id": "5030001", "status": "SUCCESS",
+                             "amount": {"refund": 999, "total": 8880, "currency": "CNY"}},
+                       True))
+    answer = wx.query_refund(request)
+    assert answer.amount == Decimal("9.99") and isinstance(answer.amount, Decimal)
+    for amount in ({"refund": "999"}, {"refund": 9.99}, {}, None):  # not whole fen
+        wx, _ = connector((200, {"refund_id": "5030001", "status": "SUCCESS",
+                                 "amount": amount}, True))
+        with pytest.raises(ProviderUnavailable):
+            wx.query_refund(request)
+
+
 @pytest.mark.parametrize(("status", "error"), [
     (500, ProviderUnavailable), (503, ProviderUnavailable), (429, ProviderUnavailable),
     (400, ProviderRejected), (403, ProviderRejected), (404, ProviderRejected),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
+from sqlalchemy.orm import Session
 
 from services import payments, queries, review
 from services.checkout import with_checkout_url
 from web.auth import current_principal, require_key
 from web.deps import resources
+from web.idempotency import InTransaction, claims_in_transaction, keyed_request
 from web.json_body import json_body
 from web.routes.params import (
     REASON_MAX,
@@ -28,12 +30,42 @@ MAX_PAGE_SIZE = 100
 
 @bp.post("/payments")
 @require_key()
+@claims_in_transaction
 def create_payment():
     body = json_body(("order_id", "method", "amount"))
+    keyed = keyed_request()
+    answer = _KeyedAnswer(keyed) if keyed is not None else None
     view, created = payments.create_payment(
         resources(), current_principal(), order_id=body_id(body, "order_id") or 0,
-        method=body.get("method"), amount=body.get("amount"))
-    return jsonify(_linked(view)), 201 if created else 200
+        method=body.get("method"), amount=body.get("amount"), keyed=answer)
+    if answer is None:
+        return _created_response(view, created)
+    answer.keyed.committed()
+    assert answer.response is not None
+    return answer.response  # the very bytes stored for replays
+
+
+def _created_response(view: payments.PaymentView, created: bool) -> Response:
+    response = jsonify(_linked(view))
+    response.status_code = 201 if created else 200
+    return response
+
+
+class _KeyedAnswer:
+    """The Idempotency-Key claimed, and the answer stored, in create_payment's
+    transaction (services.payments.KeyedAnswer)."""
+
+    def __init__(self, keyed: InTransaction) -> None:
+        self.keyed = keyed
+        self.response: Response | None = None
+
+    def claim(self, session: Session) -> None:
+        self.keyed.claim(session)
+
+    def store(self, session: Session, view: payments.PaymentView, created: bool) -> None:
+        self.response = _created_response(view, created)
+        self.keyed.store(session, self.response.status_code,
+                         self.response.get_data(as_text=True))
 
 
 @bp.get("/payments")

@@ -18,7 +18,7 @@ then closes the trade itself once the payment could no longer be ours to take.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from math import ceil
 from typing import Any
@@ -45,7 +45,7 @@ from adapters.providers.base import (
 from config import Settings
 from domain.callback_events import CallbackEvent
 from domain.money import format_amount
-from domain.statements import Statement
+from domain.statements import Statement, beijing_time
 
 CALLBACK_PATH = "/callbacks/alipay"
 CURRENCY = "CNY"  # domestic Alipay settles in yuan only
@@ -114,7 +114,8 @@ class AlipayProvider:
             raise _garbled(method, f"unknown trade_status {raw_status!r}")
         transaction_id = answer.body.get("trade_no") or None
         return ProviderStatus(status, transaction_id,
-                              _amount(answer.body.get("total_amount"), method), CURRENCY)
+                              _amount(answer.body.get("total_amount"), method), CURRENCY,
+                              paid_at=_paid_at(answer.body.get("send_pay_date")))
 
     def close(self, reference: str) -> None:
         method = "alipay.trade.close"
@@ -151,34 +152,43 @@ class AlipayProvider:
                 return ProviderRefund(request.out_refund_no, ProviderRefundStatus.FAILED)
             raise answer.rejection(method)
         if answer.body.get("fund_change") == "Y":
-            return ProviderRefund(request.out_refund_no, ProviderRefundStatus.SUCCEEDED)
+            # Its refund_fee is the trade's total refunded so far, this refund included,
+            # not this refund's amount (services/refunds.execute_refund compares it).
+            return ProviderRefund(request.out_refund_no, ProviderRefundStatus.SUCCEEDED,
+                                  refunded_total=_amount(answer.body.get("refund_fee"),
+                                                         method, "refund_fee"))
         # "N": no money moved by THIS call. Alipay says so for a request number it has
         # already refunded (our retry), and asks that the refund query confirm it.
-        self._confirm_refund(request)
-        return ProviderRefund(request.out_refund_no, ProviderRefundStatus.SUCCEEDED)
+        refunded = self._refund_query(request)
+        if refunded is None:
+            # Not (yet) refunded: retrying the refund with the same number is safe.
+            raise ProviderUnavailable(PROVIDER, f"alipay.trade.fastpay.refund.query: refund "
+                                                f"{request.out_refund_no} not confirmed yet")
+        return ProviderRefund(request.out_refund_no, ProviderRefundStatus.SUCCEEDED,
+                              amount=refunded)
 
     def query_refund(self, request: RefundRequest) -> ProviderRefund:
         # alipay.trade.fastpay.refund.query: refund_status REFUND_SUCCESS once refunded;
         # absent while Alipay has no successful refund of that number (not made, or not
-        # finished): no outcome yet, and the next check asks again.
+        # finished): no outcome yet, and the next check asks again (until the refund is
+        # old enough to be flagged for review: services/refunds.check_refund).
         refunded = self._refund_query(request)
-        return ProviderRefund(request.out_refund_no,
-                              ProviderRefundStatus.SUCCEEDED if refunded else None)
+        if refunded is None:
+            return ProviderRefund(request.out_refund_no)
+        return ProviderRefund(request.out_refund_no, ProviderRefundStatus.SUCCEEDED,
+                              amount=refunded)
 
-    def _refund_query(self, request: RefundRequest) -> bool:
+    def _refund_query(self, request: RefundRequest) -> Decimal | None:
+        """The refund's refund_amount (yuan, this refund alone) once Alipay has refunded
+        it; None while it has not."""
         method = "alipay.trade.fastpay.refund.query"
         answer = self._gateway.call(method, {"out_trade_no": request.out_trade_no,
                                              "out_request_no": request.out_refund_no})
         if not answer.ok:
             raise answer.rejection(method)
-        return answer.body.get("refund_status") == "REFUND_SUCCESS"
-
-    def _confirm_refund(self, request: RefundRequest) -> None:
-        method = "alipay.trade.fastpay.refund.query"
-        if not self._refund_query(request):
-            # Not (yet) refunded: retrying the refund with the same number is safe.
-            raise ProviderUnavailable(PROVIDER, f"{method}: refund {request.out_refund_no} "
-                                                "not confirmed yet")
+        if answer.body.get("refund_status") != "REFUND_SUCCESS":
+            return None
+        return _amount(answer.body.get("refund_amount"), method, "refund_amount")
 
     def fetch_statement(self, day: date) -> Statement:
         """The day's trade bill: a signed call gives a short-lived link, whose plain GET
@@ -238,13 +248,22 @@ def _text(body: dict[str, Any], field: str, method: str) -> str:
     return value
 
 
-def _amount(value: object, method: str) -> Decimal:
+def _paid_at(value: object) -> datetime | None:
+    """send_pay_date, Alipay's time of the payment; None when absent or unreadable (only
+    the reconciliation's day depends on it)."""
+    try:
+        return beijing_time(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _amount(value: object, method: str, field: str = "total_amount") -> Decimal:
     try:
         amount = Decimal(str(value)) if isinstance(value, str | Decimal) else None
     except InvalidOperation:
         amount = None
     if amount is None or not amount.is_finite() or amount < 0:
-        raise _garbled(method, f"total_amount {value!r} is not an amount")
+        raise _garbled(method, f"{field} {value!r} is not an amount")
     return amount.quantize(Decimal("0.01"))
 
 

@@ -15,10 +15,16 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from domain.statements import LineKind, Statement, StatementLine, StatementUnavailable
+from domain.statements import (
+    LineKind,
+    Statement,
+    StatementLine,
+    StatementUnavailable,
+    beijing_time,
+)
 
 PROVIDER = "alipay"
 CURRENCY = "CNY"
@@ -63,11 +69,13 @@ def parse_detail_csv(raw: bytes, day: date) -> Statement:
         out_trade_no = fields["商户订单号"] or None
         if kind == "交易":
             lines.append(StatementLine(LineKind.PAYMENT, _amount(fields, "订单金额"), CURRENCY,
-                                       trade_no, out_trade_no=out_trade_no))
+                                       trade_no, out_trade_no=out_trade_no,
+                                       succeeded_at=_time(fields)))
         elif kind == "退款":
             lines.append(StatementLine(LineKind.REFUND, abs(_amount(fields, "商家实收")),
                                        CURRENCY, trade_no, out_trade_no=out_trade_no,
-                                       out_refund_no=fields["退款批次号/请求号"] or None))
+                                       out_refund_no=fields["退款批次号/请求号"] or None,
+                                       succeeded_at=_time(fields)))
     return Statement(PROVIDER, day, tuple(lines))
 
 
@@ -91,6 +99,16 @@ def _decode(raw: bytes) -> str:
 
 def _column(name: str) -> str:
     return name.strip().replace("（元）", "").replace("(元)", "")
+
+
+def _time(fields: dict[str, str]) -> datetime | None:
+    """完成时间: when the trade or refund went through (a bill without the column has
+    none; the reconciliation then dates the line by the bill's day)."""
+    raw = fields.get("完成时间")
+    try:
+        return beijing_time(raw)
+    except ValueError:
+        raise _unreadable(f"完成时间 {raw!r} is not a time") from None
 
 
 def _amount(fields: dict[str, str], name: str) -> Decimal:

@@ -118,7 +118,8 @@ class SandboxProvider:
         if raw_status not in _REFUND_OUTCOMES:
             raise self._garbled(f"unknown refund status {raw_status!r}")
         return ProviderRefund(self._field(body, "reference", str),
-                              outcome=_REFUND_OUTCOMES[raw_status])
+                              outcome=_REFUND_OUTCOMES[raw_status],
+                              amount=self._amount(body.get("amount")))
 
     def fetch_statement(self, day: date) -> Statement:
         return parse_statement(self._call("GET", f"/api/statements/{day.isoformat()}"), day)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -20,13 +20,13 @@ def parse_statement(body: dict[str, Any], day: date) -> Statement:
         lines.append(StatementLine(
             LineKind.PAYMENT, amount=_amount(row.get("amount")),
             currency=_text(row, "currency"), transaction_id=_text(row, "transaction_id"),
-            payment_id=_id(row, "merchant_payment_id")))
+            payment_id=_id(row, "merchant_payment_id"), succeeded_at=_time(row)))
     for row in _rows(body, "refunds"):
         lines.append(StatementLine(
             LineKind.REFUND, amount=_amount(row.get("amount")),
             currency=_text(row, "currency"), transaction_id=None,
             payment_id=_id(row, "merchant_payment_id"), refund_id=_id(row, "merchant_refund_id"),
-            refund_reference=_text(row, "reference")))
+            refund_reference=_text(row, "reference"), succeeded_at=_time(row)))
     return Statement(PROVIDER, day, tuple(lines))
 
 
@@ -49,6 +49,20 @@ def _id(row: dict[str, Any], name: str) -> int:
     if value is None:
         raise _unreadable(f"a line without a valid {name}")
     return value
+
+
+def _time(row: dict[str, Any]) -> datetime | None:
+    """The line's `succeeded_at` (ISO 8601 with its offset), when the line has one."""
+    value = row.get("succeeded_at")
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise _unreadable(f"succeeded_at {value!r} is not a time with its offset")
+    return parsed
 
 
 def _amount(value: object) -> Decimal:

@@ -143,7 +143,7 @@ def _payment_event(event_id: str, resource: dict[str, Any]) -> CallbackEvent:
         event_id=event_id, type=CallbackEventType.PAYMENT_SUCCEEDED, payment_id=None,
         amount=from_minor_units(_fen(amount, "total"), currency), currency=currency,
         transaction_id=_string(resource, "transaction_id"),
-        occurred_at=_time(resource.get("success_time")),
+        occurred_at=success_time(resource.get("success_time")),
         out_trade_no=_string(resource, "out_trade_no"))
 
 
@@ -162,7 +162,7 @@ def _refund_event(event_id: str, event_type: str, resource: dict[str, Any],
         currency=REFUND_CURRENCY,
         # For a refund, WeChat Pay's refund_id is the provider's id of the refund.
         transaction_id=_string(resource, "refund_id"),
-        occurred_at=_time(resource.get("success_time") or body.get("create_time")),
+        occurred_at=success_time(resource.get("success_time") or body.get("create_time")),
         out_trade_no=_string(resource, "out_trade_no"),
         out_refund_no=_string(resource, "out_refund_no"))
 
@@ -207,7 +207,9 @@ def _fen(amount: dict[str, Any], name: str) -> int:
     return value
 
 
-def _time(value: object) -> datetime | None:
+def success_time(value: object) -> datetime | None:
+    """An RFC 3339 time of WeChat Pay's (success_time), None when absent or unreadable:
+    only the reconciliation's day depends on it, never whether money moved."""
     if not isinstance(value, str) or len(value) > 40:
         return None
     try:

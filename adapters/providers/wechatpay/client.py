@@ -133,7 +133,8 @@ class WechatPayProvider:
             value = Decimal("0.00")
         transaction_id = body.get("transaction_id")
         return ProviderStatus(status=status, amount=value, currency=currency,
-                              transaction_id=transaction_id if transaction_id else None)
+                              transaction_id=transaction_id if transaction_id else None,
+                              paid_at=callbacks.success_time(body.get("success_time")))
 
     def close(self, reference: str) -> None:
         try:
@@ -167,7 +168,8 @@ class WechatPayProvider:
         if state not in _REFUND_STATUSES:
             raise _garbled(f"unknown refund status {state!r}")
         return ProviderRefund(reference=_text(body, "refund_id"),
-                              outcome=_REFUND_STATUSES[state])
+                              outcome=_REFUND_STATUSES[state],
+                              amount=_refunded(body, request.currency))
 
     def fetch_statement(self, day: date) -> Statement:
         """The trade bill: ask for it (a hash and a link), download it with a signed GET
@@ -305,6 +307,15 @@ def _text(body: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise _garbled(f"the answer has no {name!r}")
     return value
+
+
+def _refunded(body: dict[str, Any], currency: str) -> Decimal:
+    """The refund query's amount.refund: what this refund returns, in whole fen."""
+    amount = body.get("amount")
+    fen = amount.get("refund") if isinstance(amount, dict) else None
+    if isinstance(fen, bool) or not isinstance(fen, int) or fen <= 0:
+        raise _garbled(f"amount.refund {fen!r} is not a positive whole number of fen")
+    return from_minor_units(fen, currency)
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

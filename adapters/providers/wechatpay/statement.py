@@ -14,10 +14,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from domain.statements import LineKind, Statement, StatementLine, StatementUnavailable
+from domain.statements import (
+    LineKind,
+    Statement,
+    StatementLine,
+    StatementUnavailable,
+    beijing_time,
+)
 
 PROVIDER = "wechatpay"
 SUMMARY_FIRST_COLUMN = "总交易单数"
@@ -62,14 +68,25 @@ def _line(fields: dict[str, str]) -> StatementLine | None:
     if state == "SUCCESS":
         return StatementLine(LineKind.PAYMENT, _amount(fields, "订单金额", "应结订单金额"),
                              currency, fields["微信订单号"] or None,
-                             out_trade_no=fields["商户订单号"] or None)
+                             out_trade_no=fields["商户订单号"] or None,
+                             succeeded_at=_time(fields))
     if state == "REFUND" and fields.get("退款状态") == "SUCCESS":
         return StatementLine(LineKind.REFUND, _amount(fields, "申请退款金额", "退款金额"),
                              currency, fields["微信订单号"] or None,
                              out_trade_no=fields["商户订单号"] or None,
                              out_refund_no=fields.get("商户退款单号") or None,
-                             refund_reference=fields.get("微信退款单号") or None)
+                             refund_reference=fields.get("微信退款单号") or None,
+                             succeeded_at=_time(fields))
     return None
+
+
+def _time(fields: dict[str, str]) -> datetime | None:
+    """交易时间: the line's time in the bill (a refund line's is the refund's)."""
+    raw = fields.get("交易时间")
+    try:
+        return beijing_time(raw)
+    except ValueError:
+        raise _unreadable(f"交易时间 {raw!r} is not a time") from None
 
 
 def _cell(raw: str) -> str:
