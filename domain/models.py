@@ -140,7 +140,7 @@ class PaymentEvent(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
-    # Not indexed: the trail is read by payment, never by event name (migration 0010).
+    # Not indexed: the trail is read by payment, never by event name (migration 0011).
     event: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     actor: Mapped[str] = mapped_column(String(64))
