@@ -35,6 +35,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnClause,
     Select,
     String,
     any_,
@@ -87,7 +88,7 @@ ORDER_EXPIRED_REASON = "order expired"
 
 ACTIVE = tuple(s.value for s in ACTIVE_PAYMENT_STATUSES)
 # A payment row's physical address; valid for as long as the statement holds its row lock.
-_CTID = literal_column("payments.ctid")
+_CTID: ColumnClause[Any] = literal_column("payments.ctid")
 
 
 def provider_status_check(res: Resources,
