@@ -77,29 +77,35 @@ that load. If a call of the job stops at its {MAX_RUN_SECONDS} s run budget
 # What bounds the ratio, from a short profile (EXPLAIN (ANALYZE, BUFFERS, WAL) of single
 # batches, variants timed side by side); refresh it when the sweep's statement changes.
 PROFILE = """\
-Where the time goes (profiled 2026-12-01 on the machine below while four other engineers
-loaded it: absolute times swing 2-5x, so variants ran alternately against one baseline). Since
-the last round each expired payment also gets its merchant event (migration 0004's outbox),
-and one 2,000-row batch at 100,000 rows took 330-470 ms in PostgreSQL (EXPLAIN ANALYZE):
-about half the `UPDATE` of its rows (what the raw `UPDATE` does too, plus locking them first:
-a WAL record per row), ~20% the audit `INSERT` with its foreign-key check (35-40 ms a batch),
-~20-25% the event `INSERT` (the payment's API view built as JSONB per row, a third heap and
-its indexes). The job ran at 3.5x the raw `UPDATE` at 100,000 (24.7 s against 7.1 s), with one
-core busy and the other idle: it is one connection's work in PostgreSQL, Python is a few
-per cent. Applied: the due init payments are now expired by two
-connections side by side, each its own batch loop (services/expiry.py); SKIP LOCKED hands
-them disjoint rows, so nothing waits on the other. Same table, same baseline, alternating:
-1 connection 24.7 s (3.46x), 2 connections 13.4 s (1.87x) and 9.1 s (1.77x), 3 connections
-11.3 s (2.20x: the two cores are full); batches of 5,000 no faster (1.94x), of 1,000 slower
-(2.25x). At 1,000,000 it did not hold: the job took 89-134 s in every run while the raw
-`UPDATE` took anything from 21 to 53 s with the machine's load (4.1-5.6x in the full run
-below; 2.48x in a run stopped after its first pass, whose baseline met a busier machine).
-What bounds the rest: per payment the job writes three rows and five-plus index entries where
-the raw `UPDATE` writes one row version, so only with both cores to itself does it come near
-2x; with the second core busy elsewhere (four other engineers' test suites during these runs,
-and the callbacks at 100/s) it falls back towards the single-connection 3.5x or worse, while
-one big `UPDATE` keeps whatever core it gets. Kept: the foreign key (audit
-integrity), the event per payment (the merchant's contract), the batch size."""
+Where the time goes (profiled 2026-12-01 on the machine below, load 1-10 from other engineers'
+work: absolute times swing 2-4x, so variants ran alternately; EXPLAIN (ANALYZE, BUFFERS, WAL)
+of single 2,000-row batches at 200,000-1,000,000 rows, pg_stat_wal and the PostgreSQL
+processes' CPU (/proc) around whole runs, wait events sampled from pg_stat_activity). Per
+payment at 1,000,000 the raw `UPDATE` writes 853 WAL bytes (the new row version and six index
+entries; the two partial indexes skip the expired version) and the job ~2,150: its row lock
+(~55), the same update (~710), the audit row and its index entries (~470 before this round),
+the event row with its 480-byte JSONB view and two index entries (~750). No update is HOT
+(`n_tup_hot_upd` 0: `status` is in three indexes), in both; a HOT-able schema would cut the
+shared part, the baseline's all, and raise the ratio. The due rows come from a sequential scan
+that PostgreSQL synchronizes on a table over a quarter of shared_buffers: each batch starts where
+the last stopped, so no batch rescans expired rows: the rate holds through a 1,000,000-row
+sweep. The job is CPU-bound in PostgreSQL: its two backends were on CPU in ~75% of samples,
+the rest mostly `WALWrite` (4 MB wal_buffers hold about one batch's WAL) and `BufferContent` (both
+connections append to the same last pages of payment_events and events); it took 30-31 s of
+PostgreSQL CPU for 1,000,000 payments against the raw `UPDATE`'s 9 s. Autovacuum ran during one
+of the profiled sweeps, which was no outlier. Applied this round: the `UPDATE` finds the locked
+rows by ctid instead of by primary key joined on the CTE (batch median 59 -> 51 ms, -14%), and
+migration 0011 drops the index on `payment_events.event`, which no query uses (-5% a batch,
+-75 WAL bytes a payment). Alternating bench runs at 1,000,000 (quiet machine, load 1-2): before
+3.05, 3.15, 2.88, 2.49 (subject 22.8-26.8 s), after 2.64, 2.86, 2.23, 2.53 (21.8-27.1 s); at
+100,000 before
+2.95, 2.87, after 2.48, 2.68. Tried, not kept: no foreign key on the audit row (-11% PostgreSQL
+CPU, 3-13% less wall time; kept for audit integrity); batches of 1,000 (20.3-20.9 s against
+18.9-19.6 s for 2,000) or 5,000 (18.8-25.1 s); the view as `to_jsonb` of a row (-12% of its
+3.8 us a payment, ~2% of a batch). What bounds the rest: the job does 3.3x the raw `UPDATE`'s
+work in PostgreSQL (three rows and their index entries per payment where the `UPDATE` writes one
+version), spread over two connections; that is near 2x only while both cores are free, and the
+callbacks alongside and anyone else's load take from that."""
 
 RAW_UPDATE = text("""
 UPDATE payments SET status = 'expired', updated_at = now()
