@@ -105,7 +105,9 @@ CPU, 3-13% less wall time; kept for audit integrity); batches of 1,000 (20.3-20.
 3.8 us a payment, ~2% of a batch). What bounds the rest: the job does 3.3x the raw `UPDATE`'s
 work in PostgreSQL (three rows and their index entries per payment where the `UPDATE` writes one
 version), spread over two connections; that is near 2x only while both cores are free, and the
-callbacks alongside and anyone else's load take from that."""
+callbacks alongside and anyone else's load take from that. The full rows' run (quiet machine,
+load about 1, 2026-12-01 15:50 UTC) gave 2.51 at 1,000,000; dropping the audit row's foreign key
+would be the next tenth."""
 
 RAW_UPDATE = text("""
 UPDATE payments SET status = 'expired', updated_at = now()

@@ -81,15 +81,15 @@ by process over the 300/s phase (from /proc; web, worker, PostgreSQL, the sender
 more than the two cores hold at 300/s) before this change and B1's; a batch's own CPU in the
 worker is 1.5 ms for one callback and 4.1 ms for fifty (2.7 and 7.8 ms before). py-spy on
 the pool processes: most of a drain's time is psycopg waiting on PostgreSQL, then Redis round
-trips; our code and SQLAlchemy are a few per cent. In the quick rows below the queue no
-longer grows at 200/s and, in two runs of three, not at 300/s (p50 45-91 ms there), but the
-p99 misses 100 ms from 100/s on, so the capacity row is 50/s (0 before, in runs on the same
-loaded machine half an hour earlier). What bounds it now is the shared machine rather than the
-apply path: the tail is made of stalls of a few hundred ms that hit the hello-world round trip
-as well (its p99 was 468 ms at 100/s in one run, 103-562 ms in four of the six runs at
-300-400/s), and at 400/s the
-sender, web and worker together outrun what the other sessions leave of the two cores. A run
-on a quiet machine is the figure to trust and is still to be made."""
+trips; our code and SQLAlchemy are a few per cent. On the shared machine (the quick rows,
+load 6-12) the p99 missed 100 ms from 100/s on, made of stalls of a few hundred ms that hit
+the hello-world round trip as well. The full rows were measured on a quiet machine (load about
+1, 2026-12-01 15:45 UTC): the p99 stays at 28-59 ms up to 300/s with the queue not growing, so
+the capacity is 300/s. At 400/s the two cores are full: the sender, web, worker and PostgreSQL
+together need more than they have (about 3.2 ms of CPU per callback in all, 1.3 ms of it the
+web's and sender's), and the hello-world round trip's own p99 rises to 84-119 ms beside ours
+at 141-209 ms. What bounds it is CPU per callback across the processes, the web's ingest the
+largest part (B1)."""
 
 NOTIFY_TRIGGER = f"""
 CREATE OR REPLACE FUNCTION bench_notify_succeeded() RETURNS trigger AS $$
