@@ -194,7 +194,7 @@ _UNCLAIM = text("""
     SET attempts = c.attempts - 1, claimed_until = v.claimed_until, updated_at = v.updated_at
     FROM unnest(:ids, :leases, :updated) AS v(id, claimed_until, updated_at)
     WHERE c.id = v.id""").bindparams(
-    bindparam("ids", type_=ARRAY(BigInteger)), bindparam("leases", type_=ARRAY(DateTime(True))),
+    bindparam("ids", type_=_ARRAY), bindparam("leases", type_=ARRAY(DateTime(True))),
     bindparam("updated", type_=ARRAY(DateTime(True))))
 _RETURN_UNTRIED = text("""
     UPDATE provider_callbacks SET attempts = attempts - 1, claimed_until = NULL

@@ -44,7 +44,7 @@ from services.audit import record_event
 from services.merchant_references import fix_out_refund_no
 from services.provider_sync import apply_refund_outcome
 from services.queries import find_payment
-from services.refund_flags import flag_refund
+from services.review_flags import flag_refund
 from services.settlement import settle_order_after_refund
 from services.transitions import lock_order_status, transition_order
 from services.wallet.balance_payments import refund_to_wallet

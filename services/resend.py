@@ -57,10 +57,10 @@ def resend_lost_refunds(res: Resources, *, older_than_seconds: float = REFUND_QU
     has_provider_payment = exists().where(Payment.id == Refund.payment_id,
                                           Payment.provider_reference.is_not(None))
     return send_again(res, Refund, EXECUTE_TASK, deadline, batch_size,
-                   Refund.status == RefundStatus.PENDING.value,
-                   Refund.provider_refund_id.is_(None),
-                   Refund.updated_at < _ago(older_than_seconds),
-                   has_provider_payment)
+                      Refund.status == RefundStatus.PENDING.value,
+                      Refund.provider_refund_id.is_(None),
+                      Refund.updated_at < _ago(older_than_seconds),
+                      has_provider_payment)
 
 
 def check_processing_refunds(res: Resources, *,
@@ -71,10 +71,10 @@ def check_processing_refunds(res: Resources, *,
     refunds.check, which asks the provider how the refund stands and applies a final
     answer. A flagged refund waits for a person (services/review.py), not for a check."""
     return send_again(res, Refund, CHECK_TASK, deadline, batch_size,
-                   Refund.status == RefundStatus.PROCESSING.value,
-                   Refund.provider_refund_id.is_not(None),
-                   Refund.needs_review.is_(False),
-                   Refund.updated_at < _ago(older_than_seconds))
+                      Refund.status == RefundStatus.PROCESSING.value,
+                      Refund.provider_refund_id.is_not(None),
+                      Refund.needs_review.is_(False),
+                      Refund.updated_at < _ago(older_than_seconds))
 
 
 def resend_lost_payment_starts(res: Resources, *,
@@ -85,10 +85,10 @@ def resend_lost_payment_starts(res: Resources, *,
 
     A payment past its expires_at is left to the expiry sweep, which closes it."""
     return send_again(res, Payment, INITIATE_TASK, deadline, batch_size,
-                   Payment.status == PaymentStatus.PROCESSING.value,
-                   Payment.provider_reference.is_(None),
-                   Payment.updated_at < _ago(older_than_seconds),
-                   Payment.expires_at > func.now())
+                      Payment.status == PaymentStatus.PROCESSING.value,
+                      Payment.provider_reference.is_(None),
+                      Payment.updated_at < _ago(older_than_seconds),
+                      Payment.expires_at > func.now())
 
 
 def _ago(seconds: float) -> ColumnElement[Any]:

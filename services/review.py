@@ -4,7 +4,7 @@ A payment is flagged (`needs_review`) when the provider reported something we wo
 apply on our own: an amount or currency that differs from the payment (§6), a second
 capture under another transaction id, a refund the provider accepted but could not pay
 out (WeChat Pay's REFUND.ABNORMAL), a refund of another amount than ours, a refund with no
-outcome after REFUND_REVIEW_AFTER_SECONDS (services/refund_flags.py), a top-up's refund
+outcome after REFUND_REVIEW_AFTER_SECONDS (services/review_flags.py), a top-up's refund
 that succeeded after its money was put back. A person decides:
 - `accept`: the payment's recorded outcome stands; the flag (and its refunds' flags) is
   cleared. A refund still processing is then checked again (and flagged again while its

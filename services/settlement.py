@@ -44,7 +44,7 @@ from domain.statuses import (
 )
 from domain.webhooks import EventType
 from services.audit import record_event
-from services.refund_flags import flag_refund
+from services.review_flags import flag_payment, flag_refund
 from services.transitions import lock_order_status, transition_order, transition_payment
 from services.wallet.topups import (
     credit_topup,
@@ -319,10 +319,7 @@ def _record_non_application(session: Session, ctx: _Context, decision: Decision,
                             payment: PaymentFacts | None) -> Settlement:
     """Ignored, rejected or unmatched: nothing moves, but the trace stays."""
     if decision.action is Action.REJECT and payment is not None:
-        session.execute(update(Payment).where(Payment.id == payment.id)
-                        .values(needs_review=True, updated_at=func.now())
-                        .execution_options(synchronize_session=False))
-        record_webhook_event(session, EventType.PAYMENT_NEEDS_REVIEW, payment.id)
+        flag_payment(session, payment.id)
     if decision.action is Action.REJECT:
         record_event(session, decision.audit_event or "callback_rejected",
                      payment_id=payment.id if payment else None, actor=ctx.actor,

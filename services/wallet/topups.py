@@ -13,17 +13,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from adapters.metrics import WALLET_REFUSALS
-from domain.models import Order, Payment
+from domain.models import Order
 from domain.wallet import EntryKind, OrderPurpose, TopupAlreadySpent
 from domain.wallet_models import WalletEntry
-from domain.webhooks import EventType
 from services.audit import record_event
+from services.review_flags import flag_payment
 from services.wallet.ledger import Entry, lock_wallet, post_entry
-from services.webhooks.outbox import record_event as record_webhook_event
 
 _ORDER_PURPOSE = select(Order.purpose, Order.user_id).where(Order.id == bindparam("id"))
 _TOPUP_CREDITED = select(exists().where(WalletEntry.payment_id == bindparam("payment_id"),
@@ -85,10 +84,7 @@ def review_if_given_back(session: Session, *, refund_id: int, payment_id: int,
     review with an audit row. True when flagged."""
     if not session.execute(_GIVEN_BACK_FOR_REFUND, {"refund_id": refund_id}).scalar_one():
         return False
-    session.execute(update(Payment).where(Payment.id == payment_id)
-                    .values(needs_review=True, updated_at=func.now())
-                    .execution_options(synchronize_session=False))
-    record_webhook_event(session, EventType.PAYMENT_NEEDS_REVIEW, payment_id)  # §9
+    flag_payment(session, payment_id)
     record_event(session, "topup_refund_succeeded_after_give_back", payment_id=payment_id,
                  actor=actor, refund_id=refund_id,
                  reason="the refund succeeded after its top-up was put back in the wallet")
