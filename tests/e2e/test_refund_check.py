@@ -29,10 +29,9 @@ from services.merchant_references import fix_out_refund_no
 from services.refunds import check_refund
 from tests.e2e.wechatpay_flow import WAIT, WechatFlow
 from tests.support.alipay_double import AlipayDouble, start_alipay_payment
-from tests.support.live_server import serve
 from tests.support.payment_flow import PaymentFlow
 from tests.support.processes import wait_until
-from tests.support.recording_receiver import RecordingReceiver
+from tests.support.recording_receiver import RecordingReceiver, served_receiver
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +39,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def elsewhere():
     """Where a lost notification goes: it is sent and answered, never reaching us."""
-    rec = RecordingReceiver()
-    with serve(rec.app()) as url:
-        rec.base_url = url
+    with served_receiver() as rec:
         yield rec
 
 

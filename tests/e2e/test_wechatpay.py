@@ -28,9 +28,8 @@ from standins.wechatpay.keys import load_double_keys
 from standins.wechatpay.notify import transaction_payload
 from standins.wechatpay.orders import order_view
 from tests.e2e.wechatpay_flow import WAIT, WechatFlow
-from tests.support.live_server import serve
 from tests.support.processes import wait_until
-from tests.support.recording_receiver import RecordingReceiver
+from tests.support.recording_receiver import served_receiver
 
 
 @pytest.fixture
@@ -41,9 +40,7 @@ def flow(doubles) -> WechatFlow:
 @pytest.fixture(scope="module")
 def receiver():
     """A merchant endpoint that records what arrives (and can fail the first tries)."""
-    rec = RecordingReceiver()
-    with serve(rec.app()) as url:
-        rec.base_url = url
+    with served_receiver() as rec:
         yield rec
 
 

@@ -21,9 +21,8 @@ from adapters.providers.sandbox.signature import (
 )
 from domain.callback_events import parse_callback_body
 from domain.models import ProviderCallback
-from tests.support.live_server import serve
 from tests.support.processes import wait_until
-from tests.support.recording_receiver import RecordingReceiver
+from tests.support.recording_receiver import served_receiver
 
 pytestmark = pytest.mark.slow
 DELIVERY_WAIT = 30  # seconds; generous for a shared, busy machine
@@ -31,9 +30,7 @@ DELIVERY_WAIT = 30  # seconds; generous for a shared, busy machine
 
 @pytest.fixture(scope="module")
 def receiver():
-    rec = RecordingReceiver()
-    with serve(rec.app()) as url:
-        rec.base_url = url
+    with served_receiver() as rec:
         yield rec
 
 

@@ -8,9 +8,13 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import Flask, request
+
+from tests.support.live_server import serve
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,13 @@ class RecordingReceiver:
                     status)
 
         return app
+
+
+@contextmanager
+def served_receiver() -> Iterator[RecordingReceiver]:
+    """A RecordingReceiver served over real HTTP, its base_url set, for as long as the
+    block runs."""
+    rec = RecordingReceiver()
+    with serve(rec.app()) as url:
+        rec.base_url = url
+        yield rec
