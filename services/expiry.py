@@ -35,6 +35,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnClause,
     Select,
     String,
@@ -47,6 +48,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
 from adapters.metrics import EXPIRATIONS, count_on_commit, count_payment_final
@@ -228,7 +230,8 @@ def _expire_payments_statement(batch_size: int, *, status: str,
                      WHERE ctid = ANY(ARRAY(SELECT ctid FROM due)) AND status = :status
                      RETURNING <the columns the event's view reads>, :status AS from_status),
          events AS (INSERT INTO payment_events (payment_id, event, actor, detail)
-                    SELECT id, 'payment_expired', :actor, jsonb_build_object(...) FROM expired
+                    SELECT id, 'payment_expired', :actor, :detail || jsonb_build_object(
+                        'expires_at', expires_at) FROM expired
                     RETURNING payment_id),
          webhook_events AS (INSERT INTO events ... SELECT ... FROM expired AS p ...),
          webhook_deliveries_queued AS (INSERT INTO webhook_deliveries ... RETURNING id)
@@ -259,16 +262,22 @@ def _expire_payments_statement(batch_size: int, *, status: str,
     events = (insert(PaymentEvent).from_select(
         ["payment_id", "event", "actor", "detail"],
         select(expired.c.id, literal("payment_expired"), literal(EXPIRE_PAYMENTS_ACTOR),
-               func.jsonb_build_object("from_status", expired.c.from_status,
-                                       "to_status", PaymentStatus.EXPIRED.value,
-                                       "reason", PAYMENT_TTL_REASON,
-                                       "expires_at", expired.c.expires_at)))
+               _expired_detail(status).op("||")(
+                   func.jsonb_build_object("expires_at", expired.c.expires_at))))
         .returning(PaymentEvent.payment_id).cte("events"))
     # The merchant's payment.expired events (§9) from the same RETURNING, set-based too.
     queued = payment_events_from(expired, EventType.PAYMENT_EXPIRED)
     # A count, not the ids: the caller only counts them (2,000 ids a batch to send and parse).
     return select(select(func.count()).select_from(events).scalar_subquery(),
                   func.array(select(queued.c.id).scalar_subquery()))
+
+
+def _expired_detail(from_status: str) -> BindParameter[Any]:
+    """The part of a payment_expired row's detail that is the same for the whole batch, as
+    one JSONB value; the statement adds each row's expires_at with `||`. The same detail
+    as jsonb_build_object of all four, for 0.7 us a row less (B4)."""
+    return literal({"from_status": from_status, "to_status": PaymentStatus.EXPIRED.value,
+                    "reason": PAYMENT_TTL_REASON}, JSONB)
 
 
 # -- orders ---------------------------------------------------------------------------------
