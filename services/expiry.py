@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -159,9 +160,7 @@ def _expire_due_init(res: Resources, batch_size: int, deadline: float | None) ->
     while not _past(deadline, tally):
         with res.uow() as uow:
             _begin_sweep_batch(uow.session)
-            changed, delivery_ids = uow.session.execute(
-                _expire_payments_statement(batch_size, status=PaymentStatus.INIT.value)
-            ).one()
+            changed, delivery_ids = uow.session.execute(_expire_init_statement(batch_size)).one()
             defer_deliveries(uow.session, delivery_ids)
             count_payment_final(uow.session, PaymentStatus.EXPIRED.value, changed)
             uow.commit()
@@ -216,6 +215,14 @@ def _expire_due_processing(res: Resources, batch_size: int, deadline: float | No
             uow.commit()
         tally.changed += changed
         tally.counts["processing_expired"] += changed
+
+
+@lru_cache(maxsize=4)
+def _expire_init_statement(batch_size: int) -> Select[Any]:
+    """The init batches' statement, built once per batch size: it holds no per-batch value,
+    and building it again (2.2 ms of Python, its cache key included) left the batch's
+    connection idle that long between batches and took CPU from the sweep (B4)."""
+    return _expire_payments_statement(batch_size, status=PaymentStatus.INIT.value)
 
 
 def _expire_payments_statement(batch_size: int, *, status: str,
