@@ -30,7 +30,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from adapters.locks import LockBusy, payment_lock, redis_lock
 from adapters.log_context import bind_log_context
-from adapters.metrics import CALLBACKS, SIGNATURE_FAILURES
+from adapters.metrics import CALLBACKS, SIGNATURE_FAILURES, callback_counter
 from adapters.providers.base import CallbackRequest, Provider
 from adapters.resources import Resources
 from domain.callback_auth import SignatureRejected
@@ -128,27 +128,27 @@ def ingest_callback(res: Resources, connector: Provider, request: CallbackReques
     happens. A verified callback never calls it.
     """
     provider = connector.name
-    CALLBACKS.labels(provider, "received").inc()
+    callback_counter(provider, "received").inc()
     try:
         event = connector.parse_callback(request, now=time.time() if now is None else now)
         check_storable(event_payload(event))
     except SignatureRejected as exc:
-        CALLBACKS.labels(provider, "rejected").inc()
+        callback_counter(provider, "rejected").inc()
         SIGNATURE_FAILURES.labels(provider, exc.reason).inc()
         if on_refused is not None:
             on_refused(exc)
         _audit_signature_failure(res, connector, exc, request)
         raise
     except DomainError:
-        CALLBACKS.labels(provider, "invalid").inc()
+        callback_counter(provider, "invalid").inc()
         raise
-    CALLBACKS.labels(provider, "verified").inc()
+    callback_counter(provider, "verified").inc()
     try:
         callback_id = _store(res, provider, event, request)
     except (DBAPIError, PoolTimeout):  # answered 503 by the web: the provider retries
-        CALLBACKS.labels(provider, "not_stored").inc()
+        callback_counter(provider, "not_stored").inc()
         raise
-    CALLBACKS.labels(provider, "stored" if callback_id is not None else "duplicate").inc()
+    callback_counter(provider, "stored" if callback_id is not None else "duplicate").inc()
     if callback_id is None:
         log.info("duplicate callback %s/%s ignored", provider, event.event_id)
     return IngestResult(callback_id, duplicate=callback_id is None)
