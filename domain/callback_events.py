@@ -108,6 +108,18 @@ def check_storable(doc: dict[str, Any]) -> None:
                            "surrogates", code="malformed_json")
 
 
+def storable_payload(event: CallbackEvent) -> str:
+    """The event as the inbox stores it (event_payload as JSON text), or 400 when jsonb
+    could not hold it (check_storable). json.dumps escapes every character outside ASCII,
+    so a text without a \\u escape holds neither a NUL nor a surrogate: only one with an
+    escape is walked through."""
+    payload = event_payload(event)
+    text = json.dumps(payload)
+    if "\\u" in text:
+        check_storable(payload)
+    return text
+
+
 def _has_unstorable(value: Any) -> bool:
     if isinstance(value, str):
         if value.isascii():  # no surrogate is ASCII: the regex only for the others

@@ -36,9 +36,9 @@ from adapters.resources import Resources
 from domain.callback_auth import SignatureRejected
 from domain.callback_events import (
     CallbackEvent,
-    check_storable,
     event_payload,
     parse_callback_event,
+    storable_payload,
 )
 from domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from domain.ids import MAX_BIGINT
@@ -131,7 +131,7 @@ def ingest_callback(res: Resources, connector: Provider, request: CallbackReques
     callback_counter(provider, "received").inc()
     try:
         event = connector.parse_callback(request, now=time.time() if now is None else now)
-        check_storable(event_payload(event))
+        payload = storable_payload(event)
     except SignatureRejected as exc:
         callback_counter(provider, "rejected").inc()
         SIGNATURE_FAILURES.labels(provider, exc.reason).inc()
@@ -144,7 +144,7 @@ def ingest_callback(res: Resources, connector: Provider, request: CallbackReques
         raise
     callback_counter(provider, "verified").inc()
     try:
-        callback_id = _store(res, provider, event, request)
+        callback_id = _store(res, provider, event, payload, request)
     except (DBAPIError, PoolTimeout):  # answered 503 by the web: the provider retries
         callback_counter(provider, "not_stored").inc()
         raise
@@ -154,7 +154,7 @@ def ingest_callback(res: Resources, connector: Provider, request: CallbackReques
     return IngestResult(callback_id, duplicate=callback_id is None)
 
 
-def _store(res: Resources, provider: str, event: CallbackEvent,
+def _store(res: Resources, provider: str, event: CallbackEvent, payload: str,
            request: CallbackRequest) -> int | None:
     """The inbox row's id, committed; None when this event id was stored before.
 
@@ -166,9 +166,11 @@ def _store(res: Resources, provider: str, event: CallbackEvent,
     def insert(conn: psycopg.Connection[Any]) -> Any:
         resolved = resolve_references(conn, event)
         bind_log_context(payment_id=resolved.payment_id)
+        # Resolving changes only ids (numbers): storable still, but written anew.
+        text = payload if resolved is event else json.dumps(event_payload(resolved))
         row = conn.execute(_STORE_CALLBACK, (
             provider, resolved.event_id, resolved.type.value, resolved.payment_id,
-            request.body, json.dumps(event_payload(resolved))), prepare=True).fetchone()
+            request.body, text), prepare=True).fetchone()
         return None if row is None else row[0]
 
     callback_id = res.db.run_prepared(insert)
@@ -183,7 +185,11 @@ def _store(res: Resources, provider: str, event: CallbackEvent,
 
 def resolve_references(conn: psycopg.Connection[Any], event: CallbackEvent) -> CallbackEvent:
     """Our ids for the merchant references a real provider's event names. A reference we
-    never issued resolves to None: the callback is kept, and settles as unmatched."""
+    never issued resolves to None: the callback is kept, and settles as unmatched. The
+    event itself when it names our ids already (the sandbox's)."""
+    if (event.payment_id is not None or event.out_trade_no is None) and (
+            event.refund_id is not None or event.out_refund_no is None):
+        return event
     payment_id, refund_id = event.payment_id, event.refund_id
     if payment_id is None and event.out_trade_no is not None:
         payment_id = _first_id(conn, _PAYMENT_BY_REFERENCE, event.out_trade_no)
