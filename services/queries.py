@@ -62,7 +62,7 @@ def find_payment(session: Session, principal: Principal, payment_id: int, *,
 
 def payment_fields(payment: Payment | Row[Any]) -> dict[str, Any]:
     """The payment as DESIGN.md §5 lists it (without logs). Money stays Decimal. From the
-    mapped object, or a row with every payments column (services/payment_attempts.py)."""
+    mapped object, or a row with these columns (services/payment_attempts.py)."""
     return {
         "id": payment.id,
         "order_id": payment.order_id,
