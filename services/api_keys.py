@@ -77,7 +77,7 @@ class _KeyRow(NamedTuple):
 
 
 _LOOKUP = Prepared(f"""
-    SELECT id, role, user_id, {_STALE} FROM api_keys
+    SELECT api_keys.id, api_keys.role, api_keys.user_id, {_STALE} FROM api_keys
     WHERE key_hash = %(key_hash)s AND revoked_at IS NULL
 """, _KeyRow)
 _TOUCH = (update(ApiKey).where(ApiKey.id == bindparam("key_id"), text(_STALE))
