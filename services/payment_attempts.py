@@ -1,9 +1,9 @@
 """A new payment attempt in two statements: the order locked, then the attempt inserted
 with its audit row (B5: payment creation is the API's busiest write).
 
-The general path (services/payments.insert_payment_attempt, the ORM reads around it)
-takes eight statements; each round trip through the ORM costs more Python than
-PostgreSQL spends on it. Here:
+Creation and retry both insert their attempt here. Through the ORM (the reads and the
+audit row's insert around an INSERT) an attempt took eight statements, each round trip
+costing more Python than PostgreSQL spends on it. Here:
 
 1. `lock_order`: the order row `FOR UPDATE` and the database clock, in one statement.
    Creators of one order queue on this lock.
@@ -139,7 +139,7 @@ _INSERT_ATTEMPT = Prepared(f"""
         SELECT id, 'payment_created', %(actor)s, jsonb_build_object(
             'method', method, 'amount', CAST(%(amount_text)s AS text), 'currency', currency,
             'attempt', attempt, 'expires_at', CAST(%(expires_at_text)s AS text),
-            'retry_of', NULL)
+            'retry_of', CAST(%(retry_of)s AS bigint))
         FROM created
         RETURNING event, detail, actor, created_at
     )
@@ -151,14 +151,16 @@ _INSERT_ATTEMPT = Prepared(f"""
 
 
 def insert_attempt(session: Session, order: LockedOrder, *, method: str, provider: str,
-                   fee: Decimal, expires_at: datetime, actor: str) -> AttemptResult:
+                   fee: Decimal, expires_at: datetime, actor: str,
+                   retry_of: int | None = None) -> AttemptResult:
     """The order's next attempt (init) with its audit row, unless it has an active payment.
-    Call with the order locked (lock_order)."""
+    Call with the order locked (lock_order). `retry_of`: the payment a retry follows."""
     row = fetch_one(session.connection(), _INSERT_ATTEMPT, {
         "order_id": order.id, "user_id": order.user_id, "amount": order.total_amount,
         "currency": order.currency, "method": method, "provider": provider, "fee": fee,
         "now": order.now, "expires_at": expires_at, "actor": actor,
         "amount_text": str(order.total_amount), "expires_at_text": expires_at.isoformat(),
+        "retry_of": retry_of,
     })
     assert row is not None  # the SELECT always returns its one row
     if row.id is None:
