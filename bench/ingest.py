@@ -66,9 +66,10 @@ Each is what the floor does too, or a behaviour the floor does without (request 
 headers, metrics, the idempotency hooks every request passes). Under wrk, on this loaded
 machine, quick runs of three: 0.76 with the prepared insert alone (runs 0.76, 0.79, 0.70),
 0.82 with every change (runs 0.82, 0.89, 0.52: the last, at load 8, fell to half), so the
-quick rows say little more than the direction; the CPU figures above are the steadier measure. The full rows
-before this round were measured on a quiet machine (load about 1, 2026-12-01 15:35 UTC): ours
-1,246-1,405 req/s against the floor's 1,259-1,897, ratios 0.74, 0.75 and 1.07."""
+quick rows say little more than the direction; the CPU figures above are the steadier
+measure. The full rows before this round were measured on a quiet machine (load about 1,
+2026-12-01 15:35 UTC): ours 1,246-1,405 req/s against the floor's 1,259-1,897, ratios 0.74,
+0.75 and 1.07."""
 
 
 def _prepare(settings: Settings, res: Resources, count: int) -> list[Request]:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from domain.models import CallbackAuthFailure, Payment, ProviderCallback
 from standins.models import StandinOrder
 from tests.support.alipay_double import start_alipay_payment
-from tests.support.payment_flow import PaymentFlow
+from tests.support.payment_flow import PaymentFlow, success_times
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +157,32 @@ def test_the_janitor_finds_a_payment_paid_at_alipay_whose_notification_never_cam
     assert paid["transaction_id"] == alipay.trade(payment["out_trade_no"])["trade_no"]
     assert flow.get_order(order["id"])["status"] == "paid"
     assert alipay.notifications() == []
+
+
+def test_the_janitor_stores_the_send_pay_date_alipay_reports(flow, alipay, doubles):
+    """The query answer's send_pay_date, not our clock, is when the provider took the
+    money (payments.provider_paid_at: the reconciliation's day is cut by it)."""
+    order, payment, pay_url = start_alipay_payment(flow)
+    alipay.scan(pay_url)
+    alipay.press(pay_url, "approve", notify="0")
+    with flow.res.uow() as uow:
+        # Paid two hours ago by the double's clock, so its time and ours cannot be
+        # confused; and quiet long enough for the janitor to ask.
+        paid_at_double = uow.session.execute(
+            update(StandinOrder).where(StandinOrder.provider == "alipay",
+                                       StandinOrder.out_trade_no == payment["out_trade_no"])
+            .values(paid_at=StandinOrder.paid_at - timedelta(hours=2))
+            .returning(StandinOrder.paid_at)).scalar_one()
+        uow.session.execute(update(Payment).where(Payment.id == payment["id"]).values(
+            updated_at=func.now() - timedelta(minutes=5)))
+        uow.commit()
+    from tests.integration.test_sweep_cli import sweep
+
+    output, _ = sweep(doubles.env, "sync")
+    assert output["result"]["now_succeeded"] == 1, output
+    provider_paid_at, paid_at = success_times(flow.res, payment["id"])
+    assert provider_paid_at == paid_at_double.replace(microsecond=0)  # whole seconds
+    assert paid_at - provider_paid_at > timedelta(hours=1)  # ours: when we applied it
 
 
 def test_a_trade_past_our_timeout_express_closes_at_alipay_and_fails_the_payment(flow, alipay):

@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from adapters.providers.base import (
@@ -24,10 +25,12 @@ from adapters.providers.base import (
 )
 from adapters.providers.wechatpay import WechatPayProvider
 from adapters.providers.wechatpay.credentials import load_credentials
+from standins.models import StandinOrder
 from standins.wechatpay.keys import load_double_keys
 from standins.wechatpay.notify import transaction_payload
 from standins.wechatpay.orders import order_view
 from tests.e2e.wechatpay_flow import WAIT, WechatFlow
+from tests.support.payment_flow import success_times
 from tests.support.processes import wait_until
 from tests.support.recording_receiver import served_receiver
 
@@ -206,6 +209,30 @@ def test_the_janitor_finds_a_payment_paid_whose_notification_never_came(flow):
     paid = flow.wait_status(payment["id"], "succeeded")
     assert paid["transaction_id"] == flow.at_double(payment["out_trade_no"]).transaction_id
     assert flow.get_order(payment["order_id"])["status"] == "paid"
+
+
+def test_the_janitor_stores_the_success_time_wechat_reports(flow):
+    """The query answer's success_time, not our clock, is when the provider took the
+    money (payments.provider_paid_at: the reconciliation's day is cut by it)."""
+    payment, _ = silently_paid(flow)
+    # Paid two hours ago by the double's clock, so its time and ours cannot be confused.
+    paid_at_double = _move_paid_at_back(flow, payment["out_trade_no"], hours=2)
+    run_janitor(flow, payment["id"])
+    flow.wait_status(payment["id"], "succeeded")
+    provider_paid_at, paid_at = success_times(flow.res, payment["id"])
+    assert provider_paid_at == paid_at_double.replace(microsecond=0)  # whole seconds
+    assert paid_at - provider_paid_at > timedelta(hours=1)  # ours: when we applied it
+
+
+def _move_paid_at_back(flow: WechatFlow, out_trade_no: str, hours: int) -> datetime:
+    with flow.res.uow() as uow:
+        moved = uow.session.execute(
+            update(StandinOrder).where(StandinOrder.provider == "wechatpay",
+                                       StandinOrder.out_trade_no == out_trade_no)
+            .values(paid_at=StandinOrder.paid_at - timedelta(hours=hours))
+            .returning(StandinOrder.paid_at)).scalar_one()
+        uow.commit()
+    return moved
 
 
 def sdk_client(env: dict[str, str], notify_url: str, **changes: str) -> WeChatPay:

@@ -12,7 +12,6 @@ every payment is applied exactly once.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections import Counter
@@ -27,8 +26,8 @@ from domain.models import OrderStatusHistory, Payment, PaymentEvent, ProviderCal
 from tests.support.callbacks import event_body, post_callback
 from tests.support.factories import make_order, make_payment
 from tests.support.private_stack import env_with, serve_app, settings_with
-from tests.support.processes import stop_process_group, wait_until
-from tests.support.worker import start_worker
+from tests.support.processes import wait_until
+from tests.support.worker import kill_worker_at_teardown, start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +105,7 @@ def test_connections_terminated_during_a_burst_mean_503s_retries_and_exactly_onc
             wait_until(lambda: _inbox(res) == {"processed": PAYMENTS}, timeout=120,
                        interval=0.5, message="every stored callback applied")
     finally:
-        stop_process_group(worker, signal.SIGTERM)
+        kill_worker_at_teardown(worker)
     print(f"answers: {dict(codes)} in {burst_seconds:.1f} s; backends terminated per "
           f"round: {killed}")
 

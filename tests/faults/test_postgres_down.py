@@ -21,8 +21,8 @@ from domain.models import Payment, PaymentEvent, ProviderCallback
 from tests.support.callbacks import event_body, post_callback
 from tests.support.factories import make_order, make_payment
 from tests.support.private_stack import PrivatePostgres, env_with, serve_app, settings_with
-from tests.support.processes import stop_process_group, wait_until
-from tests.support.worker import start_worker
+from tests.support.processes import wait_until
+from tests.support.worker import kill_worker_at_teardown, start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -92,5 +92,5 @@ def test_database_down_means_503_and_the_providers_retries_are_applied_after(
             assert statuses == {"succeeded"}
     finally:
         if worker is not None:
-            stop_process_group(worker, signal.SIGTERM)
+            kill_worker_at_teardown(worker)
         postgres.stop()

@@ -12,7 +12,6 @@ At the end every payment is applied exactly once, by a worker that reconnected b
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -25,8 +24,8 @@ from domain.models import OrderStatusHistory, PaymentEvent, ProviderCallback
 from tests.support.callbacks import event_body, post_callback
 from tests.support.factories import make_order, make_payment
 from tests.support.private_stack import env_with, serve_app, settings_with
-from tests.support.processes import stop_process_group, wait_until
-from tests.support.worker import start_worker
+from tests.support.processes import wait_until
+from tests.support.worker import kill_worker_at_teardown, start_worker
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not shutil.which("rabbitmqctl"),
@@ -91,7 +90,7 @@ def test_every_callback_applied_once_across_a_broker_connection_loss(
             wait_until(beat_tick_then_check, timeout=120, interval=0,
                        message="every stored callback applied")
     finally:
-        stop_process_group(worker, signal.SIGTERM)
+        kill_worker_at_teardown(worker)
 
     log = log_path.read_text(errors="replace")
     assert "Connection to broker lost" in log or "ConnectionForced" in log or \

@@ -32,6 +32,7 @@ from tests.support.payment_flow import PaymentFlow
 from tests.support.processes import stop_process_group, wait_until
 from tests.support.webhook_receiver import webhook_receiver
 from tests.support.webhooks import FAST_SCHEDULE, register
+from tests.support.worker import kill_worker_at_teardown
 
 pytestmark = pytest.mark.slow
 
@@ -160,7 +161,7 @@ def test_everything_queued_completes_exactly_once_after_redis_loses_its_data(
                                            "WHERE status <> 'delivered'") == 0,
                        timeout=30, message="every webhook delivered")
         finally:
-            stop_process_group(worker, signal.SIGTERM)
+            kill_worker_at_teardown(worker)
 
         # --- exactly once, by PostgreSQL's count ---
         every_paid = [*callback_payments, paid["id"], held["id"], to_approve["id"]]

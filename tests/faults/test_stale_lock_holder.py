@@ -26,8 +26,8 @@ from tests.support.callbacks import event_body, store_callback
 from tests.support.factories import make_order, make_payment
 from tests.support.pool_kills import pool_processes
 from tests.support.private_stack import env_with, serve_app, settings_with
-from tests.support.processes import stop_process_group, wait_until
-from tests.support.worker import start_worker
+from tests.support.processes import wait_until
+from tests.support.worker import kill_worker_at_teardown, start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -91,9 +91,9 @@ def test_a_paused_lock_holder_resuming_after_its_ttl_is_refused_by_the_compare_a
             os.kill(pid, signal.SIGCONT)
         blocker.close()
         redis.close()
-        stop_process_group(worker_a, signal.SIGTERM)
+        kill_worker_at_teardown(worker_a)
         if worker_b is not None:
-            stop_process_group(worker_b, signal.SIGTERM)
+            kill_worker_at_teardown(worker_b)
 
     with res.uow() as uow:
         statuses = dict(uow.session.execute(text(

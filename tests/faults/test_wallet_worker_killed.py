@@ -11,7 +11,6 @@ when its channel closes), the locks in the private Redis both times.
 
 from __future__ import annotations
 
-import signal
 import threading
 from decimal import Decimal
 
@@ -25,9 +24,9 @@ from tests.support.callbacks import event_body
 from tests.support.factories import make_order, make_payment
 from tests.support.pool_kills import kill_pool_in_rounds, post_callbacks
 from tests.support.private_stack import env_with, serve_app, settings_with
-from tests.support.processes import stop_process_group, wait_until
+from tests.support.processes import wait_until
 from tests.support.wallets import balance
-from tests.support.worker import start_worker
+from tests.support.worker import kill_worker_at_teardown, start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +85,7 @@ def test_every_topup_is_credited_once_while_pool_processes_are_killed(
             wait_until(lambda: _processed(res) == len(bodies), timeout=170, interval=1,
                        message="every stored callback handled")
     finally:
-        stop_process_group(worker, signal.SIGTERM)
+        kill_worker_at_teardown(worker)
 
     log = log_path.read_text(errors="replace")
     assert "SIGKILL" in log or "WorkerLostError" in log, "no task was killed mid-flight"

@@ -31,6 +31,7 @@ from tests.support.factories import make_order, make_payment
 from tests.support.private_stack import env_with, settings_with
 from tests.support.processes import stop_process_group, wait_until
 from tests.support.webhooks import delivery_statuses, receiver, register, start_webhooks_worker  # noqa: F401
+from tests.support.worker import kill_worker_at_teardown
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +79,7 @@ def _burst_and_kill(api, admin_key, res, env, tmp_path, receiver) -> None:  # no
 
         wait_until(all_delivered, timeout=120, interval=1, message="every delivery made")
     finally:
-        stop_process_group(worker, signal.SIGTERM)
+        kill_worker_at_teardown(worker)
 
     with res.uow() as uow:
         event_ids = {public_event_id(i) for i in uow.session.scalars(select(Event.id))}

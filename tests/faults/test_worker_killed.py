@@ -13,7 +13,6 @@ visibility timeout to wait for), each with the locks in the private Redis.
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import pytest
@@ -24,8 +23,8 @@ from tests.support.callbacks import event_body
 from tests.support.factories import make_order, make_payment
 from tests.support.pool_kills import kill_pool_in_rounds, pool_processes, post_callbacks
 from tests.support.private_stack import env_with, serve_app, settings_with
-from tests.support.processes import stop_process_group, wait_until
-from tests.support.worker import start_worker
+from tests.support.processes import wait_until
+from tests.support.worker import kill_worker_at_teardown, start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +86,7 @@ def test_every_payment_applied_exactly_once_while_pool_processes_are_killed(
             wait_until(lambda: len(pool_processes(worker.pid)) == 2, timeout=60,
                        message="the pool whole again")
     finally:
-        stop_process_group(worker, signal.SIGTERM)
+        kill_worker_at_teardown(worker)
 
     log = log_path.read_text(errors="replace")
     assert "SIGKILL" in log or "WorkerLostError" in log, "no task was killed mid-flight"

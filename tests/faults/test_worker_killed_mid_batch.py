@@ -27,8 +27,8 @@ from tests.support.callbacks import event_body, event_counts, inbox_statuses, st
 from tests.support.factories import make_order, make_payment
 from tests.support.pool_kills import pool_processes
 from tests.support.private_stack import env_with, serve_app, settings_with
-from tests.support.processes import stop_process_group, wait_until
-from tests.support.worker import start_worker
+from tests.support.processes import wait_until
+from tests.support.worker import kill_worker_at_teardown, start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +95,7 @@ def test_a_worker_killed_mid_batch_commits_nothing_and_every_callback_applies_on
                        message="every callback applied after the lease")
             assert len(pool_processes(worker.pid)) == 1
     finally:
-        stop_process_group(worker, signal.SIGTERM)
+        kill_worker_at_teardown(worker)
         with clean_db.db.engine.begin() as conn:
             conn.execute(text("DROP TRIGGER IF EXISTS test_stall_batch ON payments"))
             conn.execute(text("DROP FUNCTION IF EXISTS test_stall_batch()"))

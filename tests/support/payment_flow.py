@@ -5,12 +5,13 @@ would make it; the helpers only wait and read.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
 
 from adapters.resources import Resources
-from domain.models import PaymentEvent, ProviderCallback
+from domain.models import Payment, PaymentEvent, ProviderCallback
 from tests.support.live_server import Api
 from tests.support.processes import wait_until
 
@@ -144,3 +145,11 @@ class PaymentFlow:
             uow.session.execute(text(f"UPDATE {table} SET {assignments} WHERE id = :id"),
                                 {"s": seconds, "id": row_id})
             uow.commit()
+
+
+def success_times(res: Resources, payment_id: int) -> tuple[datetime | None, datetime | None]:
+    """(provider_paid_at, paid_at): the provider's time of a payment's success, and ours."""
+    with res.uow() as uow:
+        row = uow.session.execute(select(Payment.provider_paid_at, Payment.paid_at)
+                                  .where(Payment.id == payment_id)).one()
+    return row.provider_paid_at, row.paid_at
