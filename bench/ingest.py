@@ -64,9 +64,10 @@ Flask's request machinery and our hooks (request context, routing, before/after/
 hooks, the WSGI answer) nearly a third, the signature check and the event's parsing a tenth.
 Each is what the floor does too, or a behaviour the floor does without (request id, security
 headers, metrics, the idempotency hooks every request passes). Under wrk, on this loaded
-machine, quick runs of three: 0.76 with the prepared insert alone (runs 0.76, 0.79, 0.70),
-0.82 with every change (runs 0.82, 0.89, 0.52: the last, at load 8, fell to half), so the
-quick rows say little more than the direction; the CPU figures above are the steadier
+machine (load 3-9), quick runs of three (`--runs 3 --size 8`): the code before this round
+0.70 (runs 0.70, 0.83, 0.63); the prepared insert alone 0.76 (0.76, 0.79, 0.70); with every
+change 0.82, 0.87 and 1.02 in three such runs (nine runs from 0.52 to 1.10), so a quick
+row says little more than the direction; the CPU figures above are the steadier
 measure. The full rows before this round were measured on a quiet machine (load about 1,
 2026-12-01 15:35 UTC): ours 1,246-1,405 req/s against the floor's 1,259-1,897, ratios 0.74,
 0.75 and 1.07."""
