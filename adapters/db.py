@@ -13,6 +13,7 @@ from functools import cached_property
 from types import TracebackType
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,11 +55,13 @@ def savepoint(session: Session) -> Iterator[None]:
     nested.commit()
 
 
-def make_engine(database_url: str, pool_size: int = 5, *, pre_ping: bool = True) -> Engine:
+def make_engine(database_url: str, pool_size: int = 5, *, pre_ping: bool = True,
+                autocommit: bool = False) -> Engine:
     """`pre_ping=False` for a caller that retries a statement whose connection turned out
-    dead (adapters.db.autocommit_retrying): no ping at all. Otherwise a connection is
-    pinged on checkout only after it idled (adapters/pool_health.py: SQLAlchemy's
-    pool_pre_ping, a round trip on every checkout, is not used)."""
+    dead (Database.run_prepared): no ping at all. Otherwise a connection is pinged on
+    checkout only after it idled (adapters/pool_health.py: SQLAlchemy's pool_pre_ping, a
+    round trip on every checkout, is not used). `autocommit`: every connection of the
+    pool is in autocommit from its connect on."""
     engine = create_engine(
         database_url,
         pool_size=pool_size,
@@ -68,6 +71,7 @@ def make_engine(database_url: str, pool_size: int = 5, *, pre_ping: bool = True)
         hide_parameters=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     if pre_ping:
         ping_idle_connections(engine)
@@ -128,6 +132,15 @@ class UnitOfWork:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
+def _as_dbapi_error(exc: psycopg.Error, *, invalidated: bool) -> DBAPIError:
+    """A driver error as SQLAlchemy would have raised it: the callers (the callbacks
+    view's 503, the ingest's `not_stored` count) handle SQLAlchemy's errors only."""
+    wrapped = DBAPIError.instance(None, None, exc, psycopg.Error, hide_parameters=True,
+                                  connection_invalidated=invalidated)
+    assert isinstance(wrapped, DBAPIError)
+    return wrapped
+
+
 def _sender(send: TaskSender, name: str, args: tuple[Any, ...]) -> Callable[[], None]:
     def hook() -> None:
         send(name, *args)  # False (logged by the sender) leaves it to the work's sweep
@@ -143,35 +156,67 @@ class Database:
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
 
     @cached_property
-    def _unpinged_engine(self) -> Engine:
-        return make_engine(self._url, pool_size=self._pool_size, pre_ping=False)
+    def _driver_engine(self) -> Engine:
+        """The pool behind run_prepared: autocommit from the connect on (set once per
+        connection, never reset), no ping on checkout."""
+        return make_engine(self._url, pool_size=self._pool_size, pre_ping=False,
+                           autocommit=True)
 
-    @cached_property
-    def autocommit_engine(self) -> Engine:
-        """For single statements that must be durable at once (the callback inbox insert):
-        autocommit, no ping on checkout; run them with run_autocommit, which retries once
-        on a connection found dead."""
-        return self._unpinged_engine.execution_options(isolation_level="AUTOCOMMIT")
+    def run_prepared(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """`work(driver connection)` on a pooled psycopg connection in autocommit: each
+        statement is its own transaction, committed when it returns. For the one statement
+        that runs on every callback (the inbox insert, B1), where SQLAlchemy's execution
+        around it cost more Python than the statement: `work` runs it with psycopg's
+        `prepare=True` (parsed and planned once per connection). Without a SQLAlchemy
+        Connection at all: for a statement inside a SQLAlchemy transaction there is
+        adapters/prepared.fetch_one, which keeps one (B1 measured it 3-5% more CPU per
+        callback than this).
 
-    def run_autocommit(self, work: Callable[[Connection], T]) -> T:
-        """`work(connection)` in autocommit. A connection the server had dropped (a restart)
-        fails its first statement; the pool then discards every connection as old, and the
-        work runs once more on a fresh one. `work` must be safe to run twice (an
-        `INSERT ... ON CONFLICT DO NOTHING` is)."""
+        Prepared statements live in the server session, so this needs a direct connection
+        to PostgreSQL (or a pooler that keeps them: pgbouncer in transaction mode only
+        with max_prepared_statements set). A connection the server had dropped (a
+        restart, pg_terminate_backend) fails its first statement; as SQLAlchemy does for
+        its own connections, the pool then replaces every connection as old, and the work
+        runs once more on a fresh one, so `work` must be safe to run twice (an `INSERT ...
+        ON CONFLICT DO NOTHING` is). Any driver error is raised as SQLAlchemy's DBAPIError
+        (parameters hidden), the one kind of database failure the callers handle."""
         try:
-            with self.autocommit_engine.connect() as conn:
-                return work(conn)
+            return self._run_on_driver(work)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
             log.warning("database connection was gone; running the statement again")
-        with self.autocommit_engine.connect() as conn:
-            return work(conn)
+        return self._run_on_driver(work)
+
+    def _run_on_driver(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        engine = self._driver_engine
+        try:
+            pooled = engine.raw_connection()
+        except psycopg.Error as exc:  # the server is unreachable: no connection to retry
+            raise _as_dbapi_error(exc, invalidated=False) from exc
+        driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+        try:
+            result = work(driver)
+        except psycopg.Error as exc:
+            gone = engine.dialect.is_disconnect(exc, driver, None)  # type: ignore[arg-type]
+            if gone:
+                # What SQLAlchemy's Connection does on a disconnect: every connection made
+                # before now is replaced at its next checkout (they died together), and
+                # this one is closed and handed back.
+                engine.pool._invalidate(pooled, exc)
+            else:
+                pooled.close()
+            raise _as_dbapi_error(exc, invalidated=gone) from exc
+        except BaseException:
+            pooled.close()
+            raise
+        pooled.close()
+        return result
 
     def uow(self, task_sender: TaskSender | None = None) -> UnitOfWork:
         return UnitOfWork(self.session_factory, task_sender)
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if "_unpinged_engine" in self.__dict__:
-            self._unpinged_engine.dispose()
+        if "_driver_engine" in self.__dict__:
+            self._driver_engine.dispose()

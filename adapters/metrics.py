@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from prometheus_client import (
@@ -133,6 +134,19 @@ FINAL_PAYMENT_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired
 _ENDED_UNPAID = frozenset({"failed", "cancelled", "expired"})
 
 _PENDING_KEY = "metrics_on_commit"
+
+
+# The series every callback touches, looked up once per label values: labels() checks and
+# locks on every call, and ingest counts three outcomes per callback and times it (B1).
+# Bounded: providers are the configured ones (callers check the name first), outcomes fixed.
+@cache
+def callback_counter(provider: str, outcome: str) -> Counter:
+    return CALLBACKS.labels(provider, outcome)
+
+
+@cache
+def callback_latency(provider: str) -> Histogram:
+    return CALLBACK_LATENCY.labels(provider)
 
 
 def count_on_commit(session: Session, counter: Any, amount: float = 1) -> None:

@@ -29,39 +29,37 @@ keep-alive connections), on the same 2 cores as PostgreSQL, alternating within e
 # Where the time goes; refresh when payment creation changes.
 PROFILE = """\
 Where the time goes (measured 2026-12-01 on the machine below while other engineers loaded
-it, load average 9-10 on 2 cores, so old and new code ran alternately and single runs swing
+it, load average 7-11 on 2 cores, so old and new code ran alternately and single runs swing
 by 2x): a creation without a key is five round trips to PostgreSQL: the key lookup (one
-indexed SELECT in autocommit on a plain pooled connection, no Session: services/api_keys.py,
-adapters/db.UnitOfWork.autocommit), then BEGIN, the order locked together with the database
-clock, ONE statement that inserts the attempt and its audit row and returns both (the whole
-detail view: services/payment_attempts.py), and the commit; the pool pings a connection only
-after it idled a second (adapters/pool_health.py). With an Idempotency-Key the claim (INSERT
-... ON CONFLICT DO NOTHING) and the stored answer join that one transaction (web/
-idempotency.InTransaction), one durable commit where there were three (claim, creation,
-answer each committed on its own). cProfile of `create_payment` through Flask's test client
-(process CPU, 600 requests, alternating with the previous code): 1.3-1.7 ms of CPU a request
-against 1.4-2.2 before, the saving the key lookup's Session bookkeeping (begin, connection,
-rollback, close) that ran on every request for one SELECT. Of what is left (cProfile, CPU):
-SQLAlchemy's execute and result set-up for the three statements about half (building result
-metadata from the cursor's ~30-column description on each execution is the largest single
-part), the view's JSON answer and Flask's request handling most of the rest; no
-rate-limit hook runs any more (the callbacks' refusal counter is consulted only after a
-refused signature). What bounds the rest: the durable commit (a 201 is a payment that
-exists) and the BEGIN psycopg sends on its own are two round trips no statement merge
-removes (a single locking statement would read payments with a snapshot from before its
-lock wait); a creation still costs about ten hello-world requests of CPU, most of it
-SQLAlchemy's and Flask's per-request Python, not PostgreSQL. Open: quick wrk runs of this
-code, alternating with the previous (main's) code, spread widely on this loaded machine:
-0.07-0.22 (median 0.12 of eight) against 0.04-0.17 (median 0.14 of eight). The steady
-measures show no difference to explain that: the same five round trips a request for
-both (a libpq trace of the pool's connections, 200 requests one by one and 400 from four
-threads: the lookup, BEGIN, two statements, COMMIT; no SET, no ROLLBACK on the pool's
-return, no second connection), as much test-client CPU or less (medians 1.0-1.4 ms a
-request here, 1.1-1.6 before, alternating), and less gunicorn CPU a request under wrk
-(1.6-2.1 ms against 1.7-3.5; PostgreSQL's backends 0.3-0.6 ms against 0.3-0.9). The full
-rows were measured on a quiet machine (load about 1, 2026-12-01 15:52 UTC): 769-890 creations/s
-against 5,539-6,717 hello-world POSTs/s, ratios 0.13-0.15, a hair under the target: the
-per-request Python above (SQLAlchemy's result set-up, Flask) is what is left to cut."""
+indexed SELECT in autocommit on a plain pooled connection, no Session: services/api_keys.py),
+then BEGIN, the order locked together with the database clock, ONE statement that inserts
+the attempt and its audit row and returns the detail view's columns
+(services/payment_attempts.py), and the commit; the pool pings a connection only after it
+idled a second (adapters/pool_health.py). With an Idempotency-Key the claim and the stored
+answer join that one transaction (web/idempotency.InTransaction), one durable commit. The
+three statements run as prepared statements by psycopg itself, each row made straight into
+its class (adapters/prepared.py), which still tells the engine's cursor-execute listeners
+and raises SQLAlchemy's errors (a dead connection: invalidated, 503). Through SQLAlchemy
+each execution had built an execution context, asked the cursor for its ~30-column
+description, set up a result and a Row: nearly a third of a creation's Python. callgrind,
+200 creations through Flask's test client (instructions in the Python process, steady
+under load): 4.54M a request before, 4.05M once the textual statements named their result
+columns (SQLAlchemy then caches the result metadata instead of rebuilding it from the
+description), 3.35M with the order lock and insert prepared in psycopg, 3.18M with the key
+lookup too: -30%. Process CPU through the test client, alternating, three runs each:
+medians 1.32-1.54 ms a request against 1.65-1.93 before. Quick wrk runs (`--runs 3 --size
+8`), alternating with the previous code: 0.17 and 0.18 against 0.09 and 0.08. Of what is
+left (cProfile, CPU): Flask's and werkzeug's request handling (headers, context locals, the
+hooks) about a third; psycopg's own execute and wait for the three statements and the
+commit about a quarter; the Session's begin, pool checkout and commit and the key lookup's
+own checkout about a fifth; the JSON answer about 2% (23 us: the app's encoder with its
+Decimal and datetime hook; not worth an encoder of its own that could drift from the app's
+JSON). What bounds the rest: the durable commit (a 201 is a payment that exists) and the
+BEGIN psycopg sends on its own are two round trips no statement merge removes (a single
+locking statement would read payments with a snapshot from before its lock wait), and two
+pool checkouts a request (the key lookup's, the transaction's). The full rows of the
+previous code were measured on a quiet machine (load about 1, 2026-12-01 15:52 UTC):
+769-890 creations/s against 5,539-6,717 hello-world POSTs/s, ratios 0.13-0.15."""
 
 
 class _Requests:

@@ -7,6 +7,7 @@ baseline the target is on, and the hello-world ratio is kept as information."""
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -135,7 +136,9 @@ def _load(spec: HttpScenario, res: Resources, settings: Settings, urls: _Urls,
     _check(spec, res, ours, settings.run_dir / f"{spec.scenario}-app.log")
     floor = None
     if urls.floor:
-        # The same requests again, so the floor stores the very same rows: from empty.
+        # The same requests again, so the floor stores the very same rows: from empty
+        # (_check waited for those still in flight at ours when wrk stopped: stored after
+        # the TRUNCATE, one beyond the floor's reach would count as a row of the floor's).
         with res.db.engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {spec.stored_in}"))
         if progress:
@@ -151,6 +154,20 @@ def _load(spec: HttpScenario, res: Resources, settings: Settings, urls: _Urls,
     return ours, hello, floor
 
 
+def _stored_when_quiet(res: Resources, table: str, interval: float = 0.2,
+                      timeout: float = 10.0) -> int:
+    """The table's row count once it stopped growing for `interval` seconds."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while True:
+        with res.db.engine.connect() as conn:
+            stored = int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+        if stored == last or time.monotonic() > deadline:
+            return stored
+        last = stored
+        time.sleep(interval)
+
+
 def _check(spec: HttpScenario, res: Resources, result: wrk.WrkResult,
            app_log: Path) -> None:
     """A run counts only with zero errors, no request sent twice and everything stored."""
@@ -161,9 +178,7 @@ def _check(spec: HttpScenario, res: Resources, result: wrk.WrkResult,
     if result.wraps:
         raise RuntimeError(f"{spec.scenario}: wrk ran out of prepared requests; raise "
                            "http_ratio.MAX_RATE")
-    with res.db.engine.connect() as conn:
-        stored = int(conn.execute(text(f"SELECT count(*) FROM {spec.stored_in}"))
-                     .scalar_one())
+    stored = _stored_when_quiet(res, spec.stored_in)
     # wrk stops counting at its deadline with up to CONNECTIONS requests in flight.
     if not result.requests <= stored <= result.requests + wrk.CONNECTIONS:
         raise RuntimeError(f"{spec.scenario}: {result.requests} requests answered but "

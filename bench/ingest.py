@@ -37,34 +37,40 @@ run. A run counts only with zero errors and every answered callback stored."""
 
 # Where the time goes; refresh when the ingest path changes.
 PROFILE = """\
-Where the time goes (measured 2026-12-01 on the machine below, shared with other engineers'
-test runs: load average 7-14 on 2 cores, so absolute figures swing by a factor of two from one
-run to the next and every round trip waits for a core). CPU per request, both apps driven in
-one process through Flask's test client, medians of eight alternating measurements of 1,500
-requests each: ours 0.98 ms, the floor 0.74 ms, ours 1.6 times the floor; the code before the
-first change below, measured the same way in the same hour: ours 1.31 ms, the floor 0.58 ms,
-2.2 times. Ours makes fewer round trips than the floor (the INSERT and the wake-up's `SET NX`;
-the floor: BEGIN, INSERT, COMMIT, LPUSH), so the gap is Python: by cProfile on the CPU clock,
-of our request SQLAlchemy's execution of the prebuilt insert (with psycopg under it) is a
-third, Flask's dispatch and our request hooks (request id, security headers, metrics) nearly
-a third, the wake-up's Redis call a seventh, the signature check, parsing and the storable
-check a seventh. Changed on the way: the refusal limit (issue #19) is counted only once a
-signature has been refused, so a genuine callback makes no Redis command for it and runs none
-of its bookkeeping (Flask-Limiter's check before every callback, its Redis read and its own
-work, was a fifth of our request's CPU by the same profile); an address over the limit now
-costs one HMAC check per request before its 429. Earlier: the wake-up replaces one
-`callbacks.process` message per callback (Celery's message building and publish were most of
-the old gap); the insert runs in autocommit (committed when it returns, without BEGIN and
-COMMIT round trips) on a pool that does not ping on checkout (a connection found dead is
-retried once: the insert is idempotent); no X-RateLimit headers. What bounds the rest:
-SQLAlchemy around the one INSERT, and Flask's per-request machinery and our hooks, which the
-floor does without; running the insert as a prepared statement on the raw psycopg connection
-would take most of SQLAlchemy's share. Under wrk the ratio varied widely with the machine's
-load: 0.33-0.87 a run in this hour, before the change as after it (three quick runs of three
-each, alternating, before this row's: medians of the nine, 0.53 before and 0.70 after), so the
-quick row says little more than the direction; the CPU figures above are the steadier
-measure. The full rows were measured on a quiet machine (load about 1, 2026-12-01 15:35 UTC):
-ours 1,246-1,405 req/s against the floor's 1,259-1,897, ratios 0.74, 0.75 and 1.07."""
+Where the time goes (measured 2026-12-01 on the machine below while other engineers' test
+runs shared it: load average 3-11 on 2 cores, so absolute figures swing by a third from one
+hour to the next). CPU per request, each app in its own process driven through Flask's test
+client (Prometheus in multiprocess mode, as under gunicorn), batches of 800 requests
+alternating between the apps, medians of ten batches: ours 0.84 ms, the floor 0.69 ms, ours
+1.22 times the floor (the 10th percentile of each batch, steadier under load: 0.76 ms against
+0.60 ms, 1.26 times); the code before this round, measured alongside: 1.14 ms (1.65 times the
+floor; 10th percentile 1.02 ms). Ours makes fewer round trips than the floor (the INSERT and
+the wake-up's `SET NX`; the floor: BEGIN, INSERT, COMMIT, LPUSH), so the gap is Python. This
+round's changes, each measured the same way: the inbox insert runs as a prepared psycopg
+statement on a pooled connection's driver connection, autocommit from its connect on
+(adapters/db.Database.run_prepared), instead of SQLAlchemy's execution of a Core insert (a
+third of our request by cProfile before; CPU per request -20%); a connection found dead makes
+the pool replace every connection older than it and the insert runs once more, and a driver
+error is raised as SQLAlchemy's DBAPIError, so the 503 is unchanged; it needs a direct
+connection or a pooler that keeps prepared statements. The per-request hooks made cheap (the
+security headers in one pass over the answer's headers, the request id read from the WSGI
+environ, Flask's check of each hook for `async def` made once per function, the callback
+counters' and latency's labelled series looked up once, one read of a body with a length):
+-4%. The event's stored JSON made once and walked for NUL and lone surrogates only when it
+holds a `\\u` escape, the same for the raw body: -4%. What bounds the rest, by cProfile on
+the CPU clock of our app's share of a request: the wake-up's Redis `SET NX` (redis-py's own
+work) a fifth, the insert with its pool checkout a fifth (psycopg's own work most of it),
+Flask's request machinery and our hooks (request context, routing, before/after/teardown
+hooks, the WSGI answer) nearly a third, the signature check and the event's parsing a tenth.
+Each is what the floor does too, or a behaviour the floor does without (request id, security
+headers, metrics, the idempotency hooks every request passes). Under wrk, on this loaded
+machine (load 3-9), quick runs of three (`--runs 3 --size 8`): the code before this round
+0.70 (runs 0.70, 0.83, 0.63); the prepared insert alone 0.76 (0.76, 0.79, 0.70); with every
+change 0.82, 0.87 and 1.02 in three such runs (nine runs from 0.52 to 1.10), so a quick
+row says little more than the direction; the CPU figures above are the steadier
+measure. The full rows before this round were measured on a quiet machine (load about 1,
+2026-12-01 15:35 UTC): ours 1,246-1,405 req/s against the floor's 1,259-1,897, ratios 0.74,
+0.75 and 1.07."""
 
 
 def _prepare(settings: Settings, res: Resources, count: int) -> list[Request]:

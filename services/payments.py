@@ -13,21 +13,18 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters.metrics import PAYMENTS_CREATED, count_on_commit
 from adapters.providers.base import Provider, ProviderRejected, ProviderUnavailable
-from adapters.providers.registry import DEFAULT_PROVIDER
 from adapters.resources import Resources
 from config import Settings
 from domain.errors import AmountMismatch, Conflict, TooSoon
-from domain.methods import PaymentMethod, resolve_method
-from domain.models import Base, Order, Payment
+from domain.methods import resolve_method
+from domain.models import Order, Payment
 from domain.money import format_amount, parse_amount
 from domain.statuses import (
     ACTIVE_PAYMENT_STATUSES,
@@ -37,10 +34,9 @@ from domain.statuses import (
 )
 from domain.wallet import BALANCE_METHOD, WALLET_PROVIDER, check_balance_method_allowed
 from services.api_keys import Principal
-from services.audit import record_event
 from services.payment_attempts import LockedOrder, insert_attempt, lock_order
 from services.payment_start import INITIATE_TASK, close_quietly
-from services.queries import find_order, find_payment, payment_detail
+from services.queries import find_payment, payment_detail
 from services.transitions import transition_payment, utc_now
 from services.wallet.balance_payments import pay_from_balance
 
@@ -49,20 +45,6 @@ log = logging.getLogger(__name__)
 ALREADY_PAID = "already_paid"  # the provider's code when a paid payment is asked to close
 MAX_RETRIES_PER_ORDER = 3  # seed 004: the first attempt plus at most three retries
 RETRY_GAP_SECONDS = 30
-_PAYMENTS = Base.metadata.tables[Payment.__tablename__]
-_NEXT_ATTEMPT = (select(func.coalesce(func.max(Payment.attempt), 0) + 1)
-                 .where(Payment.order_id == bindparam("order_id")))
-# The unique partial index uq_payments_one_active_per_order (one init/processing payment
-# per order) is the guarantee; the order lock only queues callers. A conflict with it
-# inserts nothing and returns no id; any other violation still raises.
-_INSERT_ATTEMPT = (
-    pg_insert(_PAYMENTS)
-    .on_conflict_do_nothing(
-        index_elements=["order_id"],
-        # Literal, as in the index: PostgreSQL matches the index by its predicate text, and
-        # a bound parameter would not prove `status IN ('init', 'processing')`.
-        index_where=text("status IN ('init', 'processing')"))
-    .returning(_PAYMENTS.c.id))
 
 PaymentView = dict[str, Any]
 
@@ -149,25 +131,31 @@ def retry_payment(res: Resources, principal: Principal,
     with res.uow() as uow:
         session = uow.session
         order_id = find_payment(session, principal, payment_id).order_id
-        order = find_order(session, principal, order_id, lock=True)
+        order = lock_order(session, principal, order_id)
         previous = find_payment(session, principal, payment_id)  # re-read under the lock
         if PaymentStatus(previous.status) not in RETRYABLE_PAYMENT_STATUSES:
             raise Conflict(f"Payment is {previous.status}; only failed, expired or cancelled "
                            "payments can be retried", code="payment_not_retryable",
                            payment_status=previous.status)
-        now = utc_now(session)
-        _check_payable(order, now, res.settings)
-        active_id = _live_active_payment(session, order.id, now, actor=principal.actor)
+        _check_payable(order, order.now, res.settings)
+        active_id = _live_active_payment(session, order.id, order.now, actor=principal.actor)
         if active_id is not None:  # a concurrent retry (or create) won: that attempt, 200
             return payment_detail(session, active_id), False
-        _check_retry_allowed(session, order.id, now)
+        _check_retry_allowed(session, order.id, order.now)
         method = resolve_method(previous.method, res.providers.available_methods)
-        new_id = insert_payment_attempt(session, order, method, now, res.settings,
-                                        actor=principal.actor, retry_of=previous.id,
-                                        provider=provider_name_for(res, method.code))
-        view = payment_detail(session, _or_active(session, new_id, order.id))
+        attempt = insert_attempt(
+            session, order, method=method.code, provider=provider_name_for(res, method.code),
+            fee=method.fee_for(order.total_amount, order.currency),
+            expires_at=order.now + timedelta(seconds=res.settings.payment_ttl_seconds),
+            actor=principal.actor, retry_of=previous.id)
+        if attempt.created is None:  # the index refused it: a creator past the lock
+            log.info("order %s already has an active payment; returning it", order.id)
+            view = payment_detail(session, _or_active(session, attempt.active_id, order.id))
+        else:
+            view = attempt.created
+            count_on_commit(session, PAYMENTS_CREATED)
         uow.commit()
-    return view, new_id is not None
+    return view, attempt.created is not None
 
 
 def request_payment_start(res: Resources, principal: Principal, payment_id: int) -> PaymentView:
@@ -286,37 +274,6 @@ def _close_for_cancel(provider: Provider, reference: str, payment_id: int) -> bo
         log.warning("cancel: could not reach %s to close payment %s: %s", provider.name,
                     payment_id, exc)
     return False
-
-
-def insert_payment_attempt(session: Session, order: Order, method: PaymentMethod,
-                           now: datetime, settings: Settings, *, actor: str,
-                           retry_of: int | None = None,
-                           provider: str = DEFAULT_PROVIDER) -> int | None:
-    """Insert the order's next attempt (init) with its audit row.
-
-    `provider` is the one routed for the method now; the start records the provider
-    it really used.
-
-    None when the database refused it because another active payment exists for
-    the order: the unique index is the guarantee, the order lock only the queue.
-    """
-    amount: Decimal = order.total_amount
-    attempt = session.execute(_NEXT_ATTEMPT, {"order_id": order.id}).scalar_one()
-    expires_at = now + timedelta(seconds=settings.payment_ttl_seconds)
-    payment_id = session.execute(_INSERT_ATTEMPT, {
-        "order_id": order.id, "user_id": order.user_id, "amount": amount,
-        "currency": order.currency, "method": method.code, "status": PaymentStatus.INIT.value,
-        "provider": provider, "attempt": attempt, "fee": method.fee_for(amount, order.currency),
-        "created_at": now, "updated_at": now, "expires_at": expires_at,
-    }).scalar_one_or_none()
-    if payment_id is None:
-        log.info("order %s already has an active payment; returning it", order.id)
-        return None
-    record_event(session, "payment_created", payment_id=payment_id, actor=actor,
-                 method=method.code, amount=amount, currency=order.currency, attempt=attempt,
-                 expires_at=expires_at, retry_of=retry_of)
-    count_on_commit(session, PAYMENTS_CREATED)
-    return int(payment_id)
 
 
 def _check_payable(order: Order | LockedOrder, now: datetime, settings: Settings) -> None:

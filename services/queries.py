@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from adapters.resources import Resources
@@ -60,9 +60,10 @@ def find_payment(session: Session, principal: Principal, payment_id: int, *,
 
 # --- serialisation ---------------------------------------------------------------------
 
-def payment_fields(payment: Payment | Row[Any]) -> dict[str, Any]:
+def payment_fields(payment: Any) -> dict[str, Any]:
     """The payment as DESIGN.md §5 lists it (without logs). Money stays Decimal. From the
-    mapped object, or a row with every payments column (services/payment_attempts.py)."""
+    mapped object, or any row with these columns as attributes (the new attempt's, in
+    services/payment_attempts.py)."""
     return {
         "id": payment.id,
         "order_id": payment.order_id,

@@ -12,6 +12,9 @@ from flask import Flask, Response, g, request
 from adapters.log_context import close_log_scope, open_log_scope
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# The same header as the WSGI server hands it over: read from the environ directly, not
+# through request.headers' per-call name translation (every request pays for it, B1).
+_REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 # Ids from outside are echoed into logs and headers: short, and no odd characters.
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -23,9 +26,10 @@ def install_request_context(app: Flask) -> None:
 
 
 def _open() -> None:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = given if _SANE_ID.match(given) else uuid.uuid4().hex
-    g.log_scope = open_log_scope(request_id=g.request_id)
+    given = request.environ.get(_REQUEST_ID_ENVIRON)
+    request_id = given if given and _SANE_ID.match(given) else uuid.uuid4().hex
+    g.request_id = request_id
+    g.log_scope = open_log_scope(request_id=request_id)
 
 
 def _echo(response: Response) -> Response:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import event, func, insert, select
 
 from adapters.resources import Resources
 from domain.models import Order
 from services.api_keys import authenticate, create_api_key
-from tests.support.factories import make_order
+from tests.support.factories import make_order, make_payment
 
 
 @contextmanager
@@ -61,6 +62,27 @@ def test_the_answer_built_from_the_insert_is_the_payment_as_read_back(api, make_
     assert log["detail"] == {"method": "alipay", "amount": "88.80", "currency": "CNY",
                              "attempt": 1, "expires_at": created.json()["expires_at"],
                              "retry_of": None}
+
+
+def test_a_retrys_answer_built_from_the_insert_is_the_payment_as_read_back(
+        api, make_user_key, clean_db):
+    """A retry inserts its attempt the same way (services/payment_attempts.py), its audit
+    row naming the payment it follows."""
+    client = api.as_key(make_user_key(1))
+    order_id = make_order(clean_db, user_id=1, total="12.34")
+    failed = make_payment(clean_db, order_id, amount="12.34", method="alipay",
+                          status="failed", created_at=datetime.now(UTC) - timedelta(minutes=2))
+
+    retried = client.post(f"/api/v1/payments/{failed}/retry")
+    read = client.get(f"/api/v1/payments/{retried.json()['id']}")
+
+    assert retried.status_code == 201 and read.status_code == 200
+    assert retried.json() == read.json()
+    assert retried.json()["attempt"] == 2
+    [log] = retried.json()["logs"]
+    assert log["detail"] == {"method": "alipay", "amount": "12.34", "currency": "CNY",
+                             "attempt": 2, "expires_at": retried.json()["expires_at"],
+                             "retry_of": failed}
 
 
 def test_the_key_lookup_leaves_its_pooled_connection_transactional(settings):

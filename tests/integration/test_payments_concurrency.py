@@ -9,17 +9,19 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from domain.methods import CATALOG
-from domain.models import Order, Payment, PaymentEvent
-from services.payments import insert_payment_attempt
-from services.transitions import utc_now
+from domain.models import Payment, PaymentEvent
+from services.api_keys import Principal
+from services.payment_attempts import AttemptResult, insert_attempt, lock_order
 from tests.support.factories import make_order, make_payment
 from tests.support.processes import wait_until
+
+ADMIN = Principal(key_id=0, role="admin", user_id=None)
 
 
 def run_concurrently(n: int, call):
@@ -79,19 +81,50 @@ def test_the_database_itself_allows_one_active_payment_per_order(clean_db):
     assert [s for _, s, _ in payments_of(clean_db, order_id)] == ["init", "failed"]
 
 
-def test_an_insert_refused_by_the_index_is_reported_not_raised(clean_db, settings):
-    """The path a creator takes if it ever races past the order lock: the index wins."""
+def test_an_insert_refused_by_the_index_is_reported_not_raised(clean_db):
+    """The path a creator takes if it ever races past the order lock: the index wins.
+    Neither creator here holds the lock (the other's insert would wait for it: a
+    payment's foreign key share-locks its order). The other's active payment is not yet
+    committed, so ours cannot see it; our insert waits on the index until it commits,
+    then inserts nothing and says so, its transaction still usable."""
     order_id = make_order(clean_db)
-    existing = make_payment(clean_db, order_id)
-    with clean_db.uow() as uow:
-        order = uow.session.get(Order, order_id)
-        now = utc_now(uow.session)
-        assert insert_payment_attempt(uow.session, order, CATALOG["wechat"], now, settings,
-                                      actor="test") is None
-        # the transaction is still usable after the refused insert (savepoint)
-        assert uow.session.execute(select(func.count()).select_from(Payment)).scalar_one() == 1
-        uow.commit()
-    assert payments_of(clean_db, order_id) == [(existing, "init", 1)]
+    with clean_db.uow() as uow:  # the order as read under its lock, but the lock let go
+        order = lock_order(uow.session, ADMIN, order_id)
+    outcome: dict = {}
+
+    def ours() -> None:
+        with clean_db.uow() as uow:
+            outcome["attempt"] = insert_attempt(
+                uow.session, order, method="wechat", provider="sandbox",
+                fee=Decimal("0.60"), expires_at=order.now + timedelta(minutes=30),
+                actor="test")
+            outcome["payments"] = uow.session.execute(
+                select(func.count()).select_from(Payment)).scalar_one()
+            uow.commit()
+
+    with clean_db.db.engine.connect() as racer:
+        raced = racer.execute(insert(Payment).values(
+            order_id=order_id, user_id=1, amount=Decimal("100.00"), currency="CNY",
+            method="wechat", status="init", provider="sandbox", attempt=5,
+            fee=Decimal("0.00"), expires_at=datetime.now(UTC) + timedelta(minutes=30))
+            .returning(Payment.id)).scalar_one()
+        thread = threading.Thread(target=ours)
+        thread.start()
+        wait_until(lambda: _waiting_on_a_lock(clean_db) == 1, timeout=10)
+        racer.commit()
+        thread.join(10)
+
+    assert outcome["attempt"] == AttemptResult(None, None, None)
+    assert outcome["payments"] == 1  # after the refusal, in the same transaction
+    assert payments_of(clean_db, order_id) == [(raced, "init", 5)]
+    assert event_count(clean_db, "payment_created") == 0
+
+
+def _waiting_on_a_lock(res) -> int:
+    with res.db.engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'")).scalar_one()
 
 
 def test_ten_concurrent_retries_make_at_most_one_new_attempt(api, make_user_key, clean_db):

@@ -148,3 +148,25 @@ def test_the_stored_form_reads_back_as_the_same_event():
 def test_an_unresolved_reference_needs_no_payment_id():
     event = parse(body(data={"payment_id": None, "out_trade_no": "P0000000001"}))
     assert event.payment_id is None and event.out_trade_no == "P0000000001"
+
+
+@pytest.mark.parametrize("transaction_id, storable", [
+    ("4200001234", True),
+    ("交易-42 \U0001F600", True),  # non-ASCII, an astral character (escaped as a pair)
+    ("txn\x00", False),  # jsonb cannot hold NUL
+    ("txn\ud800", False),  # nor a lone surrogate
+])
+def test_the_stored_form_of_an_event_from_any_wire_format(transaction_id, storable):
+    """A provider whose format is not JSON (a form, a decrypted resource) can hand over
+    any string: the stored form refuses what PostgreSQL's jsonb cannot hold."""
+    from domain.callback_events import CallbackEvent, parse_callback_event, storable_payload
+
+    event = CallbackEvent(event_id="EV-2", type=CallbackEventType.PAYMENT_SUCCEEDED,
+                          payment_id=7, amount=Decimal("1.00"), currency="CNY",
+                          transaction_id=transaction_id)
+    if not storable:
+        with pytest.raises(InvalidInput) as info:
+            storable_payload(event)
+        assert info.value.code == "malformed_json"
+        return
+    assert parse_callback_event(json.loads(storable_payload(event))) == event

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, TooManyRequests
 
-from adapters.metrics import CALLBACK_LATENCY, CALLBACKS
+from adapters.metrics import CALLBACKS, callback_latency
 from adapters.providers.base import CallbackAnswer, CallbackRequest
 from domain.errors import DomainError
 from services.callbacks import (
@@ -56,7 +56,7 @@ def _observe_latency(response: Response) -> Response:
     started = g.get("callback_started")
     provider = (request.view_args or {}).get("provider") or ""
     if started is not None and resources().providers.for_callbacks(provider) is not None:
-        CALLBACK_LATENCY.labels(provider).observe(time.perf_counter() - started)
+        callback_latency(provider).observe(time.perf_counter() - started)
     return response
 
 
@@ -141,6 +141,8 @@ def _read_bounded_body(limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large()
+    if declared is not None:  # the stream stops at the declared length: one read
+        return request.stream.read()
     chunks: list[bytes] = []
     total = 0
     while True:
