@@ -77,37 +77,57 @@ that load. If a call of the job stops at its {MAX_RUN_SECONDS} s run budget
 # What bounds the ratio, from a short profile (EXPLAIN (ANALYZE, BUFFERS, WAL) of single
 # batches, variants timed side by side); refresh it when the sweep's statement changes.
 PROFILE = """\
-Where the time goes (profiled 2026-12-01 on the machine below, load 1-10 from other engineers'
-work: absolute times swing 2-4x, so variants ran alternately; EXPLAIN (ANALYZE, BUFFERS, WAL)
-of single 2,000-row batches at 200,000-1,000,000 rows, pg_stat_wal and the PostgreSQL
-processes' CPU (/proc) around whole runs, wait events sampled from pg_stat_activity). Per
-payment at 1,000,000 the raw `UPDATE` writes 853 WAL bytes (the new row version and six index
-entries; the two partial indexes skip the expired version) and the job ~2,150: its row lock
-(~55), the same update (~710), the audit row and its index entries (~470 before this round),
-the event row with its 480-byte JSONB view and two index entries (~750). No update is HOT
-(`n_tup_hot_upd` 0: `status` is in three indexes), in both; a HOT-able schema would cut the
-shared part, the baseline's all, and raise the ratio. The due rows come from a sequential scan
-that PostgreSQL synchronizes on a table over a quarter of shared_buffers: each batch starts where
-the last stopped, so no batch rescans expired rows: the rate holds through a 1,000,000-row
-sweep. The job is CPU-bound in PostgreSQL: its two backends were on CPU in ~75% of samples,
-the rest mostly `WALWrite` (4 MB wal_buffers hold about one batch's WAL) and `BufferContent` (both
-connections append to the same last pages of payment_events and events); it took 30-31 s of
-PostgreSQL CPU for 1,000,000 payments against the raw `UPDATE`'s 9 s. Autovacuum ran during one
-of the profiled sweeps, which was no outlier. Applied this round: the `UPDATE` finds the locked
-rows by ctid instead of by primary key joined on the CTE (batch median 59 -> 51 ms, -14%), and
-migration 0011 drops the index on `payment_events.event`, which no query uses (-5% a batch,
--75 WAL bytes a payment). Alternating bench runs at 1,000,000 (quiet machine, load 1-2): before
-3.05, 3.15, 2.88, 2.49 (subject 22.8-26.8 s), after 2.64, 2.86, 2.23, 2.53 (21.8-27.1 s); at
-100,000 before
-2.95, 2.87, after 2.48, 2.68. Tried, not kept: no foreign key on the audit row (-11% PostgreSQL
-CPU, 3-13% less wall time; kept for audit integrity); batches of 1,000 (20.3-20.9 s against
-18.9-19.6 s for 2,000) or 5,000 (18.8-25.1 s); the view as `to_jsonb` of a row (-12% of its
-3.8 us a payment, ~2% of a batch). What bounds the rest: the job does 3.3x the raw `UPDATE`'s
-work in PostgreSQL (three rows and their index entries per payment where the `UPDATE` writes one
-version), spread over two connections; that is near 2x only while both cores are free, and the
-callbacks alongside and anyone else's load take from that. The full rows' run (quiet machine,
-load about 1, 2026-12-01 15:50 UTC) gave 2.51 at 1,000,000; dropping the audit row's foreign key
-would be the next tenth."""
+Where the time goes (profiled 2026-12-01 on the machine below, loaded by other engineers' work
+(load 2-8): absolute times swing 2-4x, so variants ran alternately and were judged by
+PostgreSQL CPU (the server's processes, from /proc, around whole sweeps without the callback
+load), EXPLAIN (ANALYZE, BUFFERS, WAL) of single 2,000-row batches, pg_stat_wal, perf, and wait
+events sampled from pg_stat_activity). Per payment at 1,000,000 the raw `UPDATE` writes 853 WAL
+bytes (the new row version and six index entries; the two partial indexes skip the expired
+version) and the job ~2,080: its row lock, the same update, the audit row and its two index
+entries, the event row with its 480-byte JSONB view and two index entries. No update is HOT
+(`status` is in three indexes), in both; ~20% of both sides' backend CPU is B-tree bottom-up
+deletion (`heap_index_delete_tuples`) in the indexes whose key the update leaves as it was: a
+HOT-able schema would cut that shared part, the baseline's all, and raise the ratio. The due
+rows come from a sequential scan that PostgreSQL synchronizes on a table over a quarter of
+shared_buffers, so no batch rescans expired rows. A 2,000-row batch is one statement of ~66 ms
+under EXPLAIN: the update with its lock ~36, the audit rows ~11 and their foreign key check ~8,
+the events ~20.
+
+Applied this round (PostgreSQL 16, the embedded server): the event's view is built as
+`to_jsonb` of a row whose columns are the fields, nested as {"object": row}, instead of
+jsonb_build_object('object', jsonb_build_object(...)), which looks up every argument's type and
+output function again per row, keys included, and copies the inner object once more: the same
+jsonb, 7.0 -> 4.4 us a payment (the view alone over 20,000 rows, no parallel workers; it was
+put at 3.8 us before, which is nearer what a parallel scan shows). `events.txid` given once per
+statement instead of its per-row default (-0.7 us a row), the audit detail as the batch's
+constant JSONB `||` each row's expires_at (-0.7 us a row), the `UPDATE` returning only the
+view's columns and the audit rows counted rather than returned as ids, and the init batches'
+statement built once per run (2.2 ms of Python a batch: the sweep's Python CPU at 200,000 0.73
+-> 0.36 s). PostgreSQL CPU of a sweep at 200,000 (alternating): 7.47, 7.43 s before, 6.76, 6.70
+s after the view (-10%), then about 2% less with the detail. At 1,000,000, alternating, no
+callback load, load ~2: subject 30.5, 30.7 s wall and 38.7, 37.8 s PostgreSQL CPU before, 27.6,
+28.1 s and 36.0, 35.4 s after; raw `UPDATE` 11.0-11.7 s (10.4-11.0 s CPU); ratio 2.65, 2.79
+before, 2.36, 2.52 after. With the callbacks, `python -m bench --scenario expiry --size
+1000000`, one run each, alternating, load 3-8: before 3.02, 3.25 (subject 49.4, 44.3 s), after
+2.25, 3.23 (32.5, 35.0 s): too loaded a machine to say more than that the ratio moved the way
+the CPU did; the quiet-machine full run decides.
+
+Tried, not kept: wal_buffers 16 MB instead of the 4 MB default (PostgreSQL CPU at 200,000 the
+same, 7.02, 6.56 against 6.84, 7.11 s; backends no longer wrote WAL for want of buffers,
+~19,000 times a sweep before, but no wall time moved beyond the noise, so nothing to ship); no
+foreign key on the audit row (its check is 3.3 us a row, -11% PostgreSQL CPU; kept for audit
+integrity), nor inserting the audit rows before the update so the check meets a row we already
+locked (-0.4 us a row: not worth a second statement); batches of 1,000 or 5,000 (an earlier
+round: no better than 2,000). No index could go: on payments each serves a query (`status,
+created_at` the admin list's status filter and order; `user_id` a user's list; `order_id` an
+order's payments; the unique ones are constraints), events' (txid, id) is the feed's order,
+payment_events' payment_id the audit trail's reads. What bounds the rest: the job still does
+~3.3x the raw `UPDATE`'s PostgreSQL CPU (three rows and their index entries per payment, the
+audit row's foreign key check), spread over two connections on two cores; its backends were on
+CPU in ~73% of samples, the rest mostly `BufferContent` (~9%; presumably the pages both
+connections take for every audit and event row: the two id sequences' and the primary keys'
+last pages) and `WALWrite` (~7%), while the raw `UPDATE`'s one backend was on CPU ~90% of its
+time. The callbacks alongside and anyone else's load take from the two cores the ratio needs."""
 
 RAW_UPDATE = text("""
 UPDATE payments SET status = 'expired', updated_at = now()

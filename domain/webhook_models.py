@@ -33,6 +33,8 @@ from domain.models import Base
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 NOTIFICATION_TYPES = ("payment_succeeded", "payment_failed", "refund_succeeded")
+# The writing transaction's id, as events.txid holds it (the column's default).
+CURRENT_TXID_SQL = "(pg_current_xact_id())::text::bigint"
 
 
 def _now() -> Any:
@@ -50,7 +52,7 @@ class Event(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     type: Mapped[str] = mapped_column(String(32))
     txid: Mapped[int] = mapped_column(
-        BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"))
+        BigInteger, server_default=text(CURRENT_TXID_SQL))
     object_type: Mapped[str] = mapped_column(String(16))
     object_id: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB)

@@ -32,9 +32,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnClause,
     Select,
     String,
@@ -47,6 +49,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
 from adapters.metrics import EXPIRATIONS, count_on_commit, count_payment_final
@@ -63,6 +66,7 @@ from services.provider_sync import (
     query_statuses,
 )
 from services.webhooks.outbox import defer_deliveries, payment_events_from, record_events
+from services.webhooks.views import PAYMENT_VIEW_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +160,7 @@ def _expire_due_init(res: Resources, batch_size: int, deadline: float | None) ->
     while not _past(deadline, tally):
         with res.uow() as uow:
             _begin_sweep_batch(uow.session)
-            expired_ids, delivery_ids = uow.session.execute(
-                _expire_payments_statement(batch_size, status=PaymentStatus.INIT.value)
-            ).one()
-            changed = len(expired_ids)
+            changed, delivery_ids = uow.session.execute(_expire_init_statement(batch_size)).one()
             defer_deliveries(uow.session, delivery_ids)
             count_payment_final(uow.session, PaymentStatus.EXPIRED.value, changed)
             uow.commit()
@@ -206,10 +207,9 @@ def _expire_due_processing(res: Resources, batch_size: int, deadline: float | No
             continue
         with res.uow() as uow:
             _begin_sweep_batch(uow.session)
-            expired_ids, delivery_ids = uow.session.execute(_expire_payments_statement(
+            changed, delivery_ids = uow.session.execute(_expire_payments_statement(
                 len(expirable), status=PaymentStatus.PROCESSING.value, only_ids=expirable)
             ).one()
-            changed = len(expired_ids)
             defer_deliveries(uow.session, delivery_ids)
             count_payment_final(uow.session, PaymentStatus.EXPIRED.value, changed)
             uow.commit()
@@ -217,9 +217,17 @@ def _expire_due_processing(res: Resources, batch_size: int, deadline: float | No
         tally.counts["processing_expired"] += changed
 
 
+@lru_cache(maxsize=4)
+def _expire_init_statement(batch_size: int) -> Select[Any]:
+    """The init batches' statement, built once per batch size: it holds no per-batch value,
+    and building it again (2.2 ms of Python, its cache key included) left the batch's
+    connection idle that long between batches and took CPU from the sweep (B4)."""
+    return _expire_payments_statement(batch_size, status=PaymentStatus.INIT.value)
+
+
 def _expire_payments_statement(batch_size: int, *, status: str,
                                only_ids: Sequence[int] | None = None) -> Select[Any]:
-    """One batch, one statement; returns the ids of the payments it expired and of the
+    """One batch, one statement; returns how many payments it expired and the ids of the
     webhook deliveries of their payment.expired events (services/webhooks/outbox.py):
 
     WITH due AS (SELECT ctid FROM payments
@@ -227,13 +235,14 @@ def _expire_payments_statement(batch_size: int, *, status: str,
                  LIMIT :batch FOR UPDATE SKIP LOCKED),
          expired AS (UPDATE payments SET status = 'expired', updated_at = now()
                      WHERE ctid = ANY(ARRAY(SELECT ctid FROM due)) AND status = :status
-                     RETURNING payments.*, :status AS from_status),
+                     RETURNING <the columns the event's view reads>, :status AS from_status),
          events AS (INSERT INTO payment_events (payment_id, event, actor, detail)
-                    SELECT id, 'payment_expired', :actor, jsonb_build_object(...) FROM expired
+                    SELECT id, 'payment_expired', :actor, :detail || jsonb_build_object(
+                        'expires_at', expires_at) FROM expired
                     RETURNING payment_id),
          webhook_events AS (INSERT INTO events ... SELECT ... FROM expired AS p ...),
          webhook_deliveries_queued AS (INSERT INTO webhook_deliveries ... RETURNING id)
-    SELECT array(SELECT payment_id FROM events), array(SELECT id FROM webhook_deliveries_queued)
+    SELECT (SELECT count(*) FROM events), array(SELECT id FROM webhook_deliveries_queued)
     """
     conditions = [Payment.status == status, Payment.expires_at < func.now()]
     if only_ids is not None:
@@ -254,20 +263,28 @@ def _expire_payments_statement(batch_size: int, *, status: str,
                .where(_CTID == any_(func.array(select(due.c.ctid).scalar_subquery())),
                       Payment.status == status)
                .values(status=PaymentStatus.EXPIRED.value, updated_at=func.now())
-               .returning(*Payment.__table__.c, literal(status, String).label("from_status"))
+               .returning(*(Payment.__table__.c[name] for name in PAYMENT_VIEW_COLUMNS),
+                          literal(status, String).label("from_status"))
                .cte("expired"))
     events = (insert(PaymentEvent).from_select(
         ["payment_id", "event", "actor", "detail"],
         select(expired.c.id, literal("payment_expired"), literal(EXPIRE_PAYMENTS_ACTOR),
-               func.jsonb_build_object("from_status", expired.c.from_status,
-                                       "to_status", PaymentStatus.EXPIRED.value,
-                                       "reason", PAYMENT_TTL_REASON,
-                                       "expires_at", expired.c.expires_at)))
+               _expired_detail(status).op("||")(
+                   func.jsonb_build_object("expires_at", expired.c.expires_at))))
         .returning(PaymentEvent.payment_id).cte("events"))
     # The merchant's payment.expired events (§9) from the same RETURNING, set-based too.
     queued = payment_events_from(expired, EventType.PAYMENT_EXPIRED)
-    return select(func.array(select(events.c.payment_id).scalar_subquery()),
+    # A count, not the ids: the caller only counts them (2,000 ids a batch to send and parse).
+    return select(select(func.count()).select_from(events).scalar_subquery(),
                   func.array(select(queued.c.id).scalar_subquery()))
+
+
+def _expired_detail(from_status: str) -> BindParameter[Any]:
+    """The part of a payment_expired row's detail that is the same for the whole batch, as
+    one JSONB value; the statement adds each row's expires_at with `||`. The same detail
+    as jsonb_build_object of all four, for 0.7 us a row less (B4)."""
+    return literal({"from_status": from_status, "to_status": PaymentStatus.EXPIRED.value,
+                    "reason": PAYMENT_TTL_REASON}, JSONB)
 
 
 # -- orders ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The API view of a payment, order or refund, as SQL that builds its JSON.
+"""The API view of a payment, order or refund, as SQL that builds an event's JSON.
 
 An event carries the object as the API showed it at that moment (§9). Building it
 in PostgreSQL, from the rows the change just wrote, lets a set-based sweep write
@@ -6,6 +6,9 @@ in PostgreSQL, from the rows the change just wrote, lets a set-based sweep write
 those of services/queries.py (payment_fields, order_detail) and
 services/refunds.py (refund_view): money as "100.00" strings, timestamps in ISO
 8601 with offset; tests/integration/test_events_api.py compares the two.
+
+Each *_EVENT_DATA is an SQL expression over its alias's row: the event's whole `data`,
+{"object": <the view>}.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ assert minor_units(DEFAULT_CURRENCY) == 2
 
 
 def _ts(column: str) -> str:
-    # PostgreSQL's own JSON form of a timestamptz: ISO 8601 with the offset. A third of
-    # the cost of to_char() per row, which counts in a 100,000-row sweep (B4).
-    return f"to_jsonb({column})"
+    # The column as it is: to_jsonb of a row, and jsonb_build_object, write a timestamptz in
+    # PostgreSQL's own JSON form, ISO 8601 with the offset (as to_jsonb(column) does, without
+    # the scalar it builds first). A third of the cost of to_char() per row (B4).
+    return column
 
 
 def _decimals_sql(currency: str) -> str:
@@ -42,12 +46,23 @@ def _money(column: str, currency: str) -> str:
     return f"round({column}, {_decimals_sql(currency)})::text"
 
 
-def _object(fields: dict[str, str]) -> str:
-    return "jsonb_build_object(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+def _event_data(fields: dict[str, str]) -> str:
+    """{"object": {field: value, ...}} as to_jsonb of a row whose columns are the fields.
+
+    The same JSON as jsonb_build_object('object', jsonb_build_object(field, value, ...)),
+    built for ~60% of its cost (4.4 against 7.0 us for a payment, B4): to_jsonb of a row
+    writes the nested object in one pass, where jsonb_build_object looks up every
+    argument's type and output function again for every row, keys included, and the
+    outer call copies the inner object once more.
+    """
+    columns = ", ".join(f'{value} AS "{name}"' for name, value in fields.items())
+    return (f"(SELECT to_jsonb(event_data) FROM (SELECT view_row AS object "
+            f"FROM (SELECT {columns}) AS view_row) AS event_data)")
 
 
-# `p` is a row of payments.
-PAYMENT_VIEW = _object({
+# `p` is a row of payments. Each field is the payments column of the same name (the money
+# ones written with the currency's decimals, which `currency` gives).
+_PAYMENT_FIELDS = {
     "id": "p.id", "order_id": "p.order_id", "amount": _money("p.amount", "p.currency"),
     "currency": "p.currency", "method": "p.method", "status": "p.status",
     "provider": "p.provider", "transaction_id": "p.transaction_id",
@@ -57,10 +72,13 @@ PAYMENT_VIEW = _object({
     "created_at": _ts("p.created_at"), "updated_at": _ts("p.updated_at"),
     "expires_at": _ts("p.expires_at"), "paid_at": _ts("p.paid_at"),
     "needs_review": "p.needs_review",
-})
+}
+PAYMENT_EVENT_DATA = _event_data(_PAYMENT_FIELDS)
+# The payments columns the payment's event data reads: what a writer's RETURNING must give.
+PAYMENT_VIEW_COLUMNS = tuple(_PAYMENT_FIELDS)
 
 # `o` is a row of orders; its totals and history are read in the same statement.
-ORDER_VIEW = _object({
+ORDER_EVENT_DATA = _event_data({
     "id": "o.id", "order_number": "o.order_number", "user_id": "o.user_id",
     "total_amount": _money("o.total_amount", "o.currency"), "currency": "o.currency",
     "status": "o.status", "purpose": "o.purpose",
@@ -79,7 +97,7 @@ ORDER_VIEW = _object({
 })
 
 # `r` is a row of refunds.
-REFUND_VIEW = _object({
+REFUND_EVENT_DATA = _event_data({
     "id": "r.id", "payment_id": "r.payment_id", "amount": _money("r.amount", "r.currency"),
     "currency": "r.currency", "status": "r.status", "reason": "r.reason",
     "provider_refund_id": "r.provider_refund_id", "out_refund_no": "r.out_refund_no",
@@ -88,7 +106,7 @@ REFUND_VIEW = _object({
 })
 
 # `ri` is a row of reconciliation_items, `rr` its run.
-RECONCILIATION_ITEM_VIEW = _object({
+RECONCILIATION_ITEM_EVENT_DATA = _event_data({
     "id": "ri.id", "run_id": "ri.run_id", "provider": "rr.provider",
     "statement_date": "to_jsonb(rr.statement_date)", "object": "ri.object",
     "kind": "ri.kind", "status": "ri.status", "reference": "ri.reference",
