@@ -65,15 +65,26 @@ def test_every_payment_applied_exactly_once_while_pool_processes_are_killed(
             def processed() -> int:
                 return _count(res, ProviderCallback.status == "processed")
 
+            # The stream is sent in parts, the next part once a round has killed the pool:
+            # the workers apply a burst about as fast as it arrives, so one burst sent at
+            # once could be all applied before the later rounds, leaving them nothing to
+            # interrupt (and no progress to wait for).
+            parts = [bodies[i::KILL_ROUNDS + 1] for i in range(KILL_ROUNDS + 1)]
+            rounds_done = threading.Semaphore(0)
+
             def killer() -> None:
                 # Kill the whole pool while it works through the backlog: tasks die
                 # mid-flight, with locks held and transactions open. Before each round the
                 # master must have forked a new pool, and that pool must have done some work.
-                kills.extend(kill_pool_in_rounds(worker.pid, KILL_ROUNDS, processed, step=30))
+                kills.extend(kill_pool_in_rounds(worker.pid, KILL_ROUNDS, processed, step=30,
+                                                 after_each=rounds_done.release))
 
             kill_thread = threading.Thread(target=killer, daemon=True)
             kill_thread.start()
-            responses = post_callbacks(url, bodies)
+            responses = post_callbacks(url, parts[0])
+            for part in parts[1:]:
+                assert rounds_done.acquire(timeout=130), f"a kill round never came: {kills}"
+                responses += post_callbacks(url, part)
             kill_thread.join(timeout=180)
 
             assert [r.status_code for r in responses] == [200] * len(bodies)

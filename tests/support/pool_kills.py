@@ -30,9 +30,11 @@ def pool_processes(worker_pid: int) -> list[psutil.Process]:
 
 
 def kill_pool_in_rounds(worker_pid: int, rounds: int, progress: Callable[[], int],
-                        step: int, pool_size: int = 2) -> list[int]:
+                        step: int, pool_size: int = 2,
+                        after_each: Callable[[], None] = lambda: None) -> list[int]:
     """`rounds` times: once the master has a whole pool again and that pool has moved
-    `progress` on by `step`, SIGKILL every pool process. Returns how many died each round."""
+    `progress` on by `step`, SIGKILL every pool process, then call `after_each` (a stream
+    paced by the rounds sends its next part). Returns how many died each round."""
     kills: list[int] = []
     done = progress()
     for _ in range(rounds):
@@ -48,6 +50,7 @@ def kill_pool_in_rounds(worker_pid: int, rounds: int, progress: Callable[[], int
                 pass
         kills.append(len(children))
         done = progress()
+        after_each()
     return kills
 
 
