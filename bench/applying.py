@@ -90,8 +90,9 @@ these runs it reached 47-53 tasks/s against 379-577/s on a quiet machine earlier
 batches applied 416-692/s; after issue #21's B3 work, quick runs on a machine as loaded
 (load average 9-11) applied 1,474-2,557/s against 109-586 no-op tasks/s. So the
 ratio in the quick rows overstates what a quiet machine shows. The full rows were measured on
-a quiet machine (load about 1, 2026-12-01 15:40 UTC): 6,552-7,555 callbacks/s applied against
-634-716 no-op tasks/s, a ratio of 9.3-11.9."""
+a quiet machine (load about 1, 2026-12-01 17:47 UTC): 5,225-7,571 callbacks/s applied against
+574-597 no-op tasks/s, ratios 13.19, 12.61, 8.75 (15:40 UTC, before this round's ingest and
+expiry changes: 6,552-7,555 against 634-716, 9.3-11.9)."""
 
 
 def run(settings: Settings, progress: Progress, *, size: int, runs: int, mode: str,

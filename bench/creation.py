@@ -57,9 +57,11 @@ Decimal and datetime hook; not worth an encoder of its own that could drift from
 JSON). What bounds the rest: the durable commit (a 201 is a payment that exists) and the
 BEGIN psycopg sends on its own are two round trips no statement merge removes (a single
 locking statement would read payments with a snapshot from before its lock wait), and two
-pool checkouts a request (the key lookup's, the transaction's). The full rows of the
-previous code were measured on a quiet machine (load about 1, 2026-12-01 15:52 UTC):
-769-890 creations/s against 5,539-6,717 hello-world POSTs/s, ratios 0.13-0.15."""
+pool checkouts a request (the key lookup's, the transaction's). A quiet full run of this
+code (load about 1, 2026-12-01 18:02 UTC): 902, 867 and 563 creations/s against 5,593-5,849
+hello-world POSTs/s, ratios 0.161, 0.148, 0.098 (the third run's creations alone fell by a
+third; the hello-world runs beside it did not); the previous code, the same way at 15:52 UTC:
+769-890 creations/s against 5,539-6,717, ratios 0.13-0.15."""
 
 
 class _Requests:

@@ -110,7 +110,10 @@ callback load, load ~2: subject 30.5, 30.7 s wall and 38.7, 37.8 s PostgreSQL CP
 before, 2.36, 2.52 after. With the callbacks, `python -m bench --scenario expiry --size
 1000000`, one run each, alternating, load 3-8: before 3.02, 3.25 (subject 49.4, 44.3 s), after
 2.25, 3.23 (32.5, 35.0 s): too loaded a machine to say more than that the ratio moved the way
-the CPU did; the quiet-machine full run decides.
+the CPU did. The quiet-machine full run (load about 1, 2026-12-01 18:00 UTC): subject 20.06,
+20.96, 20.10 s against the raw `UPDATE`'s 8.88-8.91 s, ratios 2.26, 2.36, 2.26 (2.51 before
+this round); three sweep connections instead of two, tried the same way just before it, one
+run each: 2.31 against 2.30.
 
 Tried, not kept: wal_buffers 16 MB instead of the 4 MB default (PostgreSQL CPU at 200,000 the
 same, 7.02, 6.56 against 6.84, 7.11 s; backends no longer wrote WAL for want of buffers,

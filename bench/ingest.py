@@ -68,9 +68,10 @@ machine (load 3-9), quick runs of three (`--runs 3 --size 8`): the code before t
 0.70 (runs 0.70, 0.83, 0.63); the prepared insert alone 0.76 (0.76, 0.79, 0.70); with every
 change 0.82, 0.87 and 1.02 in three such runs (nine runs from 0.52 to 1.10), so a quick
 row says little more than the direction; the CPU figures above are the steadier
-measure. The full rows before this round were measured on a quiet machine (load about 1,
-2026-12-01 15:35 UTC): ours 1,246-1,405 req/s against the floor's 1,259-1,897, ratios 0.74,
-0.75 and 1.07."""
+measure. The full rows were measured on a quiet machine (load about 1, 2026-12-01 17:43
+UTC): ours 1,484-1,495 req/s against the floor's 996-1,514, ratios 0.99, 1.50 and 1.04 (the
+floor's own figure is the one that swings); before this round, the same way at 15:35 UTC,
+ours 1,246-1,405 req/s against 1,259-1,897, ratios 0.74, 0.75 and 1.07."""
 
 
 def _prepare(settings: Settings, res: Resources, count: int) -> list[Request]:

@@ -84,12 +84,13 @@ the pool processes: most of a drain's time is psycopg waiting on PostgreSQL, the
 trips; our code and SQLAlchemy are a few per cent. On the shared machine (the quick rows,
 load 6-12) the p99 missed 100 ms from 100/s on, made of stalls of a few hundred ms that hit
 the hello-world round trip as well. The full rows were measured on a quiet machine (load about
-1, 2026-12-01 15:45 UTC): the p99 stays at 28-59 ms up to 300/s with the queue not growing, so
-the capacity is 300/s. At 400/s the two cores are full: the sender, web, worker and PostgreSQL
-together need more than they have (about 3.2 ms of CPU per callback in all, 1.3 ms of it the
-web's and sender's), and the hello-world round trip's own p99 rises to 84-119 ms beside ours
-at 141-209 ms. What bounds it is CPU per callback across the processes, the web's ingest the
-largest part (B1)."""
+1, 2026-12-01 17:52 UTC): the p99 stays at 11-44 ms at every rate up to 400/s with the queue
+not growing (medians of three: 12, 26, 27, 28 and 41 ms at 50, 100, 200, 300 and 400/s), so
+the capacity is the highest rate measured, 400/s. At 15:45 UTC, before B1's prepared insert
+and cheaper hooks, 400/s had filled the two cores (the sender, web, worker and PostgreSQL
+together about 3.2 ms of CPU per callback, 1.3 ms of it the web's and sender's; our p99
+141-209 ms, the hello-world round trip's own 84-119 ms) and the capacity was 300/s. What bounds
+it is CPU per callback across the processes, the web's ingest the largest part (B1)."""
 
 NOTIFY_TRIGGER = f"""
 CREATE OR REPLACE FUNCTION bench_notify_succeeded() RETURNS trigger AS $$
