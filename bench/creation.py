@@ -30,10 +30,11 @@ keep-alive connections), on the same 2 cores as PostgreSQL, alternating within e
 PROFILE = """\
 Where the time goes (measured 2026-12-01 on the machine below while other engineers loaded
 it, load average 7-11 on 2 cores, so old and new code ran alternately and single runs swing
-by 2x): a creation without a key is five round trips to PostgreSQL: the key lookup (one
-indexed SELECT in autocommit on a plain pooled connection, no Session: services/api_keys.py),
-then BEGIN, the order locked together with the database clock, ONE statement that inserts
-the attempt and its audit row and returns the detail view's columns
+by 2x): a creation without a key is five round trips to PostgreSQL on ONE pooled
+connection: the key lookup (one indexed SELECT in autocommit, no Session:
+services/api_keys.py), then on the same connection (web/auth.py, keeps_connection)
+BEGIN, the order locked together with the database clock, ONE statement that inserts the
+attempt and its audit row and returns the detail view's columns
 (services/payment_attempts.py), and the commit; the pool pings a connection only after it
 idled a second (adapters/pool_health.py). With an Idempotency-Key the claim and the stored
 answer join that one transaction (web/idempotency.InTransaction), one durable commit. The
@@ -56,10 +57,17 @@ own checkout about a fifth; the JSON answer about 2% (23 us: the app's encoder w
 Decimal and datetime hook; not worth an encoder of its own that could drift from the app's
 JSON). What bounds the rest: the durable commit (a 201 is a payment that exists) and the
 BEGIN psycopg sends on its own are two round trips no statement merge removes (a single
-locking statement would read payments with a snapshot from before its lock wait), and two
-pool checkouts a request (the key lookup's, the transaction's). The full rows of the
-previous code were measured on a quiet machine (load about 1, 2026-12-01 15:52 UTC):
-769-890 creations/s against 5,539-6,717 hello-world POSTs/s, ratios 0.13-0.15."""
+locking statement would read payments with a snapshot from before its lock wait). The
+second pool checkout (the key lookup's own) is gone since 2026-12-01 (machine loaded, load
+average 1-2): callgrind, 200 creations through the test client, two runs each alternating,
+3.125M and 3.127M instructions a request before, 3.105M and 3.073M after (-1.5%). Quick
+wrk runs (`--runs 3 --size 8`), one after the other: ratios 0.16, 0.17, 0.16 against 0.15,
+0.15, 0.15 before, but creations/s were 865-960 against 889-903: the ratio moved with the
+hello-world side, within the noise. What it still pays: switching the connection out of
+autocommit and back (psycopg runs each switch through its wait loop, about 1% of a
+creation). The full rows of the previous code were measured on a quiet machine (load
+about 1, 2026-12-01 15:52 UTC): 769-890 creations/s against 5,539-6,717 hello-world
+POSTs/s, ratios 0.13-0.15."""
 
 
 class _Requests:
