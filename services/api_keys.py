@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, select, text, update
 
-from adapters.db import UnitOfWork, back_from_autocommit, in_autocommit
+from adapters.db import UnitOfWork, autocommit_on
 from adapters.prepared import Prepared, fetch_one
 from domain.errors import InvalidInput, NotFound
 from domain.models import ApiKey
@@ -98,12 +98,11 @@ def authenticate_on(conn: Connection, key: str) -> Principal | None:
     """authenticate, on a connection the caller holds (UnitOfWork.held_connection) and
     may then hand to a unit of work (UnitOfWork.on): the lookup and its last_used_at
     write run in autocommit as above, durable before any transaction begins there."""
-    in_autocommit(conn)
-    row = fetch_one(conn, _LOOKUP, {"key_hash": hash_key(key)})
-    if row is not None and row.stale:
-        conn.execute(_TOUCH, {"key_id": row.id})
-        conn.commit()  # ends the Connection's autobegun transaction; nothing is sent
-    back_from_autocommit(conn)
+    with autocommit_on(conn):
+        row = fetch_one(conn, _LOOKUP, {"key_hash": hash_key(key)})
+        if row is not None and row.stale:
+            conn.execute(_TOUCH, {"key_id": row.id})
+            conn.commit()  # ends the Connection's autobegun transaction; nothing is sent
     if row is None:
         return None
     return Principal(key_id=row.id, role=row.role, user_id=row.user_id)
