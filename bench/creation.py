@@ -52,22 +52,24 @@ medians 1.32-1.54 ms a request against 1.65-1.93 before. Quick wrk runs (`--runs
 8`), alternating with the previous code: 0.17 and 0.18 against 0.09 and 0.08. Of what is
 left (cProfile, CPU): Flask's and werkzeug's request handling (headers, context locals, the
 hooks) about a third; psycopg's own execute and wait for the three statements and the
-commit about a quarter; the Session's begin, pool checkout and commit and the key lookup's
-own checkout about a fifth; the JSON answer about 2% (23 us: the app's encoder with its
-Decimal and datetime hook; not worth an encoder of its own that could drift from the app's
-JSON). What bounds the rest: the durable commit (a 201 is a payment that exists) and the
-BEGIN psycopg sends on its own are two round trips no statement merge removes (a single
-locking statement would read payments with a snapshot from before its lock wait). The
-second pool checkout (the key lookup's own) is gone since 2026-12-01 (machine loaded, load
-average 1-2): callgrind, 200 creations through the test client, two runs each alternating,
-3.125M and 3.127M instructions a request before, 3.105M and 3.073M after (-1.5%). Quick
-wrk runs (`--runs 3 --size 8`), one after the other: ratios 0.16, 0.17, 0.16 against 0.15,
-0.15, 0.15 before, but creations/s were 865-960 against 889-903: the ratio moved with the
-hello-world side, within the noise. What it still pays: switching the connection out of
-autocommit and back (psycopg runs each switch through its wait loop, about 1% of a
-creation). The full rows of the previous code were measured on a quiet machine (load
-about 1, 2026-12-01 15:52 UTC): 769-890 creations/s against 5,539-6,717 hello-world
-POSTs/s, ratios 0.13-0.15."""
+commit about a quarter; the Session's begin, pool checkout and commit and (until the step
+below) the key lookup's own checkout about a fifth; the JSON answer about 2% (23 us: the
+app's encoder with its Decimal and datetime hook; not worth an encoder of its own that
+could drift from the app's JSON). What bounds the rest: the durable commit (a 201 is a
+payment that exists) and the BEGIN psycopg sends on its own are two round trips no
+statement merge removes (a single locking statement would read payments with a snapshot
+from before its lock wait). The second pool checkout (the key lookup's own) is gone since
+2026-12-01 (machine loaded, load average 1-2), and the lookup switches autocommit on the
+psycopg connection itself (adapters/db.autocommit_on): through SQLAlchemy's isolation_level
+option the driver's two settings were switched four times a request, the pool's reset
+included, each through psycopg's wait loop. callgrind, 200 creations through the test
+client minus a run of none, alternating: 3.125M and 3.127M instructions a request before,
+3.10M and 3.07M with one checkout, 2.96M with the driver's switch too (-5%). Quick wrk runs
+(`--runs 3 --size 8`), alternating old and new: creations/s 924, 925, 925 (ratios 0.17,
+0.16, 0.16) against 889, 903, 892 and 878, 875, 907 before (0.15 each); the one-checkout
+step alone, 865-960 (0.16, 0.17, 0.16), was within the noise. The full rows of the previous
+code were measured on a quiet machine (load about 1, 2026-12-01 15:52 UTC): 769-890
+creations/s against 5,539-6,717 hello-world POSTs/s, ratios 0.13-0.15."""
 
 
 class _Requests:
