@@ -145,7 +145,7 @@ def autocommit_on(conn: Connection) -> Iterator[Connection]:
     sent), then transactional again, for a unit of work's Session on it. Set on the
     driver itself, not through SQLAlchemy's isolation_level option: that path switched
     the driver's two settings back and forth four times a request, to and fro and again
-    at the pool's return (1-2% of a creation's instructions, B5). A block that fails
+    at the pool's return (about 4% of a creation's instructions, B5). A block that fails
     invalidates the connection, so that it never goes back to the pool in autocommit."""
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
