@@ -82,14 +82,19 @@ class UnitOfWork:
     """`with uow: ...; uow.commit()`; the session is `uow.session`."""
 
     def __init__(self, session_factory: sessionmaker[Session],
-                 task_sender: TaskSender | None = None) -> None:
+                 task_sender: TaskSender | None = None, *,
+                 connection: Connection | None = None) -> None:
         self._session_factory = session_factory
         self._task_sender = task_sender
+        # A connection the caller checked out and closes (held_connection): the Session
+        # begins and commits its transaction there and leaves the connection open.
+        self._connection = connection
         self._after_commit: list[Callable[[], None]] = []
         self.session: Session
 
     def __enter__(self) -> UnitOfWork:
-        self.session = self._session_factory()
+        self.session = (self._session_factory() if self._connection is None
+                        else self._session_factory(bind=self._connection))
         self._after_commit = []
         return self
 
@@ -120,16 +125,37 @@ class UnitOfWork:
     def after_commit(self, hook: Callable[[], None]) -> None:
         self._after_commit.append(hook)
 
-    @contextmanager
-    def autocommit(self) -> Iterator[Connection]:
-        """A pooled connection in autocommit, outside the unit of work and without a
-        Session: for one statement durable on its own that runs on every request (the
-        API key lookup), where a Session's begin, connection and rollback bookkeeping
-        cost more Python than the statement (B5). The pool puts the connection back to
-        its own isolation level on return."""
+    def held_connection(self) -> Connection:
+        """A pooled connection outside the unit of work, for the caller to close: for the
+        API key lookup, which runs in autocommit without a Session on every request (a
+        Session's begin, connection and rollback bookkeeping cost more Python than the
+        statement, B5), and may then hand the connection to the request's unit of work
+        (`on(conn)`): one pool checkout for both."""
         engine: Engine = self._session_factory.kw["bind"]
-        with engine.connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        return engine.connect()
+
+    def on(self, connection: Connection) -> UnitOfWork:
+        """This unit of work's transaction on `connection`, which the caller closes."""
+        return UnitOfWork(self._session_factory, self._task_sender, connection=connection)
+
+
+@contextmanager
+def autocommit_on(conn: Connection) -> Iterator[Connection]:
+    """`conn` in autocommit for the block (each statement durable on its own, no BEGIN
+    sent), then transactional again, for a unit of work's Session on it. Set on the
+    driver itself, not through SQLAlchemy's isolation_level option: that path switched
+    the driver's two settings back and forth four times a request, to and fro and again
+    at the pool's return (about 4% of a creation's instructions, B5). A block that fails
+    invalidates the connection, so that it never goes back to the pool in autocommit."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    driver.autocommit = True
+    try:
+        yield conn
+    except BaseException:
+        conn.invalidate()
+        raise
+    driver.autocommit = False
 
 
 def _as_dbapi_error(exc: psycopg.Error, *, invalidated: bool) -> DBAPIError:

@@ -30,10 +30,11 @@ keep-alive connections), on the same 2 cores as PostgreSQL, alternating within e
 PROFILE = """\
 Where the time goes (measured 2026-12-01 on the machine below while other engineers loaded
 it, load average 7-11 on 2 cores, so old and new code ran alternately and single runs swing
-by 2x): a creation without a key is five round trips to PostgreSQL: the key lookup (one
-indexed SELECT in autocommit on a plain pooled connection, no Session: services/api_keys.py),
-then BEGIN, the order locked together with the database clock, ONE statement that inserts
-the attempt and its audit row and returns the detail view's columns
+by 2x): a creation without a key is five round trips to PostgreSQL on ONE pooled
+connection: the key lookup (one indexed SELECT in autocommit, no Session:
+services/api_keys.py), then on the same connection (web/auth.py, keeps_connection)
+BEGIN, the order locked together with the database clock, ONE statement that inserts the
+attempt and its audit row and returns the detail view's columns
 (services/payment_attempts.py), and the commit; the pool pings a connection only after it
 idled a second (adapters/pool_health.py). With an Idempotency-Key the claim and the stored
 answer join that one transaction (web/idempotency.InTransaction), one durable commit. The
@@ -51,17 +52,27 @@ medians 1.32-1.54 ms a request against 1.65-1.93 before. Quick wrk runs (`--runs
 8`), alternating with the previous code: 0.17 and 0.18 against 0.09 and 0.08. Of what is
 left (cProfile, CPU): Flask's and werkzeug's request handling (headers, context locals, the
 hooks) about a third; psycopg's own execute and wait for the three statements and the
-commit about a quarter; the Session's begin, pool checkout and commit and the key lookup's
-own checkout about a fifth; the JSON answer about 2% (23 us: the app's encoder with its
-Decimal and datetime hook; not worth an encoder of its own that could drift from the app's
-JSON). What bounds the rest: the durable commit (a 201 is a payment that exists) and the
-BEGIN psycopg sends on its own are two round trips no statement merge removes (a single
-locking statement would read payments with a snapshot from before its lock wait), and two
-pool checkouts a request (the key lookup's, the transaction's). A quiet full run of this
-code (load about 1, 2026-12-01 18:02 UTC): 902, 867 and 563 creations/s against 5,593-5,849
-hello-world POSTs/s, ratios 0.161, 0.148, 0.098 (the third run's creations alone fell by a
-third; the hello-world runs beside it did not); the previous code, the same way at 15:52 UTC:
-769-890 creations/s against 5,539-6,717, ratios 0.13-0.15."""
+commit about a quarter; the Session's begin, pool checkout and commit and (until the step
+below) the key lookup's own checkout about a fifth; the JSON answer about 2% (23 us: the
+app's encoder with its Decimal and datetime hook; not worth an encoder of its own that
+could drift from the app's JSON). What bounds the rest: the durable commit (a 201 is a
+payment that exists) and the BEGIN psycopg sends on its own are two round trips no
+statement merge removes (a single locking statement would read payments with a snapshot
+from before its lock wait). The second pool checkout (the key lookup's own) is gone since
+2026-12-01 (machine loaded, load average 1-2), and the lookup switches autocommit on the
+psycopg connection itself (adapters/db.autocommit_on): through SQLAlchemy's isolation_level
+option the driver's two settings were switched four times a request, the pool's reset
+included, each through psycopg's wait loop. callgrind, 200 creations through the test
+client minus a run of none, alternating: 3.125M and 3.127M instructions a request before,
+3.10M and 3.07M with one checkout, 2.96M with the driver's switch too (-5%). Quick wrk runs
+(`--runs 3 --size 8`), alternating old and new: creations/s 924, 925, 925 (ratios 0.17,
+0.16, 0.16) against 889, 903, 892 and 878, 875, 907 before (0.15 each); the one-checkout
+step alone, 865-960 (0.16, 0.17, 0.16), was within the noise. The full rows of the previous
+code were measured on a quiet machine (load about 1, 2026-12-01 15:52 UTC): 769-890
+creations/s against 5,539-6,717 hello-world POSTs/s, ratios 0.13-0.15; the code before the
+one-checkout step, the same way at 18:02 UTC: 902, 867 and 563 creations/s against
+5,593-5,849, ratios 0.161, 0.148, 0.098 (the third run's creations alone fell by a third; the
+hello-world runs beside it did not)."""
 
 
 class _Requests:

@@ -8,9 +8,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 
-from adapters.db import UnitOfWork
+from adapters.db import UnitOfWork, autocommit_on
 from adapters.prepared import Prepared, fetch_one
 from domain.errors import InvalidInput, NotFound
 from domain.models import ApiKey
@@ -90,10 +90,19 @@ def authenticate(uow: UnitOfWork, key: str) -> Principal | None:
     autocommit on a plain connection (no Session): one indexed SELECT with no BEGIN and
     ROLLBACK around it, which cost more than the lookup itself (B5); the rare
     last_used_at write is one statement, atomic on its own."""
-    with uow.autocommit() as conn:
+    with uow.held_connection() as conn:
+        return authenticate_on(conn, key)
+
+
+def authenticate_on(conn: Connection, key: str) -> Principal | None:
+    """authenticate, on a connection the caller holds (UnitOfWork.held_connection) and
+    may then hand to a unit of work (UnitOfWork.on): the lookup and its last_used_at
+    write run in autocommit as above, durable before any transaction begins there."""
+    with autocommit_on(conn):
         row = fetch_one(conn, _LOOKUP, {"key_hash": hash_key(key)})
         if row is not None and row.stale:
             conn.execute(_TOUCH, {"key_id": row.id})
+            conn.commit()  # ends the Connection's autobegun transaction; nothing is sent
     if row is None:
         return None
     return Principal(key_id=row.id, role=row.role, user_id=row.user_id)

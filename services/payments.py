@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from adapters.db import UnitOfWork
 from adapters.metrics import PAYMENTS_CREATED, count_on_commit
 from adapters.providers.base import Provider, ProviderRejected, ProviderUnavailable
 from adapters.resources import Resources
@@ -62,17 +63,19 @@ class KeyedAnswer(Protocol):
 
 
 def create_payment(res: Resources, principal: Principal, *, order_id: int, method: object,
-                   amount: object, keyed: KeyedAnswer | None = None
-                   ) -> tuple[PaymentView, bool]:
+                   amount: object, keyed: KeyedAnswer | None = None,
+                   uow: UnitOfWork | None = None) -> tuple[PaymentView, bool]:
     """The new payment and True, or the order's live active payment and False.
 
     Checks run in seed 000's order: the order (404), the method (400), the
     amount's form (400) and value (400 amount_mismatch), the order's status and
     age (409). Nothing is written when one fails (the key's claim included). The common
     case, an order with no active payment, is two statements and a commit
-    (services/payment_attempts.py); with a key, its claim and answer join them.
+    (services/payment_attempts.py); with a key, its claim and answer join them. `uow`:
+    the one to run in (the web's, on the connection the API key was looked up on).
     """
-    with res.uow() as uow:
+    uow = uow or res.uow()
+    with uow:
         session = uow.session
         if keyed is not None:
             keyed.claim(session)

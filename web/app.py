@@ -14,6 +14,7 @@ from adapters.metrics import initialise_series
 from adapters.resources import Resources
 from config import Settings
 from standins.web import mount_standins
+from web.auth import install_auth
 from web.errors import register_error_handlers
 from web.idempotency import install_idempotency
 from web.json_body import install_body_limit
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     register_error_handlers(app)
     install_body_limit(app)  # before anything reads a body
     install_security_headers(app)
+    install_auth(app)
     install_idempotency(app, API_PREFIX)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)

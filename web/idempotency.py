@@ -36,7 +36,7 @@ from services.idempotency import (
     store_answer,
     validate_key,
 )
-from web.auth import request_principal
+from web.auth import request_principal, request_uow
 from web.deps import resources
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,8 @@ def _record_failed_view(keyed: InTransaction, response: Response) -> None:
     if not _worth_replaying(response):
         return  # a 5xx or 429: nothing stored, nothing claimed, the client may retry
     try:
-        record_answer(resources().uow(), keyed.api_key_id, keyed.key, keyed.fingerprint,
+        # On the view's connection (its transaction is over): still one checkout.
+        record_answer(request_uow(), keyed.api_key_id, keyed.key, keyed.fingerprint,
                       response.status_code, response.get_data(as_text=True))
     except Exception:
         # The answer is sent as is; with nothing stored a retry runs again, and finds

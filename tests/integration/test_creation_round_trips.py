@@ -3,6 +3,7 @@ server (this process, this engine) sends to the database for one POST /api/v1/pa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -10,9 +11,33 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import event, func, insert, select
 
 from adapters.resources import Resources
-from domain.models import Order
-from services.api_keys import authenticate, create_api_key
+from domain.models import ApiKey, Order, Payment
+from services.api_keys import authenticate, authenticate_on, create_api_key
 from tests.support.factories import make_order, make_payment
+
+
+@contextmanager
+def checkouts(res: Resources) -> Iterator[list[int]]:
+    """The server pid of each connection the engine's pool hands out meanwhile."""
+    seen: list[int] = []
+
+    def record(dbapi_connection, *_):
+        seen.append(dbapi_connection.info.backend_pid)
+
+    event.listen(res.db.engine, "checkout", record)
+    try:
+        yield seen
+    finally:
+        event.remove(res.db.engine, "checkout", record)
+
+
+def all_given_back(res: Resources) -> bool:
+    """The pool holds every connection again (the live server's teardown may still be
+    running just after the answer arrived)."""
+    deadline = time.monotonic() + 2
+    while res.db.engine.pool.checkedout() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.01)
+    return res.db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 @contextmanager
@@ -98,5 +123,75 @@ def test_the_key_lookup_leaves_its_pooled_connection_transactional(settings):
         with res.uow() as uow:
             assert uow.session.execute(select(func.count()).select_from(Order).where(
                 Order.order_number == "autocommit-check")).scalar_one() == 0
+    finally:
+        res.close()
+
+
+def test_a_creation_checks_out_one_pooled_connection(api, make_user_key, resources, clean_db):
+    """The key is looked up on the connection the creation's transaction then uses
+    (web.auth, keeps_connection): one pool checkout a request, given back at its end."""
+    client = api.as_key(make_user_key(1))
+    first, second = make_order(clean_db, user_id=1), make_order(clean_db, user_id=1)
+
+    # The key's first use: its last_used_at is written, in autocommit, on that connection.
+    with checkouts(resources) as handed_out, statements(resources) as sent:
+        response = client.post("/api/v1/payments", json={"order_id": first})
+    assert response.status_code == 201
+    assert len(handed_out) == 1 and all_given_back(resources)
+    assert len(sent) == 4 and "UPDATE api_keys" in sent[1], sent
+
+    with checkouts(resources) as handed_out:
+        keyed = client.post("/api/v1/payments", json={"order_id": second},
+                            headers={"Idempotency-Key": "one-connection"})
+        replayed = client.post("/api/v1/payments", json={"order_id": second},
+                               headers={"Idempotency-Key": "one-connection"})
+    assert keyed.status_code == 201 and replayed.status_code == 201
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert len(handed_out) == 2 and all_given_back(resources)
+
+    # A 4xx rolls the view's transaction back; its answer is then stored on that same
+    # connection (web.idempotency._record_failed_view).
+    with checkouts(resources) as handed_out:
+        missing = client.post("/api/v1/payments", json={"order_id": second + 1000},
+                              headers={"Idempotency-Key": "no-such-order"})
+    assert missing.status_code == 404
+    assert len(handed_out) == 1 and all_given_back(resources)
+    with resources.db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ApiKey).where(
+            ApiKey.last_used_at.is_not(None))).scalar_one() == 1
+
+
+def test_a_creation_refused_before_its_view_gives_the_connection_back(api, make_user_key,
+                                                                      resources, clean_db):
+    """An invalid key (401), or a malformed Idempotency-Key refused in the before_request
+    hook after the lookup (400): the view never runs, the connection still goes back."""
+    order_id = make_order(clean_db, user_id=1)
+    refused = api.as_key("pk_user_not-a-key").post("/api/v1/payments",
+                                                   json={"order_id": order_id})
+    malformed = api.as_key(make_user_key(1)).post(
+        "/api/v1/payments", json={"order_id": order_id}, headers={"Idempotency-Key": ""})
+
+    assert refused.status_code == 401 and refused.json()["code"] == "invalid_api_key"
+    assert malformed.status_code == 400
+    assert all_given_back(resources)
+    with resources.db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Payment)).scalar_one() == 0
+
+
+def test_a_unit_of_work_on_the_lookups_connection_is_transactional(settings):
+    """After the lookup in autocommit, the connection is back to the engine's isolation
+    level: a unit of work on it that does not commit leaves nothing behind."""
+    res = Resources(settings, db_pool_size=1)
+    try:
+        key = create_api_key(res.uow(), "admin", name="held connection check")
+        uow = res.uow()
+        with uow.held_connection() as conn:
+            assert authenticate_on(conn, key) is not None
+            with uow.on(conn) as work:  # never committed
+                work.session.execute(insert(Order).values(
+                    order_number="held-check", user_id=1, total_amount=1, currency="CNY"))
+        with res.uow() as check:
+            assert check.session.execute(select(func.count()).select_from(Order).where(
+                Order.order_number == "held-check")).scalar_one() == 0
     finally:
         res.close()

@@ -120,7 +120,7 @@ def transactions(res: Resources) -> Iterator[list[str]]:
     seen: list[str] = []
 
     def statement(conn, cursor, sql, *_):
-        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        if cursor.connection.autocommit:  # the driver's own setting (adapters.db.autocommit_on)
             seen.append(" ".join(sql.split())[:60])
 
     def commit(conn):

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from services import payments, queries, review
 from services.checkout import with_checkout_url
-from web.auth import current_principal, require_key
+from web.auth import current_principal, request_uow, require_key
 from web.deps import resources
 from web.idempotency import InTransaction, claims_in_transaction, keyed_request
 from web.json_body import json_body
@@ -29,7 +29,7 @@ MAX_PAGE_SIZE = 100
 
 
 @bp.post("/payments")
-@require_key()
+@require_key(keeps_connection=True)
 @claims_in_transaction
 def create_payment():
     body = json_body(("order_id", "method", "amount"))
@@ -37,7 +37,8 @@ def create_payment():
     answer = _KeyedAnswer(keyed) if keyed is not None else None
     view, created = payments.create_payment(
         resources(), current_principal(), order_id=body_id(body, "order_id") or 0,
-        method=body.get("method"), amount=body.get("amount"), keyed=answer)
+        method=body.get("method"), amount=body.get("amount"), keyed=answer,
+        uow=request_uow())
     if answer is None:
         return _created_response(view, created)
     answer.keyed.committed()
