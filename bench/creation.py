@@ -73,8 +73,8 @@ creations/s against 5,539-6,717 hello-world POSTs/s, ratios 0.13-0.15. This code
 rows, on a quiet machine (load about 1, 2026-12-01 18:30 UTC): 887, 882 and 909 creations/s
 against 6,066, 5,534 and 5,493 hello-world POSTs/s, ratios 0.146, 0.159, 0.165.
 The code before the one-checkout step, the same way at 18:02 UTC: 902, 867 and 563
-creations/s against 5,593-5,849, ratios 0.161, 0.148, 0.098 (the third run's creations alone fell by a third; the
-hello-world runs beside it did not)."""
+creations/s against 5,593-5,849, ratios 0.161, 0.148, 0.098 (the third run's creations
+alone fell by a third; the hello-world runs beside it did not)."""
 
 
 class _Requests:
