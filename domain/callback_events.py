@@ -90,11 +90,7 @@ def decode_callback_body(raw: bytes) -> dict[str, Any]:
                            code="malformed_json") from None
     if not isinstance(body, dict):
         raise InvalidInput("The callback body must be a JSON object", code="malformed_json")
-    # JSON text can carry U+0000 or a lone surrogate only as a \u escape: a raw NUL is not
-    # valid JSON, and strict UTF-8 decoding refuses an encoded surrogate. A body with no
-    # \u at all (every callback we have seen) needs no walk through its values.
-    if "\\u" in text:
-        check_storable(body)
+    check_storable_json(text, body)
     return body
 
 
@@ -108,15 +104,22 @@ def check_storable(doc: dict[str, Any]) -> None:
                            "surrogates", code="malformed_json")
 
 
+def check_storable_json(text: str, doc: dict[str, Any]) -> None:
+    """check_storable for `doc`, parsed from or dumped to the JSON `text`. JSON text can
+    carry U+0000 or a lone surrogate only as a \\u escape: a raw NUL is not valid JSON,
+    strict UTF-8 decoding refuses an encoded surrogate, and json.dumps escapes every
+    character outside ASCII. A text with no \\u at all (every callback we have seen)
+    needs no walk through its values (B1)."""
+    if "\\u" in text:
+        check_storable(doc)
+
+
 def storable_payload(event: CallbackEvent) -> str:
     """The event as the inbox stores it (event_payload as JSON text), or 400 when jsonb
-    could not hold it (check_storable). json.dumps escapes every character outside ASCII,
-    so a text without a \\u escape holds neither a NUL nor a surrogate: only one with an
-    escape is walked through."""
+    could not hold it (check_storable_json)."""
     payload = event_payload(event)
     text = json.dumps(payload)
-    if "\\u" in text:
-        check_storable(payload)
+    check_storable_json(text, payload)
     return text
 
 
