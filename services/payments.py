@@ -24,7 +24,7 @@ from adapters.providers.base import Provider, ProviderRejected, ProviderUnavaila
 from adapters.resources import Resources
 from config import Settings
 from domain.errors import AmountMismatch, Conflict, TooSoon
-from domain.methods import resolve_method
+from domain.methods import PaymentMethod, resolve_method
 from domain.models import Order, Payment
 from domain.money import format_amount, parse_amount
 from domain.statuses import (
@@ -35,7 +35,7 @@ from domain.statuses import (
 )
 from domain.wallet import BALANCE_METHOD, WALLET_PROVIDER, check_balance_method_allowed
 from services.api_keys import Principal
-from services.payment_attempts import LockedOrder, insert_attempt, lock_order
+from services.payment_attempts import AttemptResult, LockedOrder, insert_attempt, lock_order
 from services.payment_start import INITIATE_TASK, close_quietly
 from services.queries import find_payment, payment_detail
 from services.transitions import transition_payment, utc_now
@@ -102,20 +102,15 @@ def _create_in(session: Session, res: Resources, principal: Principal, *, order_
         raise AmountMismatch(format_amount(order.total_amount, order.currency),
                              format_amount(requested, order.currency))
     _check_payable(order, order.now, res.settings)
-    expires_at = order.now + timedelta(seconds=res.settings.payment_ttl_seconds)
-    provider = provider_name_for(res, chosen.code)
     # Twice at most: an active payment already past its expiry is expired here (with
     # its audit row), so the client need not wait for the sweep, and the attempt is
     # inserted after it.
     for _ in range(2):
-        attempt = insert_attempt(session, order, method=chosen.code, provider=provider,
-                                 fee=chosen.fee_for(order.total_amount, order.currency),
-                                 expires_at=expires_at, actor=principal.actor)
+        attempt = _next_attempt(session, res, order, chosen, actor=principal.actor)
         if attempt.created is not None:
             return attempt.created, True
         if attempt.active_id is None:  # the index refused it: a creator past the lock
-            log.info("order %s already has an active payment; returning it", order.id)
-            return payment_detail(session, _or_active(session, None, order.id)), False
+            return _view_instead_of_attempt(session, order.id, None), False
         assert attempt.active_expires_at is not None
         if attempt.active_expires_at > order.now:  # seed 000: the existing one, 200
             return payment_detail(session, attempt.active_id), False
@@ -146,14 +141,10 @@ def retry_payment(res: Resources, principal: Principal,
             return payment_detail(session, active_id), False
         _check_retry_allowed(session, order.id, order.now)
         method = resolve_method(previous.method, res.providers.available_methods)
-        attempt = insert_attempt(
-            session, order, method=method.code, provider=provider_name_for(res, method.code),
-            fee=method.fee_for(order.total_amount, order.currency),
-            expires_at=order.now + timedelta(seconds=res.settings.payment_ttl_seconds),
-            actor=principal.actor, retry_of=previous.id)
+        attempt = _next_attempt(session, res, order, method, actor=principal.actor,
+                                retry_of=previous.id)
         if attempt.created is None:  # the index refused it: a creator past the lock
-            log.info("order %s already has an active payment; returning it", order.id)
-            view = payment_detail(session, _or_active(session, attempt.active_id, order.id))
+            view = _view_instead_of_attempt(session, order.id, attempt.active_id)
         else:
             view = attempt.created
             count_on_commit(session, PAYMENTS_CREATED)
@@ -334,15 +325,27 @@ def _expire_before_new_attempt(session: Session, payment_id: int, *, actor: str)
                        code="payment_changed")
 
 
-def _or_active(session: Session, new_id: int | None, order_id: int) -> int:
-    """The payment just inserted, or the active one the unique index kept us from duplicating."""
-    if new_id is not None:
-        return new_id
-    payment_id = session.execute(
-        select(Payment.id).where(Payment.order_id == order_id,
-                                 Payment.status.in_([s.value for s in ACTIVE_PAYMENT_STATUSES]))
-    ).scalar_one()
-    return int(payment_id)
+def _next_attempt(session: Session, res: Resources, order: LockedOrder, method: PaymentMethod,
+                  *, actor: str, retry_of: int | None = None) -> AttemptResult:
+    """The order's next attempt of `method` (insert_attempt), for creation and retry alike:
+    recorded with the method's routed provider and its fee, expiring after the payment TTL."""
+    return insert_attempt(
+        session, order, method=method.code, provider=provider_name_for(res, method.code),
+        fee=method.fee_for(order.total_amount, order.currency),
+        expires_at=order.now + timedelta(seconds=res.settings.payment_ttl_seconds),
+        actor=actor, retry_of=retry_of)
+
+
+def _view_instead_of_attempt(session: Session, order_id: int,
+                             active_id: int | None) -> PaymentView:
+    """The order's active payment, answered when no attempt was inserted: the one the
+    statement found, or (None) the one the unique index kept us from duplicating."""
+    log.info("order %s already has an active payment; returning it", order_id)
+    if active_id is None:
+        active_id = int(session.execute(
+            select(Payment.id).where(Payment.order_id == order_id, Payment.status.in_(
+                [s.value for s in ACTIVE_PAYMENT_STATUSES]))).scalar_one())
+    return payment_detail(session, active_id)
 
 
 def _expire(session: Session, payment_id: int, *, actor: str, reason: str) -> bool:
