@@ -16,11 +16,12 @@ and baseline start from the same state.
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, func, text
 
@@ -244,14 +245,15 @@ def _time_subject(settings: Settings, res: Resources, progress: Progress, tag: s
         live = [(int(p), int(o)) for p, o in conn.execute(text(
             "SELECT id, order_id FROM payments WHERE expires_at > now() ORDER BY id"))]
     events_before = _events_inserted(res)
-    sweep_res, load_res = Resources(settings), Resources(settings)
-    load = SuccessLoad(load_res, live, callback_rate)
+    sweep_res = Resources(settings)
+    load = SuccessLoad(settings, live, callback_rate)
     sweep = SweepCalls()
 
     def line() -> str:
-        expired = _events_inserted(res) - events_before - len(load.latencies)
+        successes = load.applied.value
+        expired = _events_inserted(res) - events_before - successes
         return (f"{tag}: sweeping, {time.perf_counter() - started:.0f} s, about "
-                f"{max(expired, 0):,}/{size:,} expired; {len(load.latencies):,} successes "
+                f"{max(expired, 0):,}/{size:,} expired; {successes:,} successes "
                 f"applied meanwhile")
 
     progress.say(f"{tag}: subject: expire_stale_payments on {size:,} due payments, "
@@ -276,9 +278,8 @@ def _time_subject(settings: Settings, res: Resources, progress: Progress, tag: s
     finally:
         load.stop()
         sweep_res.close()
-        load_res.close()
-    if load.errors:
-        raise load.errors[0]
+    if load.error:
+        raise RuntimeError(f"the success callbacks failed: {load.error}")
     left = _count_due(res)
     if sweep.changed != size or left:
         raise RuntimeError(f"the sweep expired {sweep.changed:,} of {size:,}; {left:,} still due")
@@ -295,62 +296,102 @@ def _events_inserted(res: Resources) -> int:
 
 
 class SuccessLoad:
-    """Success callbacks for live payments, applied at `rate` per second in a thread until
-    stopped, each as a callback's settlement does it: lock the order, then the payment,
-    move both with their history and audit rows, commit."""
+    """Success callbacks for live payments, applied at `rate` per second until stopped, each
+    as a callback's settlement does it: lock the order, then the payment, move both (passing
+    the statuses read under those locks, as services/settlement.py does) with their history
+    and audit rows, commit.
 
-    def __init__(self, res: Resources, live: list[tuple[int, int]], rate: float) -> None:
-        self._res = res
-        self._live = live
-        self._interval = 1 / rate if rate > 0 else 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-successes", daemon=True)
+    In a process of its own, as callbacks are applied in production: by worker processes
+    other than the one whose task runs the sweep. Run as a thread of the sweep's process,
+    its ~2.5 ms of Python per callback held the GIL the sweep's two threads need between
+    their batches. `start` returns once its connection is open; `stop` collects what it
+    measured (lock waits, latencies, whether the live payments ran out, its error if any).
+    """
+
+    def __init__(self, settings: Settings, live: list[tuple[int, int]], rate: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._ready = context.Event()
+        self._results = context.Queue()
+        self.applied = context.Value("i", 0)  # read while it runs, for the progress line
+        self._process = context.Process(
+            target=_apply_successes, name="bench-successes", daemon=True,
+            args=(settings, live, rate, self._ready, self._stop, self._results, self.applied))
         self.lock_waits: list[float] = []
         self.latencies: list[float] = []
         self.exhausted = False
-        self.errors: list[BaseException] = []
+        self.error: str | None = None
+        self._rate = rate
 
     def start(self) -> None:
-        if self._interval:  # a rate of 0: no load at all
-            self._thread.start()
+        if self._rate <= 0:  # a rate of 0: no load at all
+            return
+        self._process.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the success callbacks' process did not start")
 
     def stop(self) -> None:
+        if not self._process.is_alive() and self._process.exitcode is None:
+            return  # never started
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(60)
+        self.lock_waits, self.latencies, self.exhausted, self.error = self._results.get(
+            timeout=60)
+        self._process.join(60)
 
-    def _run(self) -> None:
+
+def _apply_successes(settings: Settings, live: list[tuple[int, int]], rate: float,
+                     ready: Any, stop: Any, results: Any, applied: Any) -> None:
+    """SuccessLoad's process: its own Resources, one success every 1/rate s until `stop`."""
+    res = Resources(settings)
+    lock_waits: list[float] = []
+    latencies: list[float] = []
+    exhausted, error = False, None
+    interval = 1 / rate
+    try:
+        with res.uow():  # connected before the sweep's clock starts
+            pass
+        ready.set()
         next_at = time.monotonic()
-        try:
-            for payment_id, order_id in self._live:
-                if self._stop.wait(max(0.0, next_at - time.monotonic())):
-                    return
-                # Behind schedule (a slow success)? Carry on from now, no catch-up burst.
-                next_at = max(next_at, time.monotonic() - 1) + self._interval
-                self._succeed(payment_id, order_id)
-            self.exhausted = True
-        except BaseException as exc:  # surfaced by the scenario after the sweep
-            self.errors.append(exc)
+        for payment_id, order_id in live:
+            if stop.wait(max(0.0, next_at - time.monotonic())):
+                break
+            # Behind schedule (a slow success)? Carry on from now, no catch-up burst.
+            next_at = max(next_at, time.monotonic() - 1) + interval
+            lock_wait, latency = _succeed(res, payment_id, order_id)
+            lock_waits.append(lock_wait)
+            latencies.append(latency)
+            with applied.get_lock():
+                applied.value += 1
+        else:
+            exhausted = True
+    except Exception as exc:  # noqa: BLE001 - surfaced by the scenario after the sweep
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        ready.set()
+        stop.wait()
+        results.put((lock_waits, latencies, exhausted, error))
+        res.close()
 
-    def _succeed(self, payment_id: int, order_id: int) -> None:
-        started = time.perf_counter()
-        with self._res.uow() as uow:
-            session = uow.session
-            lock_order_status(session, order_id)
-            lock_payment_status(session, payment_id)
-            locked = time.perf_counter()
-            transition_order(session, order_id, OrderStatus.PAID, actor=CALLBACK_ACTOR,
-                             reason="payment succeeded")
-            before = transition_payment(
-                session, payment_id, PaymentStatus.SUCCEEDED, actor=CALLBACK_ACTOR,
-                event="payment_succeeded",
-                values={"paid_at": func.now(), "transaction_id": f"bench-{payment_id}"},
-                allowed_from=ACTIVE_PAYMENT_STATUSES)
-            if before is None:
-                raise RuntimeError(f"live payment {payment_id} could not succeed")
-            uow.commit()
-        self.lock_waits.append(locked - started)
-        self.latencies.append(time.perf_counter() - started)
+
+def _succeed(res: Resources, payment_id: int, order_id: int) -> tuple[float, float]:
+    """One success: (seconds waiting for both row locks, seconds for the whole transaction)."""
+    started = time.perf_counter()
+    with res.uow() as uow:
+        session = uow.session
+        order_status = lock_order_status(session, order_id)
+        payment_status = lock_payment_status(session, payment_id)
+        locked = time.perf_counter()
+        transition_order(session, order_id, OrderStatus.PAID, actor=CALLBACK_ACTOR,
+                         reason="payment succeeded", locked=order_status)
+        before = transition_payment(
+            session, payment_id, PaymentStatus.SUCCEEDED, actor=CALLBACK_ACTOR,
+            event="payment_succeeded",
+            values={"paid_at": func.now(), "transaction_id": f"bench-{payment_id}"},
+            allowed_from=ACTIVE_PAYMENT_STATUSES, locked=payment_status)
+        if before is None:
+            raise RuntimeError(f"live payment {payment_id} could not succeed")
+        uow.commit()
+    return locked - started, time.perf_counter() - started
 
 
 # -- baseline -------------------------------------------------------------------------------
