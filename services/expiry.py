@@ -16,7 +16,8 @@ UPDATE's RETURNING writes their audit/history rows. So:
 Rows are never loaded into Python, so one run copes with any backlog; a run
 stops early at its deadline and the next tick carries on. Due init payments are
 swept by SWEEP_CONNECTIONS such loops side by side: SKIP LOCKED hands them disjoint
-rows, so a callback still waits for one batch at most, the one holding its row.
+rows, so a callback still waits for one batch at most, the one holding its row. A loop
+ends with its first short batch: its scan went round the whole table.
 
 Payments in `processing` exist at the provider, which may hold the customer's
 money, so they are first asked of the provider through `provider_status_check`;
@@ -138,7 +139,7 @@ def expire_due_payments(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
     processing ones go through `provider_status_check` a batch at a time first.
     """
     tally = SweepTally()
-    # init: SWEEP_CONNECTIONS loops side by side, each until a batch comes back empty;
+    # init: SWEEP_CONNECTIONS loops side by side, each until a batch comes back short;
     # SKIP LOCKED gives them disjoint rows, and each batch only takes still-due rows, so
     # every loop ends (rows a callback holds are skipped, not retried in this run).
     with ThreadPoolExecutor(SWEEP_CONNECTIONS, thread_name_prefix="expire-payments") as pool:
@@ -155,20 +156,27 @@ def expire_due_payments(res: Resources, *, batch_size: int = SWEEP_BATCH_SIZE,
 
 
 def _expire_due_init(res: Resources, batch_size: int, deadline: float | None) -> SweepTally:
-    """One connection's loop over due init payments, a batch per transaction."""
+    """One connection's loop over due init payments, a batch per transaction, until a batch
+    finds fewer than batch_size rows to lock. Its scan then went round the whole table, so
+    every due row left was locked by someone else: the other loop's batch (it expires them)
+    or a callback (skipped this run anyway). Stopping there, not at an empty batch, saves a
+    last scan of the whole table per loop (a tenth of a second per 100,000 payments, B4);
+    rows that came due since are the next run's, as they would be a moment later."""
     tally = SweepTally()
     while not _past(deadline, tally):
         with res.uow() as uow:
             _begin_sweep_batch(uow.session)
-            changed, delivery_ids = uow.session.execute(_expire_init_statement(batch_size)).one()
+            changed, found, delivery_ids = uow.session.execute(
+                _expire_init_statement(batch_size)).one()
             defer_deliveries(uow.session, delivery_ids)
             count_payment_final(uow.session, PaymentStatus.EXPIRED.value, changed)
             uow.commit()
-        if not changed:
+        if changed:
+            tally.batches += 1
+            tally.changed += changed
+            tally.counts["init_expired"] += changed
+        if found < batch_size:
             break
-        tally.batches += 1
-        tally.changed += changed
-        tally.counts["init_expired"] += changed
     return tally
 
 
@@ -207,7 +215,7 @@ def _expire_due_processing(res: Resources, batch_size: int, deadline: float | No
             continue
         with res.uow() as uow:
             _begin_sweep_batch(uow.session)
-            changed, delivery_ids = uow.session.execute(_expire_payments_statement(
+            changed, _, delivery_ids = uow.session.execute(_expire_payments_statement(
                 len(expirable), status=PaymentStatus.PROCESSING.value, only_ids=expirable)
             ).one()
             defer_deliveries(uow.session, delivery_ids)
@@ -227,8 +235,9 @@ def _expire_init_statement(batch_size: int) -> Select[Any]:
 
 def _expire_payments_statement(batch_size: int, *, status: str,
                                only_ids: Sequence[int] | None = None) -> Select[Any]:
-    """One batch, one statement; returns how many payments it expired and the ids of the
-    webhook deliveries of their payment.expired events (services/webhooks/outbox.py):
+    """One batch, one statement; returns how many payments it expired, how many due rows it
+    locked, and the ids of the webhook deliveries of their payment.expired events
+    (services/webhooks/outbox.py):
 
     WITH due AS (SELECT ctid FROM payments
                  WHERE status = :status AND expires_at < now() [AND id IN (:ids)]
@@ -242,7 +251,8 @@ def _expire_payments_statement(batch_size: int, *, status: str,
                     RETURNING payment_id),
          webhook_events AS (INSERT INTO events ... SELECT ... FROM expired AS p ...),
          webhook_deliveries_queued AS (INSERT INTO webhook_deliveries ... RETURNING id)
-    SELECT (SELECT count(*) FROM events), array(SELECT id FROM webhook_deliveries_queued)
+    SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM due),
+           array(SELECT id FROM webhook_deliveries_queued)
     """
     conditions = [Payment.status == status, Payment.expires_at < func.now()]
     if only_ids is not None:
@@ -276,6 +286,7 @@ def _expire_payments_statement(batch_size: int, *, status: str,
     queued = payment_events_from(expired, EventType.PAYMENT_EXPIRED)
     # A count, not the ids: the caller only counts them (2,000 ids a batch to send and parse).
     return select(select(func.count()).select_from(events).scalar_subquery(),
+                  select(func.count()).select_from(due).scalar_subquery(),
                   func.array(select(queued.c.id).scalar_subquery()))
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import event, func, select
 from adapters.resources import Resources
 from domain.models import Payment, PaymentEvent
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
-from services.expiry import EXPIRE_PAYMENTS_ACTOR
+from services.expiry import EXPIRE_PAYMENTS_ACTOR, SWEEP_CONNECTIONS
 from services.maintenance import expire_stale_orders, expire_stale_payments
 from services.transitions import lock_payment_status, transition_payment
 from tests.support.factories import make_order, make_payment
@@ -88,15 +88,27 @@ def test_processing_payments_expire_through_the_provider_seam_and_finished_ones_
         assert events_of(res, payment_id) == []
 
 
-def test_a_large_backlog_is_taken_in_batches_until_one_comes_back_empty(clean_db):
+def test_a_large_backlog_is_taken_in_batches_each_loop_ending_with_a_short_one(clean_db):
     res = clean_db
     due = [make_payment(res, make_order(res), created_at=ago(hours=1)) for _ in range(5)]
+    statements: list[str] = []
 
-    result = expire_stale_payments(res, batch_size=2)
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "SKIP LOCKED" in statement:
+            statements.append(statement)
+
+    event.listen(res.db.engine, "after_cursor_execute", count)
+    try:
+        result = expire_stale_payments(res, batch_size=2)
+    finally:
+        event.remove(res.db.engine, "after_cursor_execute", count)
 
     assert result["changed"] == 5 and result["batches"] == 3
     assert {status_of(res, p) for p in due} == {"expired"}
     assert all(len(events_of(res, p)) == 1 for p in due)
+    # Two full batches, then one short batch per connection (the one of 1, and one of 0);
+    # stopping at an empty batch instead took one more whole-table scan per connection.
+    assert len(statements) == 2 + SWEEP_CONNECTIONS
 
 
 def test_a_payment_a_callback_holds_is_skipped_not_waited_for_and_its_success_stands(clean_db):
