@@ -68,70 +68,80 @@ Not like for like, on purpose: the subject also writes one audit row and one eve
 per batch, which the raw `UPDATE` does not; in exchange it holds no more than one batch of
 row locks per connection, on disjoint rows (SKIP LOCKED), so a concurrent callback waits at
 most for the one batch that holds its row, never for the sweep. While the subject runs,
-success callbacks
-for the live payments are applied at {CALLBACK_RATE}/s, each in its own transaction (lock the
-order and the payment, move both, write the audit and history rows, commit); their lock
-waits (time to get both row locks) and latencies are reported. The baseline runs without
-that load. If a call of the job stops at its {MAX_RUN_SECONDS} s run budget
-(`complete: false`), it is called again at once and all calls count."""
+success callbacks for the live payments are applied at {CALLBACK_RATE}/s by a process of their
+own (as worker processes other than the sweep's apply them in production), each in its own
+transaction as a settlement does it (lock the order and the payment, move both, write the
+audit, history and merchant event rows, commit); their lock waits (time to get both row
+locks) and latencies are reported. The baseline runs without that load. Each run truncates
+the tables the sweep writes (events included) before it builds its payments. If a call of the
+job stops at its {MAX_RUN_SECONDS} s run budget (`complete: false`), it is called again at once
+and all calls count."""
 
 # What bounds the ratio, from a short profile (EXPLAIN (ANALYZE, BUFFERS, WAL) of single
 # batches, variants timed side by side); refresh it when the sweep's statement changes.
 PROFILE = """\
-Where the time goes (profiled 2026-12-01 on the machine below, loaded by other engineers' work
-(load 2-8): absolute times swing 2-4x, so variants ran alternately and were judged by
-PostgreSQL CPU (the server's processes, from /proc, around whole sweeps without the callback
-load), EXPLAIN (ANALYZE, BUFFERS, WAL) of single 2,000-row batches, pg_stat_wal, perf, and wait
-events sampled from pg_stat_activity). Per payment at 1,000,000 the raw `UPDATE` writes 853 WAL
-bytes (the new row version and six index entries; the two partial indexes skip the expired
-version) and the job ~2,080: its row lock, the same update, the audit row and its two index
-entries, the event row with its 480-byte JSONB view and two index entries. No update is HOT
-(`status` is in three indexes), in both; ~20% of both sides' backend CPU is B-tree bottom-up
-deletion (`heap_index_delete_tuples`) in the indexes whose key the update leaves as it was: a
-HOT-able schema would cut that shared part, the baseline's all, and raise the ratio. The due
-rows come from a sequential scan that PostgreSQL synchronizes on a table over a quarter of
-shared_buffers, so no batch rescans expired rows. A 2,000-row batch is one statement of ~66 ms
-under EXPLAIN: the update with its lock ~36, the audit rows ~11 and their foreign key check ~8,
-the events ~20.
+Where the time goes (profiled 2026-12-01 on the machine below, mostly quiet: load about 1).
+Variants ran alternately, whole sweeps at 1,000,000 and 200,000, judged by wall time and
+PostgreSQL CPU (the server's processes, from /proc), with perf (all processes), pg_stat_wal,
+statement durations from the server's log and wait events sampled from pg_stat_activity.
 
-Applied this round (PostgreSQL 16, the embedded server): the event's view is built as
-`to_jsonb` of a row whose columns are the fields, nested as {"object": row}, instead of
-jsonb_build_object('object', jsonb_build_object(...)), which looks up every argument's type and
-output function again per row, keys included, and copies the inner object once more: the same
-jsonb, 7.0 -> 4.4 us a payment (the view alone over 20,000 rows, no parallel workers; it was
-put at 3.8 us before, which is nearer what a parallel scan shows). `events.txid` given once per
-statement instead of its per-row default (-0.7 us a row), the audit detail as the batch's
-constant JSONB `||` each row's expires_at (-0.7 us a row), the `UPDATE` returning only the
-view's columns and the audit rows counted rather than returned as ids, and the init batches'
-statement built once per run (2.2 ms of Python a batch: the sweep's Python CPU at 200,000 0.73
--> 0.36 s). PostgreSQL CPU of a sweep at 200,000 (alternating): 7.47, 7.43 s before, 6.76, 6.70
-s after the view (-10%), then about 2% less with the detail. At 1,000,000, alternating, no
-callback load, load ~2: subject 30.5, 30.7 s wall and 38.7, 37.8 s PostgreSQL CPU before, 27.6,
-28.1 s and 36.0, 35.4 s after; raw `UPDATE` 11.0-11.7 s (10.4-11.0 s CPU); ratio 2.65, 2.79
-before, 2.36, 2.52 after. With the callbacks, `python -m bench --scenario expiry --size
-1000000`, one run each, alternating, load 3-8: before 3.02, 3.25 (subject 49.4, 44.3 s), after
-2.25, 3.23 (32.5, 35.0 s): too loaded a machine to say more than that the ratio moved the way
-the CPU did. The quiet-machine full run (load about 1, 2026-12-01 18:00 UTC): subject 20.06,
-20.96, 20.10 s against the raw `UPDATE`'s 8.88-8.91 s, ratios 2.26, 2.36, 2.26 (2.51 before
-this round); three sweep connections instead of two, tried the same way just before it, one
-run each: 2.31 against 2.30.
+Per payment the raw `UPDATE` writes 853 WAL bytes (the new row version and six index entries;
+the two partial indexes skip the expired version) and the job ~2,080: the same update with its
+row lock, the audit row and its index entries, the event row with its 480-byte JSONB view and
+two index entries. On one connection at 200,000 the job costs ~26 us of PostgreSQL CPU a
+payment against the raw `UPDATE`'s ~9: the batched update ~14.5 (its scan, lock, TID lookup and
+RETURNING included), the audit row ~3 (with its check), the event ~7 (building its view alone
+3.9: to_jsonb of a row is the cheapest form tried, against row_to_json 5.4 and
+jsonb_build_object 5.6). No update is HOT (`status` is in three indexes), on both sides; 10-15%
+of both sides' CPU is B-tree bottom-up deletion (`heap_index_delete_tuples`) in the indexes
+whose key the update leaves as it was. Two connections do the same work for ~20% more CPU (6.4-
+6.8 s against 5.5 s at 200,000): both write the last pages of events, payment_events and their
+primary keys, and the same leaves of the payments indexes keyed by user or by NULL
+(out_trade_no, provider + transaction id); the sweep's backends were on CPU ~73% of the time,
+the rest mostly waiting on `BufferContent` (~10%) and `WALWrite` (~9%). The whole machine at
+1,000,000 (perf, before this round's changes to the successes): the two sweep backends ~65% of
+the samples, the successes alongside ~25% (their Python 14%, their backend 11%), idle ~6%.
 
-Tried, not kept: wal_buffers 16 MB instead of the 4 MB default (PostgreSQL CPU at 200,000 the
-same, 7.02, 6.56 against 6.84, 7.11 s; backends no longer wrote WAL for want of buffers,
-~19,000 times a sweep before, but no wall time moved beyond the noise, so nothing to ship); no
-foreign key on the audit row (its check is 3.3 us a row, -11% PostgreSQL CPU; kept for audit
-integrity), nor inserting the audit rows before the update so the check meets a row we already
-locked (-0.4 us a row: not worth a second statement); batches of 1,000 or 5,000 (an earlier
-round: no better than 2,000). No index could go: on payments each serves a query (`status,
+Applied this round:
+- No foreign key on the audit row (migration 0012). It cost an index probe and a KEY SHARE lock
+  per row, 3.3 us; a statement-level trigger now checks all of a statement's new rows in one
+  anti-join (~0.8 us a row) and payments can no longer be deleted at all. PostgreSQL CPU at
+  200,000 on one connection 5.62, 5.74 s before, 5.15, 5.27 s after (5.0, 5.1 with no check).
+- The successes alongside. An order's merchant event was planned afresh for every success:
+  PostgreSQL never took its generic plan with `id = ANY(:ids)` (the order view's subqueries,
+  ~0.5 ms a plan); one object's event is now `id = :id`, planned once per connection: 2.16 ->
+  1.26 ms of PostgreSQL CPU per success. They also locked the order and the payment twice (the
+  transitions were not given the statuses read under the locks, as a settlement gives them), and
+  now run in a process of their own, as worker processes apply callbacks in production.
+- Each run starts without the earlier runs' events: runs 2 and 3 had swept into one and two
+  million events left by the runs before (e.g. 19.8, 22.0, 22.0 s; now 19.3-19.6 s).
+- A sweep connection stops at its first short batch (its scan went round the whole table)
+  instead of one more batch that finds nothing, which scanned the whole table again.
+
+Measured, full runs at 1,000,000 with the successes alongside: the code before this round 2.36,
+2.50 (this morning; 2.26, 2.36, 2.26 the evening before); after the changes to the audit row
+and the successes 2.12, 2.25, 2.20, then with the truncate 2.07, 2.08, 2.05. Without the
+successes 1.96, 2.01.
+
+Tried, not kept (each alternated with the code of the day, at 1,000,000 with the successes
+unless said): batches of 5,000 and 10,000 (2.22 and 2.19 against 2.08 and 2.02); caches of 1,000
+ids on the event and audit sequences, so each backend writes its own range of the primary keys
+(2.17, 2.18 against 2.06, 2.07; ~5% less CPU at 200,000 without the successes; a cache would
+also have broken the audit trail's order by id); shared_buffers 1 GB instead of 128 MB (slower:
+24.3, 25.6 s against 21.4, 22.8 s); max_wal_size 8 GB, so no checkpoint falls in the sweep
+instead of three (no faster); no row lock in the batch (no CPU change at 200,000); partial
+unique indexes on out_trade_no and provider + transaction id, which never need their NULL
+entries (both sides ~18% faster at 200,000, the raw `UPDATE` most, so the ratio rose: 2.11,
+2.24 against 2.14, 1.93); earlier rounds: wal_buffers 16 MB, three sweep connections, the audit
+rows inserted before the update. No index could go: on payments each serves a query (`status,
 created_at` the admin list's status filter and order; `user_id` a user's list; `order_id` an
 order's payments; the unique ones are constraints), events' (txid, id) is the feed's order,
-payment_events' payment_id the audit trail's reads. What bounds the rest: the job still does
-~3.3x the raw `UPDATE`'s PostgreSQL CPU (three rows and their index entries per payment, the
-audit row's foreign key check), spread over two connections on two cores; its backends were on
-CPU in ~73% of samples, the rest mostly `BufferContent` (~9%; presumably the pages both
-connections take for every audit and event row: the two id sequences' and the primary keys'
-last pages) and `WALWrite` (~7%), while the raw `UPDATE`'s one backend was on CPU ~90% of its
-time. The callbacks alongside and anyone else's load take from the two cores the ratio needs."""
+payment_events' payment_id the audit trail's reads.
+
+What bounds the rest: the job does ~3x the raw `UPDATE`'s PostgreSQL work (three rows and their
+index entries per payment), spread over two connections that share the last pages they write,
+on two cores that the successes alongside (~0.3 cores at 100/s) and anyone else's load also
+take from."""
 
 RAW_UPDATE = text("""
 UPDATE payments SET status = 'expired', updated_at = now()
