@@ -120,8 +120,10 @@ Applied this round:
 
 Measured, full runs at 1,000,000 with the successes alongside: the code before this round 2.36,
 2.50 (this morning; 2.26, 2.36, 2.26 the evening before); after the changes to the audit row
-and the successes 2.12, 2.25, 2.20, then with the truncate 2.07, 2.08, 2.05. Without the
-successes 1.96, 2.01.
+and the successes 2.12, 2.25, 2.20, then with the truncate 2.07, 2.08, 2.05; with the short
+batch 2.32, 2.25, 2.14 and 2.40, 2.24, 2.02 (the load average swung between 1.4 and 6 in those
+two) and 2.09, 2.18, 2.11 (the run in the table). Without the successes 1.96, 2.01. Run to run
+the same code moves by up to 15% here, more than the last two changes do.
 
 Tried, not kept (each alternated with the code of the day, at 1,000,000 with the successes
 unless said): batches of 5,000 and 10,000 (2.22 and 2.19 against 2.08 and 2.02); caches of 1,000
