@@ -163,24 +163,23 @@ def _store(res: Resources, provider: str, event: CallbackEvent, payload: str,
     round trips of a transaction around it, on a pool that does not ping (a dead
     connection is retried instead: the insert is idempotent), prepared once per
     connection (B1). The references are read before it."""
-    def insert(conn: psycopg.Connection[Any]) -> Any:
+    def insert(conn: psycopg.Connection[Any]) -> int | None:
         resolved = resolve_references(conn, event)
         bind_log_context(payment_id=resolved.payment_id)
         # Resolving changes only ids (numbers): storable still, but written anew.
         text = payload if resolved is event else json.dumps(event_payload(resolved))
-        row = conn.execute(_STORE_CALLBACK, (
+        return _first_id(conn, _STORE_CALLBACK, (
             provider, resolved.event_id, resolved.type.value, resolved.payment_id,
-            request.body, text), prepare=True).fetchone()
-        return None if row is None else row[0]
+            request.body, text))
 
     callback_id = res.db.run_prepared(insert)
     if callback_id is None:
         return None
-    bind_log_context(callback_id=int(callback_id))
+    bind_log_context(callback_id=callback_id)
     # Not a message per callback: a wake-up for the batch appliers, when none is on its
     # way. A lost one only delays it: the row is stored and the sweep finds it.
     wake_appliers(res)
-    return int(callback_id)
+    return callback_id
 
 
 def resolve_references(conn: psycopg.Connection[Any], event: CallbackEvent) -> CallbackEvent:
@@ -192,14 +191,16 @@ def resolve_references(conn: psycopg.Connection[Any], event: CallbackEvent) -> C
         return event
     payment_id, refund_id = event.payment_id, event.refund_id
     if payment_id is None and event.out_trade_no is not None:
-        payment_id = _first_id(conn, _PAYMENT_BY_REFERENCE, event.out_trade_no)
+        payment_id = _first_id(conn, _PAYMENT_BY_REFERENCE, (event.out_trade_no,))
     if refund_id is None and event.out_refund_no is not None:
-        refund_id = _first_id(conn, _REFUND_BY_REFERENCE, event.out_refund_no)
+        refund_id = _first_id(conn, _REFUND_BY_REFERENCE, (event.out_refund_no,))
     return replace(event, payment_id=payment_id, refund_id=refund_id)
 
 
-def _first_id(conn: psycopg.Connection[Any], query: str, reference: str) -> int | None:
-    row = conn.execute(query, (reference,), prepare=True).fetchone()
+def _first_id(conn: psycopg.Connection[Any], query: str,
+              params: tuple[Any, ...]) -> int | None:
+    """The id the prepared `query` returns first, or None when it returns no row."""
+    row = conn.execute(query, params, prepare=True).fetchone()
     return None if row is None else int(row[0])
 
 
