@@ -110,6 +110,13 @@ def test_a_retrys_answer_built_from_the_insert_is_the_payment_as_read_back(
                              "retry_of": failed}
 
 
+def orders_numbered(res: Resources, order_number: str) -> int:
+    """Committed orders with this number: 0 shows a unit of work left uncommitted."""
+    with res.uow() as uow:
+        return int(uow.session.execute(select(func.count()).select_from(Order).where(
+            Order.order_number == order_number)).scalar_one())
+
+
 def test_the_key_lookup_leaves_its_pooled_connection_transactional(settings):
     """The lookup runs in autocommit; the pool must hand the connection on as before, or
     the next unit of work on it would commit statement by statement."""
@@ -120,9 +127,7 @@ def test_the_key_lookup_leaves_its_pooled_connection_transactional(settings):
         with res.uow() as uow:  # the same (only) pooled connection; never committed
             uow.session.execute(insert(Order).values(
                 order_number="autocommit-check", user_id=1, total_amount=1, currency="CNY"))
-        with res.uow() as uow:
-            assert uow.session.execute(select(func.count()).select_from(Order).where(
-                Order.order_number == "autocommit-check")).scalar_one() == 0
+        assert orders_numbered(res, "autocommit-check") == 0
     finally:
         res.close()
 
@@ -190,8 +195,6 @@ def test_a_unit_of_work_on_the_lookups_connection_is_transactional(settings):
             with uow.on(conn) as work:  # never committed
                 work.session.execute(insert(Order).values(
                     order_number="held-check", user_id=1, total_amount=1, currency="CNY"))
-        with res.uow() as check:
-            assert check.session.execute(select(func.count()).select_from(Order).where(
-                Order.order_number == "held-check")).scalar_one() == 0
+        assert orders_numbered(res, "held-check") == 0
     finally:
         res.close()

@@ -4,7 +4,7 @@ every driver error raised as SQLAlchemy's DBAPIError, the one kind the callers h
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -29,6 +29,16 @@ def db(database_url: str) -> Iterator[Database]:
 
 def _backend_pid(db: Database) -> int:
     return db.run_prepared(lambda conn: conn.info.backend_pid)
+
+
+def _answer_recording_backend(calls: list[int]) -> Callable[[psycopg.Connection], int]:
+    """Work that answers 42 by a prepared statement, noting each backend it ran on."""
+    def work(conn: psycopg.Connection) -> int:
+        calls.append(conn.info.backend_pid)
+        row = conn.execute("SELECT 41 + 1", prepare=True).fetchone()
+        assert row is not None
+        return int(row[0])
+    return work
 
 
 def _terminate(database_url: str, pid: int) -> None:
@@ -73,13 +83,8 @@ def test_a_connection_the_server_dropped_is_replaced_and_the_work_runs_again(
         db, database_url):
     pid = _backend_pid(db)
     _terminate(database_url, pid)
-    calls = []
-
-    def work(conn: psycopg.Connection) -> int:
-        calls.append(conn.info.backend_pid)
-        return int(conn.execute("SELECT 41 + 1", prepare=True).fetchone()[0])
-
-    assert db.run_prepared(work) == 42
+    calls: list[int] = []
+    assert db.run_prepared(_answer_recording_backend(calls)) == 42
     assert calls[0] == pid and calls[1] != pid and len(calls) == 2
 
 
@@ -91,13 +96,8 @@ def test_after_one_dead_connection_the_others_of_the_pool_are_replaced_too(datab
         assert pids[0] != pids[1]  # two connections in the pool
         for pid in pids:
             _terminate(database_url, pid)
-        calls = []
-
-        def work(conn: psycopg.Connection) -> int:
-            calls.append(conn.info.backend_pid)
-            return int(conn.execute("SELECT 42", prepare=True).fetchone()[0])
-
-        assert db.run_prepared(work) == 42
+        calls: list[int] = []
+        assert db.run_prepared(_answer_recording_backend(calls)) == 42
         assert len(calls) == 2 and calls[1] not in pids
     finally:
         db.dispose()
