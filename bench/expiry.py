@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, text
+from sqlalchemy import Connection, text
 
 from adapters.resources import Resources
 from bench.progress import Progress, percentile
@@ -33,6 +33,7 @@ from domain.statuses import ACTIVE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
 from services import expiry
 from services.maintenance import MAX_RUN_SECONDS, expire_stale_payments
 from services.transitions import (
+    NOW,
     lock_order_status,
     lock_payment_status,
     transition_order,
@@ -400,7 +401,7 @@ def _succeed(res: Resources, payment_id: int, order_id: int) -> tuple[float, flo
         before = transition_payment(
             session, payment_id, PaymentStatus.SUCCEEDED, actor=CALLBACK_ACTOR,
             event="payment_succeeded",
-            values={"paid_at": func.now(), "transaction_id": f"bench-{payment_id}"},
+            values={"paid_at": NOW, "transaction_id": f"bench-{payment_id}"},
             allowed_from=ACTIVE_PAYMENT_STATUSES, locked=payment_status)
         if before is None:
             raise RuntimeError(f"live payment {payment_id} could not succeed")

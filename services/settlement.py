@@ -45,7 +45,12 @@ from domain.statuses import (
 from domain.webhooks import EventType
 from services.audit import record_event
 from services.review_flags import flag_payment, flag_refund
-from services.transitions import lock_order_status, transition_order, transition_payment
+from services.transitions import (
+    NOW,
+    lock_order_status,
+    transition_order,
+    transition_payment,
+)
 from services.wallet.topups import (
     credit_topup,
     restore_after_failed_refund,
@@ -175,7 +180,7 @@ def _apply_success(session: Session, ctx: _Context, payment: PaymentFacts,
     _cas_payment(session, payment, PaymentStatus.SUCCEEDED, ctx,
                  "late_payment_received" if late else "payment_succeeded",
                  RETRYABLE_PAYMENT_STATUSES if late else ACTIVE_PAYMENT_STATUSES,
-                 values={"transaction_id": ctx.event.transaction_id, "paid_at": func.now(),
+                 values={"transaction_id": ctx.event.transaction_id, "paid_at": NOW,
                          # the provider's time of it, when the report carries one: the
                          # day its statement lists it under (reconciliation's books)
                          "provider_paid_at": ctx.event.occurred_at},

@@ -28,6 +28,7 @@ from services.api_keys import Principal
 from services.queries import find_payment, payment_detail
 from services.settlement import settle_order_after_refund
 from services.transitions import (
+    NOW,
     lock_order_status,
     lock_payment_status,
     transition_order,
@@ -69,7 +70,7 @@ def pay_from_balance(uow: UnitOfWork, principal: Principal, payment_id: int) -> 
                        actor=principal.actor, payment_id=payment_id, locked_balance=balance,
                        reason=f"payment {payment_id} of order {order_id}")
     transition_payment(session, payment_id, PaymentStatus.SUCCEEDED, actor=principal.actor,
-                       event="payment_succeeded", values={"paid_at": func.now()},
+                       event="payment_succeeded", values={"paid_at": NOW},
                        allowed_from=_INIT_ONLY, locked=status, method=payment.method,
                        wallet_entry_id=entry.id, balance_after=entry.balance_after)
     transition_order(session, order_id, OrderStatus.PAID, actor=principal.actor,

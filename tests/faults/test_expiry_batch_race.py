@@ -32,7 +32,7 @@ from adapters.resources import Resources
 from domain.models import Payment, PaymentEvent
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
 from services.maintenance import expire_stale_payments
-from services.transitions import lock_payment_status, transition_payment
+from services.transitions import NOW, lock_payment_status, transition_payment
 from tests.support.factories import make_order, make_payment
 from tests.support.private_stack import settings_with
 
@@ -158,7 +158,7 @@ def test_rows_changed_after_a_batch_statement_began_are_never_wrongly_expired(
             assert lock_payment_status(callback.session, paid) == PaymentStatus.INIT
             transition_payment(callback.session, paid, PaymentStatus.SUCCEEDED,
                                actor="test:callback", event="payment_succeeded",
-                               values={"paid_at": func.now()},
+                               values={"paid_at": NOW},
                                allowed_from=ACTIVE_PAYMENT_STATUSES)
             callback.session.execute(update(Payment).where(Payment.id == touched)
                                      .values(updated_at=func.now()))

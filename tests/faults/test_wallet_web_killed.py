@@ -106,11 +106,12 @@ ALL_OF_IT = {"payment": "succeeded", "order": "paid", "debits": 1, "succeeded_ev
 
 
 def backend_waiting_on_history(res) -> int | None:
-    """The pid of a PostgreSQL backend blocked inserting an order history row."""
+    """The pid of a PostgreSQL backend blocked inserting an order history row (the order's
+    move and its history row are one statement, services/transitions.py)."""
     with res.db.engine.connect() as conn:
         return conn.execute(text(
             "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query ILIKE 'INSERT INTO order_status_history%'")).scalar()
+            "AND query ILIKE '%INSERT INTO order_status_history%'")).scalar()
 
 
 def tables_written_by(res, pid: int) -> set[str]:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from adapters.resources import Resources
 from config import Settings
@@ -19,7 +19,7 @@ from domain.models import Order, OrderStatusHistory, Payment, PaymentEvent, Refu
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, OrderStatus, PaymentStatus
 from services.expiry import EXPIRE_ORDERS_ACTOR
 from services.maintenance import expire_stale_orders
-from services.transitions import lock_payment_status, transition_order, transition_payment
+from services.transitions import NOW, lock_payment_status, transition_order, transition_payment
 from tests.support.factories import make_order, make_payment
 from tests.support.processes import wait_until
 
@@ -141,7 +141,7 @@ def test_an_order_whose_payment_a_callback_is_settling_is_skipped_and_the_succes
         assert result["orders_expired"] == 1 and result["orders_left_busy"] == 1
         transition_payment(callback.session, payment, PaymentStatus.SUCCEEDED,
                            actor="test:callback", event="payment_succeeded",
-                           values={"paid_at": func.now()}, allowed_from=ACTIVE_PAYMENT_STATUSES)
+                           values={"paid_at": NOW}, allowed_from=ACTIVE_PAYMENT_STATUSES)
         transition_order(callback.session, old, OrderStatus.PAID, actor="test:callback",
                          reason="payment succeeded")
         callback.commit()

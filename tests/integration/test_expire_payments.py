@@ -11,14 +11,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
 from adapters.resources import Resources
 from domain.models import Payment, PaymentEvent
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
 from services.expiry import EXPIRE_PAYMENTS_ACTOR, SWEEP_CONNECTIONS
 from services.maintenance import expire_stale_orders, expire_stale_payments
-from services.transitions import lock_payment_status, transition_payment
+from services.transitions import NOW, lock_payment_status, transition_payment
 from tests.support.factories import make_order, make_payment
 
 
@@ -123,7 +123,7 @@ def test_a_payment_a_callback_holds_is_skipped_not_waited_for_and_its_success_st
         assert time.monotonic() - started < 5  # SKIP LOCKED: the sweep did not queue behind it
         assert result["changed"] == 1
         transition_payment(callback.session, held, PaymentStatus.SUCCEEDED, actor="test:callback",
-                           event="payment_succeeded", values={"paid_at": func.now()},
+                           event="payment_succeeded", values={"paid_at": NOW},
                            allowed_from=ACTIVE_PAYMENT_STATUSES)
         callback.commit()
 

@@ -21,7 +21,7 @@ from config import Settings
 from domain.models import Payment, PaymentEvent
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
 from services.maintenance import expire_stale_payments
-from services.transitions import transition_payment
+from services.transitions import NOW, transition_payment
 from tests.support.processes import wait_until
 
 PAYMENTS = str(Path(sys.executable).parent / "payments")
@@ -73,7 +73,7 @@ def succeed(res: Resources, payment_id: int) -> tuple[bool, float]:
     with res.uow() as uow:
         before = transition_payment(uow.session, payment_id, PaymentStatus.SUCCEEDED,
                                     actor="test:callback", event="payment_succeeded",
-                                    values={"paid_at": func.now(),
+                                    values={"paid_at": NOW,
                                             "transaction_id": f"txn-{payment_id}"},
                                     allowed_from=ACTIVE_PAYMENT_STATUSES)
         uow.commit()
