@@ -8,12 +8,15 @@ lost but expired, once, by a later batch or run.
 
 The gap is made wide on purpose, with no change to the sweep: the sweep runs as a role of
 its own under a row-level security policy on `payments` whose check calls a function
-that, for one "gate" payment (the first the scan meets: the earliest expires_at, the
-first in the heap), waits on an advisory lock the test holds. While every batch statement
-that started waits there, with its snapshot taken, the test pays one due payment and
-touches another on its own connection (the policy does not apply to it) and commits;
-then it lets go. The function also records which payments each backend checked, which
-shows that a statement that started before the commit did go on to meet those rows.
+that, for the "gate" payments, waits on an advisory lock the test holds, in a batch
+statement only (the query that draws the run's lanes passes). There is one gate in each
+of the run's two lanes (services/expiry._Lanes), the first row its scan meets. While
+every batch statement that started waits
+there, with its snapshot taken, the test pays one due payment and touches another, both
+just after the first lane's gate, on its own connection (the policy does not apply to it)
+and commits; then it lets go. The function also records which payments each backend
+checked, which shows that a statement that started before the commit did go on to meet
+those rows.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def _install_gate(engine: Engine, role: str) -> None:
             BEGIN
                 INSERT INTO test_gate_checks (backend, xact_start, payment_id)
                 VALUES (pg_backend_pid(), now(), checked);
-                IF EXISTS (SELECT 1 FROM test_gate WHERE payment_id = checked) THEN
+                IF EXISTS (SELECT 1 FROM test_gate WHERE payment_id = checked)
+                   AND current_query() LIKE '%SKIP LOCKED%' THEN
                     PERFORM pg_advisory_xact_lock_shared({GATE_LOCK});
                 END IF;
                 RETURN true;
@@ -130,15 +134,17 @@ def test_rows_changed_after_a_batch_statement_began_are_never_wrongly_expired(
     res = clean_db
     engine = res.db.engine
     role = make_url(gated_sweeper.settings.database_url).username
-    # All due, oldest first: the gate is the first row any scan of them meets.
+    # All due, oldest first. The lanes run from the oldest to 3.5 h ago, and from there on.
     gate = make_payment(res, make_order(res), created_at=ago(hours=5))
-    paid = make_payment(res, make_order(res), created_at=ago(hours=4))
-    touched = make_payment(res, make_order(res), created_at=ago(hours=4))
-    others = [make_payment(res, make_order(res), created_at=ago(hours=3))
+    paid = make_payment(res, make_order(res), created_at=ago(hours=4, minutes=50))
+    touched = make_payment(res, make_order(res), created_at=ago(hours=4, minutes=50))
+    second_gate = make_payment(res, make_order(res), created_at=ago(hours=3))
+    others = [make_payment(res, make_order(res), created_at=ago(hours=2))
               for _ in range(OTHERS)]
     not_due = make_payment(res, make_order(res))  # created now: 30 minutes to go
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO test_gate VALUES (:id)"), {"id": gate})
+        conn.execute(text("INSERT INTO test_gate VALUES (:a), (:b)"),
+                     {"a": gate, "b": second_gate})
 
     with engine.connect() as holder, ThreadPoolExecutor(1) as pool:
         holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": GATE_LOCK})
@@ -149,7 +155,7 @@ def test_rows_changed_after_a_batch_statement_began_are_never_wrongly_expired(
             assert not sweep.done(), f"the sweep never met the gate: {sweep.result()}"
             assert time.monotonic() < deadline, "no batch statement reached the gate"
             time.sleep(0.01)
-        time.sleep(0.3)  # any other batch loop of the run reaches the gate too
+        time.sleep(0.3)  # the other batch loop of the run reaches its gate too
         waiters = _gate_waiters(engine, role)
 
         # Meanwhile, with those statements' snapshots taken: a callback pays one due
@@ -175,12 +181,13 @@ def test_rows_changed_after_a_batch_statement_began_are_never_wrongly_expired(
 
     assert _status(res, paid) == "succeeded"  # never expired
     second_run = expire_stale_payments(gated_sweeper)  # whatever the first left due
-    statuses = {pid: _status(res, pid) for pid in (gate, touched, *others)}
+    swept = (gate, touched, second_gate, *others)
+    statuses = {pid: _status(res, pid) for pid in swept}
     assert statuses == dict.fromkeys(statuses, "expired"), (first_run, second_run)
-    assert first_run["changed"] + second_run["changed"] == 2 + OTHERS
+    assert first_run["changed"] + second_run["changed"] == len(swept)
     assert _status(res, paid) == "succeeded" and _status(res, not_due) == "init"
     assert _events(res, paid) == ["payment_succeeded"]
-    for pid in (gate, touched, *others):
+    for pid in swept:
         assert _events(res, pid) == ["payment_expired"], pid  # once each
     assert expire_stale_payments(gated_sweeper)["changed"] == 0
 

@@ -16,7 +16,13 @@ from sqlalchemy import event, select
 from adapters.resources import Resources
 from domain.models import Payment, PaymentEvent
 from domain.statuses import ACTIVE_PAYMENT_STATUSES, PaymentStatus
-from services.expiry import EXPIRE_PAYMENTS_ACTOR, SWEEP_CONNECTIONS
+from services.expiry import (
+    EXPIRE_PAYMENTS_ACTOR,
+    SWEEP_CONNECTIONS,
+    _expire_due_init,
+    _Lane,
+    _Lanes,
+)
 from services.maintenance import expire_stale_orders, expire_stale_payments
 from services.transitions import NOW, lock_payment_status, transition_payment
 from tests.support.factories import make_order, make_payment
@@ -88,9 +94,15 @@ def test_processing_payments_expire_through_the_provider_seam_and_finished_ones_
         assert events_of(res, payment_id) == []
 
 
-def test_a_large_backlog_is_taken_in_batches_each_loop_ending_with_a_short_one(clean_db):
+def test_a_lane_is_taken_in_batches_from_its_cursor_and_ends_with_its_first_short_one(
+        clean_db):
     res = clean_db
-    due = [make_payment(res, make_order(res), created_at=ago(hours=1)) for _ in range(5)]
+    # All due at the same instant: a cursor that excluded its last row's expires_at would
+    # skip the three left after the first batch.
+    expires_at = ago(minutes=5)
+    due = [make_payment(res, make_order(res), expires_at=expires_at) for _ in range(5)]
+    lanes = _Lanes.over_due_init(res, 1)
+    assert lanes is not None
     statements: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -99,16 +111,71 @@ def test_a_large_backlog_is_taken_in_batches_each_loop_ending_with_a_short_one(c
 
     event.listen(res.db.engine, "after_cursor_execute", count)
     try:
-        result = expire_stale_payments(res, batch_size=2)
+        tally = _expire_due_init(res, lanes, 0, 2, None)
     finally:
         event.remove(res.db.engine, "after_cursor_execute", count)
 
-    assert result["changed"] == 5 and result["batches"] == 3
+    assert tally.changed == 5 and tally.batches == 3
     assert {status_of(res, p) for p in due} == {"expired"}
     assert all(len(events_of(res, p)) == 1 for p in due)
-    # Two full batches, then one short batch per connection (the one of 1, and one of 0);
-    # stopping at an empty batch instead took one more whole-table scan per connection.
-    assert len(statements) == 2 + SWEEP_CONNECTIONS
+    # Two full batches and the short one of 1; stopping at an empty batch instead took one
+    # more scan of the lane.
+    assert len(statements) == 3
+
+
+def test_the_lanes_cut_the_backlog_by_expiry_time_and_take_a_row_on_a_boundary(clean_db):
+    res = clean_db
+    now = datetime.now(UTC)
+    oldest, middle, newest = (now - timedelta(hours=h) for h in (3, 2, 1))
+    payments = {at: make_payment(res, make_order(res), expires_at=at)
+                for at in (oldest, middle, newest)}
+    make_payment(res, make_order(res))  # not due: no lane reaches it
+    lanes = _Lanes.over_due_init(res, 2)
+    assert lanes is not None
+    first, second = lanes.lane(0), lanes.lane(1)
+    assert (first.cursor, first.end) == (oldest, middle)
+    assert (second.cursor, second.end) == (middle, None)  # the last lane runs up to now()
+
+    result = expire_stale_payments(res)
+
+    assert result["changed"] == 3
+    assert {status_of(res, p) for p in payments.values()} == {"expired"}
+
+
+def test_no_lanes_when_nothing_is_due(clean_db):
+    res = clean_db
+    make_payment(res, make_order(res))
+    assert _Lanes.over_due_init(res, SWEEP_CONNECTIONS) is None
+
+
+def test_a_loop_whose_lane_is_done_joins_the_next_open_lane_round_the_end():
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    lanes = _Lanes([_Lane(at, at + timedelta(hours=k + 1)) for k in range(3)])
+    first, second, third = (lanes.lane(k) for k in range(3))
+
+    assert lanes.advance(first, at + timedelta(minutes=5), short=False) is first
+    assert first.cursor == at + timedelta(minutes=5)
+    assert lanes.advance(first, at, short=False) is first  # a cursor never moves back
+    assert first.cursor == at + timedelta(minutes=5)
+    assert lanes.advance(second, None, short=True) is third  # done: the next open lane
+    assert lanes.advance(third, None, short=True) is first  # round the end
+    assert lanes.advance(first, None, short=True) is None  # all done: the loop ends
+    assert lanes.advance(second, None, short=False) is None  # a done lane stays done
+
+
+def test_a_backlog_in_one_lane_is_swept_by_every_loop_each_payment_once(clean_db):
+    res = clean_db
+    # One payment in the first lane, the rest at the end of the second: the loop that
+    # starts on the first lane runs out at once and joins the second.
+    lonely = make_payment(res, make_order(res), expires_at=ago(hours=2))
+    crowd = [make_payment(res, make_order(res), expires_at=ago(minutes=1, seconds=k))
+             for k in range(30)]
+
+    result = expire_stale_payments(res, batch_size=3)
+
+    assert result["changed"] == 31
+    assert {status_of(res, p) for p in [lonely, *crowd]} == {"expired"}
+    assert all(len(events_of(res, p)) == 1 for p in [lonely, *crowd])
 
 
 def test_a_payment_a_callback_holds_is_skipped_not_waited_for_and_its_success_stands(clean_db):
