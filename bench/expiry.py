@@ -81,7 +81,8 @@ and all calls count."""
 # What bounds the ratio, from a short profile (EXPLAIN (ANALYZE, BUFFERS, WAL) of single
 # batches, variants timed side by side); refresh it when the sweep's statement changes.
 PROFILE = """\
-Where the time goes (profiled 2026-12-01 on the machine below, mostly quiet: load about 1).
+Where the time goes (profiled 2026-12-01 in the first round, mostly quiet: load about 1; the
+figures below are that machine's, before the second round's changes).
 Variants ran alternately, whole sweeps at 1,000,000 and 200,000, judged by wall time and
 PostgreSQL CPU (the server's processes, from /proc), with perf (all processes), pg_stat_wal,
 statement durations from the server's log and wait events sampled from pg_stat_activity.
@@ -103,7 +104,23 @@ the rest mostly waiting on `BufferContent` (~10%) and `WALWrite` (~9%). The whol
 1,000,000 (perf, before this round's changes to the successes): the two sweep backends ~65% of
 the samples, the successes alongside ~25% (their Python 14%, their backend 11%), idle ~6%.
 
-Applied this round:
+Applied on 2026-12-01 evening (the second round):
+- Lanes (services/expiry._Lanes). Each sweep connection walks its own half of the due
+  payments' span of expires_at, in expires_at order from a cursor where its last batch stopped,
+  and joins the other lane when its own is done. Before, every batch of both connections
+  scanned ix_payments_due from its start: over the index entries of every payment expired
+  before it (dead, but walked again: quadratic in the backlog), and past the rows the other
+  connection had locked. At 1,000,000 without the successes: wall 33.2, 29.7 s against 35.8,
+  34.3 s; PostgreSQL CPU 59.7, 53.3 s against 63.9, 60.8 s (alternated). At 200,000 no
+  difference showed: the quadratic part is small there.
+- The successes alongside: a settlement's fixed statements (the two row locks, each move with
+  its history or audit row now in ONE statement, the merchant events) run as psycopg prepared
+  statements (adapters/prepared.py) instead of through SQLAlchemy's session, which cost ~0.4 ms
+  of Python each. Per success on this machine: Python 3.4-3.8 -> 1.05-1.16 ms, PostgreSQL
+  1.35-1.48 -> 1.01-1.16 ms (six statements instead of eight). Every single-path settlement,
+  refund and order change gains the same.
+
+Applied earlier the same day:
 - No foreign key on the audit row (migration 0012). It cost an index probe and a KEY SHARE lock
   per row, 3.3 us; a statement-level trigger now checks all of a statement's new rows in one
   anti-join (~0.8 us a row) and payments can no longer be deleted at all. PostgreSQL CPU at
@@ -119,12 +136,17 @@ Applied this round:
 - A sweep connection stops at its first short batch (its scan went round the whole table)
   instead of one more batch that finds nothing, which scanned the whole table again.
 
-Measured, full runs at 1,000,000 with the successes alongside: the code before this round 2.36,
-2.50 (this morning; 2.26, 2.36, 2.26 the evening before); after the changes to the audit row
-and the successes 2.12, 2.25, 2.20, then with the truncate 2.07, 2.08, 2.05; with the short
-batch 2.32, 2.25, 2.14 and 2.40, 2.24, 2.02 (the load average swung between 1.4 and 6 in those
-two) and 2.09, 2.18, 2.11 (the run in the table). Without the successes 1.96, 2.01. Run to run
-the same code moves by up to 15% here, more than the last two changes do.
+Measured, full runs at 1,000,000 with the successes alongside. The second round, on a machine
+about twice as slow as the first round's (the raw `UPDATE` takes 18-26 s against ~9 s): the
+code before it 2.11, 1.87 and, alternated with the lanes, 2.09, 1.76 (lanes 2.05, 1.96, with
+the successes' old statements); both changes together 1.52, 2.24, 1.68 (the run in the table:
+subject 36.8-41.2 s, the successes now keeping up with their 100/s, against 75/s before on this
+machine). The baseline alone moved between 18.4 and 25.9 s in that set, which is most of its
+spread. The first round: the code before it 2.36, 2.50 (2.26, 2.36, 2.26 the evening before);
+after the changes to the audit row and the successes 2.12, 2.25, 2.20, then with the truncate
+2.07, 2.08, 2.05; with the short batch 2.32, 2.25, 2.14 and 2.40, 2.24, 2.02 (the load average
+swung between 1.4 and 6 in those two) and 2.09, 2.18, 2.11. Without the successes 1.96, 2.01.
+Run to run the same code moves by up to 15% here, and the baseline as much as the subject.
 
 Tried, not kept (each alternated with the code of the day, at 1,000,000 with the successes
 unless said): batches of 5,000 and 10,000 (2.22 and 2.19 against 2.08 and 2.02); caches of 1,000
@@ -142,9 +164,9 @@ order's payments; the unique ones are constraints), events' (txid, id) is the fe
 payment_events' payment_id the audit trail's reads.
 
 What bounds the rest: the job does ~3x the raw `UPDATE`'s PostgreSQL work (three rows and their
-index entries per payment), spread over two connections that share the last pages they write,
-on two cores that the successes alongside (~0.3 cores at 100/s) and anyone else's load also
-take from."""
+index entries per payment), spread over two connections that still share the last pages of
+the tables they insert into, on two cores that the successes alongside (~0.2 cores at 100/s
+on this machine since the second round, ~0.5 before it) and anyone else's load also take from."""
 
 RAW_UPDATE = text("""
 UPDATE payments SET status = 'expired', updated_at = now()
@@ -318,9 +340,10 @@ class SuccessLoad:
 
     In a process of its own, as callbacks are applied in production: by worker processes
     other than the one whose task runs the sweep. Run as a thread of the sweep's process,
-    its ~2.5 ms of Python per callback held the GIL the sweep's two threads need between
-    their batches. `start` returns once its connection is open; `stop` collects what it
-    measured (lock waits, latencies, whether the live payments ran out, its error if any).
+    its Python per callback (~2.5 ms then; ~1 ms since the transitions run prepared) held
+    the GIL the sweep's two threads need between their batches. `start` returns once its
+    connection is open; `stop` collects what it measured (lock waits, latencies, whether the
+    live payments ran out, its error if any).
     """
 
     def __init__(self, settings: Settings, live: list[tuple[int, int]], rate: float) -> None:
