@@ -139,10 +139,11 @@ Applied earlier the same day:
 Measured, full runs at 1,000,000 with the successes alongside. The second round, on a machine
 about twice as slow as the first round's (the raw `UPDATE` takes 18-26 s against ~9 s): the
 code before it 2.11, 1.87 and, alternated with the lanes, 2.09, 1.76 (lanes 2.05, 1.96, with
-the successes' old statements); both changes together 1.52, 2.24, 1.68 (the run in the table:
-subject 36.8-41.2 s, the successes now keeping up with their 100/s, against 75/s before on this
-machine). The baseline alone moved between 18.4 and 25.9 s in that set, which is most of its
-spread. The first round: the code before it 2.36, 2.50 (2.26, 2.36, 2.26 the evening before);
+the successes' old statements); both changes together 1.52, 2.24, 1.68 (the baseline alone moved
+between 18.4 and 25.9 s in that set, most of its spread) and again 1.52, 1.60, 1.68 (the run in
+the table: subject 34.7-36.9 s, the successes now keeping up with their 100/s, against ~75/s
+before on this machine); at 100,000 1.62, 1.88, 1.25 against 2.20, 2.19, 2.22.
+The first round: the code before it 2.36, 2.50 (2.26, 2.36, 2.26 the evening before);
 after the changes to the audit row and the successes 2.12, 2.25, 2.20, then with the truncate
 2.07, 2.08, 2.05; with the short batch 2.32, 2.25, 2.14 and 2.40, 2.24, 2.02 (the load average
 swung between 1.4 and 6 in those two) and 2.09, 2.18, 2.11. Without the successes 1.96, 2.01.
