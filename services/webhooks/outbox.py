@@ -130,6 +130,7 @@ def record_events(session: Session, event_type: EventType, object_ids: Sequence[
         params["ids"] = list(object_ids)
     if notification is not None:
         params["notification"] = notification
+    session.flush()  # as session.execute would (autoflush): this statement bypasses it
     delivery_ids = fetch_one(session.connection(), statement, params) or []
     defer_deliveries(session, delivery_ids)
     return len(delivery_ids)

@@ -7,7 +7,7 @@ written into the SQL by name, so what they accept is checked here.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from adapters.resources import Resources
 from domain.models import Order, OrderStatusHistory, Payment, PaymentEvent
@@ -97,3 +97,23 @@ def test_an_sql_expression_or_a_column_payments_lacks_is_refused_and_nothing_mov
         assert uow.session.execute(select(Payment.status).where(Payment.id == payment_id)
                                    ).scalar_one() == "init"
     assert _audit(res, payment_id) == []
+
+
+
+def test_a_change_pending_in_the_session_is_flushed_before_the_move(clean_db):
+    """The moves bypass the session; they flush it first, as session.execute would, so the
+    database sees the caller's changes in the order the caller made them."""
+    res = clean_db
+    payment_id = make_payment(res, make_order(res))
+    with res.uow() as uow:
+        payment = uow.session.get(Payment, payment_id)
+        assert payment is not None
+        payment.needs_review = True  # pending in the session: no UPDATE sent yet
+        transition_payment(uow.session, payment_id, PaymentStatus.CANCELLED, actor="test",
+                           event="payment_cancelled")
+        # Asked on the connection itself, which does not flush: it was sent already.
+        flagged = uow.session.connection().execute(
+            text("SELECT needs_review FROM payments WHERE id = :id"), {"id": payment_id}
+        ).scalar_one()
+        uow.commit()
+    assert flagged is True
