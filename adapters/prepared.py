@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from psycopg.rows import args_row
 from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
@@ -34,6 +35,14 @@ class Prepared(Generic[T]):
     def __init__(self, sql: str, row_class: Callable[..., T]) -> None:
         self.sql = sql
         self.row_factory = args_row(row_class)
+
+
+def flushed_connection(session: Session) -> Connection:
+    """The session's connection, its pending ORM changes flushed first, as session.execute
+    would do (autoflush), for statements run here past the session. Free when nothing is
+    pending."""
+    session.flush()
+    return session.connection()
 
 
 def fetch_one(conn: Connection, statement: Prepared[T], params: Mapping[str, Any]) -> T | None:

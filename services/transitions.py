@@ -12,11 +12,11 @@ from functools import lru_cache
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import ClauseElement, Connection, func, select
+from sqlalchemy import ClauseElement, func, select
 from sqlalchemy.orm import Session
 
 from adapters.metrics import count_payment_moved
-from adapters.prepared import Prepared, fetch_one
+from adapters.prepared import Prepared, fetch_one, flushed_connection
 from domain.models import Payment
 from domain.statuses import (
     ORDER_TRANSITIONS,
@@ -59,19 +59,12 @@ _MOVE_ORDER = Prepared("""
 """, int)
 
 
-def _connection(session: Session) -> Connection:
-    """The session's connection, with its pending ORM changes flushed first, as
-    session.execute would do (autoflush): these statements bypass the session."""
-    session.flush()  # nothing to do, and next to free, when nothing is pending
-    return session.connection()
-
-
 def lock_order_status(session: Session, order_id: int) -> OrderStatus | None:
-    return fetch_one(_connection(session), _LOCK_ORDER, {"id": order_id})
+    return fetch_one(flushed_connection(session), _LOCK_ORDER, {"id": order_id})
 
 
 def lock_payment_status(session: Session, payment_id: int) -> PaymentStatus | None:
-    return fetch_one(_connection(session), _LOCK_PAYMENT, {"id": payment_id})
+    return fetch_one(flushed_connection(session), _LOCK_PAYMENT, {"id": payment_id})
 
 
 def transition_order(session: Session, order_id: int, to: OrderStatus, *, actor: str,
@@ -92,7 +85,7 @@ def transition_order(session: Session, order_id: int, to: OrderStatus, *, actor:
         if strict:
             check_order_transition(current, to)
         return None
-    changed = fetch_one(_connection(session), _MOVE_ORDER, {
+    changed = fetch_one(flushed_connection(session), _MOVE_ORDER, {
         "order_id": order_id, "from_status": current.value, "to_status": to.value,
         "reason": reason, "actor": actor})
     if changed is None:  # unreachable while we hold the row lock; kept as the CAS guard
@@ -123,7 +116,7 @@ def transition_payment(session: Session, payment_id: int, to: PaymentStatus, *, 
     values = dict(values or {})
     if any(isinstance(value, ClauseElement) for value in values.values()):
         raise TypeError("transition_payment's values are values or NOW, not SQL expressions")
-    changed = fetch_one(_connection(session), _move_payment(tuple(sorted(
+    changed = fetch_one(flushed_connection(session), _move_payment(tuple(sorted(
         (column, value is NOW) for column, value in values.items()))), {
         **{f"v_{column}": value for column, value in values.items() if value is not NOW},
         "payment_id": payment_id, "from_status": current.value, "to_status": to.value,

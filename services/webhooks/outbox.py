@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Session
 
 from adapters.db import defer_task
-from adapters.prepared import Prepared, fetch_one
+from adapters.prepared import Prepared, fetch_one, flushed_connection
 from domain.webhook_models import CURRENT_TXID_SQL, Event, WebhookDelivery, WebhookEndpoint
 from domain.webhooks import ALL_EVENTS, NOTIFICATION_TYPES, EventType
 from services.webhooks.views import (
@@ -130,8 +130,7 @@ def record_events(session: Session, event_type: EventType, object_ids: Sequence[
         params["ids"] = list(object_ids)
     if notification is not None:
         params["notification"] = notification
-    session.flush()  # as session.execute would (autoflush): this statement bypasses it
-    delivery_ids = fetch_one(session.connection(), statement, params) or []
+    delivery_ids = fetch_one(flushed_connection(session), statement, params) or []
     defer_deliveries(session, delivery_ids)
     return len(delivery_ids)
 
